@@ -1,0 +1,114 @@
+"""Flask app factory: routes only. Every view is a thin shell around CdsService / FeedbackStore."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from .config import Settings
+from .feedback import FeedbackStore
+from .fhir.client import FhirFetcher
+from .protocol.errors import ProtocolError, operation_outcome
+from .protocol.schemas import validate
+from .service import CdsService
+
+log = logging.getLogger("cds_service")
+JSON_TYPES = ("application/json", "application/fhir+json")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    fetcher = FhirFetcher(
+        settings.fhir_timeout_seconds,
+        settings.fhir_deadline_seconds,
+        settings.fhir_max_pages,
+        settings.fhir_max_response_bytes,
+    )
+    service = CdsService(settings, fetcher)
+    store = FeedbackStore(settings.effective_store_url)
+    app.extensions["cds_service"] = service
+    app.extensions["feedback_store"] = store
+
+    @app.get("/cds-services")
+    def discovery() -> Response:
+        return _json(service.describe())
+
+    @app.post("/cds-services/<service_id>")
+    def call_service(service_id: str) -> Response:
+        body, _rules = service.call(service_id, _json_body())
+        return _json(body)
+
+    @app.post("/cds-services/<service_id>/feedback")
+    def feedback(service_id: str) -> Response:
+        if service_id not in service.service_ids:
+            raise ProtocolError(404, None, f"no CDS service with id '{service_id}'")
+        body = _json_body()
+        validate("feedback", body)
+        stored = store.add(service_id, body["feedback"])
+        return _json({"received": len(body["feedback"]), "stored": stored})
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        try:
+            store.ping()
+        except Exception as exc:  # any driver error means "not ready", never a 500
+            log.warning("readiness: feedback store unreachable (%s)", type(exc).__name__)
+            return _json({"status": "unavailable", "store": "unreachable"}, 503)
+        return _json({"status": "ok", "rules": len(service.knowledge.rules), "store": "ok"})
+
+    @app.errorhandler(ProtocolError)
+    def protocol_error(exc: ProtocolError) -> Response:
+        return _json(exc.body(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        return _json(operation_outcome(exc.code or 500, exc.description or exc.name), exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _json(operation_outcome(500, "internal error; it has been logged"), 500)
+
+    @app.after_request
+    def cors(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        allowed = settings.cors_allowed_origins
+        if "*" in allowed:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin in allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-Id"
+        response.headers["Access-Control-Max-Age"] = "600"
+        return response
+
+    return app
+
+
+def _json_body() -> Any:
+    mimetype = request.mimetype or ""
+    if mimetype not in JSON_TYPES:
+        raise ProtocolError(415, None, f"Content-Type must be application/json, got '{mimetype or 'none'}'")
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        detail = (
+            f" ({exc.msg} at line {exc.lineno} column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        )
+        raise ProtocolError(400, None, f"body is not valid JSON{detail}") from None
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")

@@ -1,0 +1,106 @@
+"""Findings -> CDS Hooks 2.0 cards: uuid, summary < 140 characters, Markdown detail, source with the
+rule id as topic, suggestions with uuids and selectionBehavior, overrideReasons with display, links."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from ..clinical.findings import Finding, SuggestedAction
+from ..knowledge.model import Knowledge
+from ..record.model import PatientRecord
+from .resources import lab_service_request
+
+SUMMARY_LIMIT = 139
+
+
+class CardBuilder:
+    def __init__(
+        self, knowledge: Knowledge, topic_system: str, source_label: str, source_url: str | None = None
+    ) -> None:
+        self.knowledge = knowledge
+        self.topic_system = topic_system
+        self.source_label = source_label
+        self.source_url = source_url
+
+    def card(self, finding: Finding, record: PatientRecord) -> dict[str, Any]:
+        spec = self.knowledge.rule(finding.rule_id)
+        source: dict[str, Any] = {
+            "label": self.source_label,
+            "topic": {"system": self.topic_system, "code": finding.rule_id, "display": spec.title},
+        }
+        if self.source_url:
+            source["url"] = self.source_url
+        card: dict[str, Any] = {
+            "uuid": str(uuid.uuid4()),
+            "summary": fit_summary(finding.summary),
+            "indicator": finding.indicator,
+            "detail": self.detail(finding),
+            "source": source,
+        }
+        suggestions = [self.suggestion(s, finding, record) for s in finding.suggestions]
+        if suggestions:
+            card["suggestions"] = suggestions
+            card["selectionBehavior"] = "at-most-one" if len(suggestions) == 1 else "any"
+        if finding.override_reasons:
+            card["overrideReasons"] = [
+                {
+                    "code": code,
+                    "system": self.knowledge.override_reason_system,
+                    "display": self.knowledge.override_reasons[code],
+                }
+                for code in finding.override_reasons
+            ]
+        links = self.links(finding)
+        if links:
+            card["links"] = links
+        return card
+
+    def detail(self, finding: Finding) -> str:
+        found = "\n".join(f"- {line}" for line in finding.found)
+        cited = []
+        for i, sid in enumerate(finding.sources, start=1):
+            src = self.knowledge.sources[sid]
+            cited.append(f"{i}. {src.citation} ({src.status})")
+        return (
+            f"**What was found**\n{found}\n\n"
+            f"**Why it matters**\n{finding.why}\n\n"
+            f"**What to do**\n{finding.action}\n\n"
+            f"**Evidence:** {finding.evidence} (rule `{finding.rule_id}`)\n" + "\n".join(cited)
+        )
+
+    def suggestion(self, action: SuggestedAction, finding: Finding, record: PatientRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": action.label[:200], "uuid": str(uuid.uuid4())}
+        if action.recommended:
+            out["isRecommended"] = True
+        if action.kind == "remove-order" and action.order is not None:
+            out["actions"] = [
+                {
+                    "type": "delete",
+                    "description": f"Remove {action.order.reference}",
+                    "resourceId": action.order.reference,
+                }
+            ]
+        elif action.kind == "order-lab" and action.lab and action.due:
+            resource = lab_service_request(action.lab, action.due, record, f"{finding.rule_id}: {finding.summary}")
+            out["actions"] = [{"type": "create", "description": action.label[:200], "resource": resource}]
+        return out
+
+    def links(self, finding: Finding) -> list[dict[str, str]]:
+        links, seen = [], set()
+        for sid in finding.sources:
+            src = self.knowledge.sources[sid]
+            if src.url and src.url not in seen:
+                seen.add(src.url)
+                links.append({"label": _short(src.citation), "url": src.url, "type": "absolute"})
+        return links
+
+
+def fit_summary(text: str) -> str:
+    """CDS Hooks asks for < 140 characters: shorten the longest part (the drug name) with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1].rstrip() + "…"
+
+
+def _short(citation: str) -> str:
+    return citation if len(citation) <= 90 else citation[:89].rstrip() + "…"

@@ -1,0 +1,39 @@
+"""FHIR resources carried by suggestions, checked against R4B with fhir.resources before they leave."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from ..record.model import PatientRecord
+
+LOINC = "http://loinc.org"
+# The lab each suggestion orders (LOINC codes from shared/reference/terminology.md, VERIFIED).
+LAB_ORDER_CODES = {
+    "magnesium": ("19123-9", "Magnesium [Mass/volume] in Serum or Plasma"),
+    "creatinine": ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma"),
+    "potassium": ("2823-3", "Potassium [Moles/volume] in Serum or Plasma"),
+    "calcium": ("17861-6", "Calcium [Mass/volume] in Serum or Plasma"),
+}
+
+
+def lab_service_request(analyte: str, due: datetime, record: PatientRecord, reason: str) -> dict[str, Any]:
+    code, display = LAB_ORDER_CODES[analyte]
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "code": {"coding": [{"system": LOINC, "code": code, "display": display}], "text": display},
+        "subject": {"reference": f"Patient/{record.patient_id}"},
+        "occurrenceDateTime": due.isoformat(timespec="seconds"),
+        "authoredOn": record.now.isoformat(timespec="seconds"),
+        "reasonCode": [{"text": reason[:200]}],
+    }
+    if record.encounter_id:
+        resource["encounter"] = {"reference": f"Encounter/{record.encounter_id}"}
+    if record.user_id and record.user_id.split("/", 1)[0] in ("Practitioner", "PractitionerRole"):
+        resource["requester"] = {"reference": record.user_id}
+    ServiceRequest.model_validate(resource)  # raises if we ever build invalid R4
+    return resource

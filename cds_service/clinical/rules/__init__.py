@@ -1,0 +1,1 @@
+"""Rule families: one module each, pure functions of a RuleContext."""

@@ -1,0 +1,33 @@
+"""mg-high and mg-low: the latest serum magnesium within its lookback, the lab's own range first."""
+
+from __future__ import annotations
+
+from ..context import RuleContext
+from ..findings import Finding
+
+
+def evaluate(ctx: RuleContext) -> list[Finding]:
+    lookback = ctx.knowledge.lab_lookbacks["magnesium_days"].value
+    mg = ctx.record.latest("magnesium", lookback)
+    if mg is None or not mg.usable:
+        return []
+    high = mg.ref_high if mg.ref_high is not None else ctx.knowledge.rule("mg-high").value("upper_limit")
+    low = mg.ref_low if mg.ref_low is not None else ctx.knowledge.rule("mg-low").value("lower_limit")
+    limit_source = (
+        "the lab's reference range" if mg.ref_high is not None or mg.ref_low is not None else "the service default"
+    )
+    is_high = mg.value > high and mg.comparator not in ("<", "<=")
+    is_low = mg.value < low and mg.comparator not in (">", ">=")
+    if not (is_high or is_low):
+        return []
+    rule_id = "mg-high" if is_high else "mg-low"
+    limit = high if is_high else low
+    shown_value = f"{mg.comparator or ''}{mg.value:.2g}" if mg.value < 10 else f"{mg.value:.0f}"
+    found = (
+        f"Serum magnesium **{mg.shown()}** = {mg.value:.2f} mg/dL",
+        f"{'Upper' if is_high else 'Lower'} limit {limit:.2f} mg/dL from {limit_source}",
+    )
+    return [
+        ctx.finding(rule_id, order, match, found=found, value=shown_value, unit="mg/dL")
+        for order, match in ctx.magnesium_orders
+    ]

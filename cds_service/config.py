@@ -1,0 +1,184 @@
+"""Service configuration: one YAML file (--config or CDS_SERVICE_CONFIG), env overrides for secrets.
+
+Defaults are embedded, so `cds-service serve` runs with no file at all. Every key is checked at
+start; a wrong one stops the service with a message that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .knowledge import Knowledge, KnowledgeError, load_knowledge
+
+TOP_LEVEL_KEYS = {
+    "data_dir",
+    "store_url",
+    "log_level",
+    "limits",
+    "fhir",
+    "cors",
+    "cards",
+    "rules",
+    "renal_function",
+    "lab_lookbacks",
+}
+ENV_OVERRIDES = {
+    "CDS_SERVICE_DATA_DIR": "data_dir",
+    "CDS_SERVICE_STORE_URL": "store_url",
+    "CDS_SERVICE_LOG_LEVEL": "log_level",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class FhirServerAccess:
+    """A FHIR server this service may call; the access token goes only here."""
+
+    base_url: str
+    allow_without_token: bool = False
+    allow_http: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("data")
+    store_url: str | None = None
+    log_level: str = "INFO"
+    max_body_bytes: int = 5_000_000
+    fhir_servers: tuple[FhirServerAccess, ...] = ()
+    fhir_timeout_seconds: float = 2.0
+    fhir_deadline_seconds: float = 3.0
+    fhir_max_pages: int = 3
+    fhir_max_response_bytes: int = 20_000_000
+    cors_allowed_origins: tuple[str, ...] = ("*",)
+    card_topic_system: str = "urn:mg-cds:rules"
+    card_source_label: str = "Magnesium product safety (mg-cds)"
+    card_source_url: str | None = None
+    now: datetime | None = None
+    knowledge_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def effective_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{(self.data_dir / 'feedback.sqlite3').resolve()}"
+
+    def fhir_server(self, base_url: str) -> FhirServerAccess | None:
+        wanted = base_url.rstrip("/")
+        return next((s for s in self.fhir_servers if s.base_url == wanted), None)
+
+    def knowledge(self) -> Knowledge:
+        try:
+            return load_knowledge(self.knowledge_overrides)
+        except KnowledgeError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+def load_settings(
+    path: str | os.PathLike | None = None, now: datetime | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("CDS_SERVICE_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: cannot read ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: not valid YAML ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path}: must be a mapping of keys")
+    for env, key in ENV_OVERRIDES.items():
+        if environ.get(env):
+            raw[key] = environ[env]
+    return settings_from_mapping(raw, now=now)
+
+
+def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -> Settings:
+    unknown = set(raw) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(f"config: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    limits, fhir, cors, cards = (_section(raw, k) for k in ("limits", "fhir", "cors", "cards"))
+    _only(limits, "limits", {"max_body_bytes"})
+    _only(fhir, "fhir", {"servers", "timeout_seconds", "deadline_seconds", "max_pages", "max_response_bytes"})
+    _only(cors, "cors", {"allowed_origins"})
+    _only(cards, "cards", {"topic_system", "source_label", "source_url"})
+    log_level = str(raw.get("log_level", "INFO")).upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("config: log_level must be DEBUG, INFO, WARNING or ERROR")
+    settings = Settings(
+        data_dir=Path(str(raw.get("data_dir", "data"))),
+        store_url=_opt_str(raw, "store_url"),
+        log_level=log_level,
+        max_body_bytes=_int(limits, "limits.max_body_bytes", 5_000_000, 1_000, 100_000_000),
+        fhir_servers=tuple(_server(s, i) for i, s in enumerate(fhir.get("servers") or [])),
+        fhir_timeout_seconds=_float(fhir, "fhir.timeout_seconds", 2.0, 0.05, 60),
+        fhir_deadline_seconds=_float(fhir, "fhir.deadline_seconds", 3.0, 0.05, 120),
+        fhir_max_pages=_int(fhir, "fhir.max_pages", 3, 1, 50),
+        fhir_max_response_bytes=_int(fhir, "fhir.max_response_bytes", 20_000_000, 10_000, 500_000_000),
+        cors_allowed_origins=tuple(str(o) for o in (cors.get("allowed_origins") or ["*"])),
+        card_topic_system=str(cards.get("topic_system", "urn:mg-cds:rules")),
+        card_source_label=str(cards.get("source_label", "Magnesium product safety (mg-cds)")),
+        card_source_url=_opt_str(cards, "source_url"),
+        now=now,
+        knowledge_overrides={k: raw[k] for k in ("rules", "renal_function", "lab_lookbacks") if k in raw},
+    )
+    settings.knowledge()  # fail at start, naming the key, not at the first request
+    return settings
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config: {key} must be a mapping")
+    return value
+
+
+def _only(section: Mapping[str, Any], name: str, allowed: set[str]) -> None:
+    unknown = set(section) - allowed
+    if unknown:
+        raise ConfigError(f"config: {name}.{sorted(unknown)[0]}: unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def _opt_str(section: Mapping[str, Any], key: str) -> str | None:
+    value = section.get(key)
+    return None if value in (None, "") else str(value)
+
+
+def _float(section: Mapping[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = section.get(key.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ConfigError(f"config: {key} must be a number from {low} to {high}, got {value!r}")
+    return float(value)
+
+
+def _int(section: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = section.get(key.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"config: {key} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _server(row: Any, i: int) -> FhirServerAccess:
+    where = f"fhir.servers[{i}]"
+    if not isinstance(row, Mapping) or not isinstance(row.get("base_url"), str):
+        raise ConfigError(f"config: {where}.base_url: required")
+    _only(row, where, {"base_url", "allow_without_token", "allow_http"})
+    base = row["base_url"].rstrip("/")
+    parts = urlsplit(base)
+    allow_http = bool(row.get("allow_http", False))
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ConfigError(f"config: {where}.base_url: must be an absolute http(s) URL")
+    if parts.scheme == "http" and not allow_http:
+        raise ConfigError(f"config: {where}.base_url: https required (set allow_http: true for development only)")
+    return FhirServerAccess(base, bool(row.get("allow_without_token", False)), allow_http)

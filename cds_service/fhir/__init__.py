@@ -1,0 +1,1 @@
+"""Getting data: prefetch resolution and the FHIR client for what is missing."""

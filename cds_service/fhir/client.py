@@ -1,0 +1,132 @@
+"""Fetch prefetch queries from the EHR's FHIR server: in parallel, each call with a timeout, all of
+them within one deadline, bounded paging that never leaves the allow-listed base URL, and no
+redirects. The access token is sent only to that base URL and is never logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class FetchResult:
+    key: str
+    resources: list[Mapping[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class FhirFetcher:
+    """One per app; owns the thread pool the parallel queries run on."""
+
+    def __init__(self, timeout: float, deadline: float, max_pages: int, max_bytes: int, workers: int = 32) -> None:
+        self.timeout = timeout
+        self.deadline = deadline
+        self.max_pages = max_pages
+        self.max_bytes = max_bytes
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir-fetch")
+
+    def fetch_all(self, base_url: str, queries: Mapping[str, str], token: str | None) -> dict[str, FetchResult]:
+        started = time.monotonic()
+        session = requests.Session()
+        session.headers["Accept"] = "application/fhir+json, application/json"
+        if token:
+            session.headers["Authorization"] = f"Bearer {token}"
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(4, len(queries)))
+        session.mount(base_url, adapter)
+        futures = {
+            self._pool.submit(self._fetch_one, session, base_url, key, query, started): key
+            for key, query in queries.items()
+        }
+        done, _ = wait(futures, timeout=self.deadline)
+        results = {}
+        for future, key in futures.items():
+            if future in done:
+                results[key] = future.result()
+            else:
+                future.cancel()
+                results[key] = FetchResult(key, error=f"no answer within the {self.deadline:g} s deadline")
+        session.close()
+        return results
+
+    def _fetch_one(self, session: requests.Session, base: str, key: str, query: str, started: float) -> FetchResult:
+        result = FetchResult(key)
+        url: str | None = f"{base}/{query}"
+        try:
+            for _page in range(self.max_pages):
+                remaining = self.deadline - (time.monotonic() - started)
+                if remaining <= 0:
+                    result.error = "deadline reached while paging"
+                    break
+                body = self._get_json(session, url, min(self.timeout, remaining))
+                if body.get("resourceType") == "OperationOutcome":
+                    result.error = "the FHIR server answered with an OperationOutcome"
+                    break
+                if body.get("resourceType") != "Bundle":
+                    result.resources.append(body)
+                    break
+                result.resources.extend(
+                    e["resource"]
+                    for e in body.get("entry") or ()
+                    if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
+                )
+                url = _next_link(body)
+                if url is None:
+                    break
+                if not url.startswith(base + "/") and not url.startswith(base + "?"):
+                    result.error = "a paging link pointed outside the allow-listed server and was not followed"
+                    break
+        except FetchError as exc:
+            result.error = str(exc)
+        result.seconds = time.monotonic() - started
+        log.debug(
+            "fhir fetch key=%s resources=%d seconds=%.3f error=%s",
+            key,
+            len(result.resources),
+            result.seconds,
+            result.error,
+        )
+        return result
+
+    def _get_json(self, session: requests.Session, url: str, timeout: float) -> dict[str, Any]:
+        try:
+            with session.get(url, timeout=timeout, allow_redirects=False, stream=True) as response:
+                if response.status_code != 200:
+                    raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
+                chunks, size = [], 0
+                for chunk in response.iter_content(65536):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise FetchError(f"the FHIR server's answer was larger than {self.max_bytes} bytes")
+                    chunks.append(chunk)
+        except requests.Timeout as exc:
+            raise FetchError(f"the FHIR server did not answer within {timeout:.2g} s") from exc
+        except requests.RequestException as exc:
+            raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})") from exc
+        try:
+            body = json.loads(b"".join(chunks))
+        except (ValueError, RecursionError) as exc:
+            raise FetchError("the FHIR server's answer was not JSON") from exc
+        if not isinstance(body, dict):
+            raise FetchError("the FHIR server's answer was not a FHIR resource")
+        return body
+
+
+class FetchError(Exception):
+    pass
+
+
+def _next_link(bundle: Mapping[str, Any]) -> str | None:
+    for link in bundle.get("link") or ():
+        if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None

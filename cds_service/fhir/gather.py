@@ -1,0 +1,101 @@
+"""Prefetch first; fetch each missing key from the allow-listed FHIR server; 412 when data the
+rules need cannot be had at all (CDS Hooks 2.0). Null means "no data" (not fetched again);
+an OperationOutcome is an error for that key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..config import Settings
+from ..protocol.errors import ProtocolError
+from ..protocol.request import HookRequest
+from ..record.model import DataGap
+from .client import FhirFetcher
+from .templates import resolve
+
+# What each prefetch key provides, for messages on cards ("renal labs could not be retrieved").
+TOPICS = {
+    "magnesium": "magnesium",
+    "renal": "renal",
+    "weight": "weight",
+    "height": "height",
+    "electrolytes": "electrolytes",
+    "patient": "patient",
+    "conditions": "conditions",
+    "medicationRequests": "medications",
+    "medicationStatements": "medications",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GatheredData:
+    resources: tuple[Mapping[str, Any], ...]
+    gaps: tuple[DataGap, ...]
+    fetched_keys: tuple[str, ...]
+
+
+def gather(
+    request: HookRequest, templates: Mapping[str, str], settings: Settings, fetcher: FhirFetcher | None
+) -> GatheredData:
+    resources: list[Mapping[str, Any]] = []
+    gaps: list[DataGap] = []
+    to_fetch: dict[str, str] = {}
+    for key, template in templates.items():
+        query = resolve(template, request)
+        if query is None:
+            continue
+        if key in request.prefetch:
+            value = request.prefetch[key]
+            if value is None:
+                continue
+            if value.get("resourceType") == "OperationOutcome":
+                to_fetch[key] = query
+                continue
+            resources.extend(_resources_of(value))
+        else:
+            to_fetch[key] = query
+    if to_fetch:
+        base, token = _fetch_target(request, settings, to_fetch)
+        results = fetcher.fetch_all(base, to_fetch, token) if fetcher else {}
+        for key in to_fetch:
+            result = results.get(key)
+            if result is None or result.error:
+                reason = result.error if result else "not fetched"
+                gaps.append(DataGap(TOPICS.get(key, key), reason))
+            else:
+                resources.extend(result.resources)
+    return GatheredData(tuple(resources), tuple(gaps), tuple(to_fetch))
+
+
+def _fetch_target(request: HookRequest, settings: Settings, keys: Mapping[str, str]) -> tuple[str, str | None]:
+    """The allow-listed base URL and token to fetch with, or 412 saying why data cannot be had."""
+    missing = ", ".join(sorted(keys))
+    if not request.fhir_server:
+        raise ProtocolError(412, "prefetch", f"prefetch keys missing ({missing}) and no fhirServer to fetch them from")
+    access = settings.fhir_server(request.fhir_server)
+    if access is None:
+        raise ProtocolError(
+            412, "fhirServer", f"prefetch keys missing ({missing}); fhirServer is not on this service's allow-list"
+        )
+    if urlsplit(access.base_url).scheme != "https" and not access.allow_http:
+        raise ProtocolError(412, "fhirServer", "fhirServer must use https")
+    if not request.access_token and not access.allow_without_token:
+        raise ProtocolError(
+            412,
+            "fhirAuthorization",
+            f"prefetch keys missing ({missing}) and no fhirAuthorization access token to fetch them",
+        )
+    return access.base_url, request.access_token
+
+
+def _resources_of(value: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    if value.get("resourceType") == "Bundle":
+        return [
+            e["resource"]
+            for e in value.get("entry") or ()
+            if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
+        ]
+    return [value]

@@ -1,0 +1,252 @@
+"""Load and validate the knowledge tables; apply a site's overrides.
+
+Validation happens once at start-up so that a broken table or config stops the service with a
+message naming the file and key, instead of producing wrong cards later.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from .model import (
+    Analyte,
+    ConditionSet,
+    Knowledge,
+    MagnesiumTables,
+    Parameter,
+    RuleSpec,
+    Salt,
+    Source,
+)
+
+TABLE_FILES = ("sources.yaml", "labs.yaml", "magnesium.yaml", "conditions.yaml", "rules.yaml")
+EVIDENCE_GRADES = frozenset({"high", "moderate", "low", "expert-opinion"})
+SOURCE_STATUSES = frozenset({"VERIFIED", "SECONDARY", "POLICY", "UNVERIFIED"})
+INDICATORS = frozenset({"info", "warning", "critical"})
+
+
+class KnowledgeError(ValueError):
+    """A knowledge table or a site override is invalid; the message names the key."""
+
+
+def read_tables() -> dict[str, Any]:
+    """The raw YAML tables shipped with the package, keyed by file name."""
+    folder = resources.files("cds_service.knowledge")
+    return {name: yaml.safe_load(folder.joinpath(name).read_text(encoding="utf-8")) for name in TABLE_FILES}
+
+
+def load_knowledge(overrides: Mapping[str, Any] | None = None) -> Knowledge:
+    """Validated knowledge with a site's `rules`, `renal_function` and `lab_lookbacks` overrides applied."""
+    tables = read_tables()
+    if overrides:
+        tables["rules.yaml"] = apply_overrides(tables["rules.yaml"], overrides)
+    return build_knowledge(tables)
+
+
+def apply_overrides(rules_table: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of rules.yaml with site overrides merged in; unknown keys are errors."""
+    merged = copy.deepcopy(rules_table)
+    for section in ("renal_function", "lab_lookbacks"):
+        for name, value in (overrides.get(section) or {}).items():
+            where = f"config: {section}.{name}"
+            if name not in merged[section]:
+                raise KnowledgeError(f"{where}: unknown parameter (known: {', '.join(sorted(merged[section]))})")
+            merged[section][name]["value"] = _number(value, where)
+    for rule_id, change in (overrides.get("rules") or {}).items():
+        where = f"config: rules.{rule_id}"
+        if rule_id not in merged["rules"]:
+            raise KnowledgeError(f"{where}: unknown rule id")
+        if not isinstance(change, Mapping):
+            raise KnowledgeError(f"{where}: must be a mapping with 'enabled' and/or 'parameters'")
+        unknown = set(change) - {"enabled", "parameters"}
+        if unknown:
+            raise KnowledgeError(f"{where}.{sorted(unknown)[0]}: unknown key (use 'enabled' or 'parameters')")
+        if "enabled" in change:
+            if not isinstance(change["enabled"], bool):
+                raise KnowledgeError(f"{where}.enabled: must be true or false")
+            merged["rules"][rule_id]["enabled"] = change["enabled"]
+        params = merged["rules"][rule_id].get("parameters") or {}
+        for name, value in (change.get("parameters") or {}).items():
+            if name not in params:
+                raise KnowledgeError(f"{where}.parameters.{name}: unknown parameter")
+            params[name]["value"] = _number(value, f"{where}.parameters.{name}")
+    return merged
+
+
+def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
+    sources = _sources(tables["sources.yaml"])
+    labs = tables["labs.yaml"]
+    aliases = {str(k).lower().replace(" ", ""): str(v) for k, v in labs["units"]["aliases"].items()}
+    analytes = {name: _analyte(name, row, sources) for name, row in labs["analytes"].items()}
+    loinc_to_analyte: dict[str, str] = {}
+    for analyte in analytes.values():
+        for code in analyte.codes:
+            if code in loinc_to_analyte:
+                raise KnowledgeError(f"labs.yaml: LOINC {code} listed under two analytes")
+            loinc_to_analyte[code] = analyte.name
+    rules_table = tables["rules.yaml"]
+    override_reasons = {str(k): str(v) for k, v in rules_table["override_reasons"]["codes"].items()}
+    rules = {rid: _rule(rid, row, sources, override_reasons) for rid, row in rules_table["rules"].items()}
+    knowledge = Knowledge(
+        sources=sources,
+        unit_aliases=aliases,
+        analytes=analytes,
+        loinc_to_analyte=loinc_to_analyte,
+        magnesium=_magnesium(tables["magnesium.yaml"], sources),
+        conditions=_conditions(tables["conditions.yaml"], sources),
+        renal_function=_parameters("rules.yaml: renal_function", rules_table["renal_function"], sources),
+        lab_lookbacks=_parameters("rules.yaml: lab_lookbacks", rules_table["lab_lookbacks"], sources),
+        override_reason_system=str(rules_table["override_reasons"]["system"]),
+        override_reasons=override_reasons,
+        rules=rules,
+    )
+    _check_renal_tiers(knowledge)
+    return knowledge
+
+
+def _sources(table: Mapping[str, Any]) -> dict[str, Source]:
+    out = {}
+    for sid, row in table["sources"].items():
+        where = f"sources.yaml: {sid}"
+        if not row.get("citation"):
+            raise KnowledgeError(f"{where}.citation: missing")
+        if row.get("status") not in SOURCE_STATUSES:
+            raise KnowledgeError(f"{where}.status: must be one of {sorted(SOURCE_STATUSES)}")
+        url = row.get("url")
+        if url is not None and not str(url).startswith("https://"):
+            raise KnowledgeError(f"{where}.url: must be an absolute https URL")
+        out[sid] = Source(id=sid, citation=row["citation"], status=row["status"], url=url, note=row.get("note"))
+    return out
+
+
+def _cited(where: str, ids: Any, sources: Mapping[str, Source]) -> tuple[str, ...]:
+    if isinstance(ids, str):
+        ids = [ids]
+    if not ids:
+        raise KnowledgeError(f"{where}: source missing")
+    for sid in ids:
+        if sid not in sources:
+            raise KnowledgeError(f"{where}: unknown source id '{sid}'")
+    return tuple(ids)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise KnowledgeError(f"{where}: must be a number, got {value!r}")
+    if value < 0:
+        raise KnowledgeError(f"{where}: must not be negative")
+    return float(value)
+
+
+def _parameters(where: str, table: Mapping[str, Any] | None, sources: Mapping[str, Source]) -> dict[str, Parameter]:
+    out = {}
+    for name, row in (table or {}).items():
+        here = f"{where}.{name}"
+        if not isinstance(row, Mapping):
+            raise KnowledgeError(f"{here}: must be a mapping with value, unit, source, evidence")
+        if row.get("evidence") not in EVIDENCE_GRADES:
+            raise KnowledgeError(f"{here}.evidence: must be one of {sorted(EVIDENCE_GRADES)}")
+        out[name] = Parameter(
+            name=name,
+            value=_number(row.get("value"), f"{here}.value"),
+            unit=str(row.get("unit", "")),
+            sources=_cited(f"{here}.source", row.get("source"), sources),
+            evidence=row["evidence"],
+            note=row.get("note"),
+        )
+    return out
+
+
+def _analyte(name: str, row: Mapping[str, Any], sources: Mapping[str, Source]) -> Analyte:
+    where = f"labs.yaml: analytes.{name}"
+    _cited(f"{where}.factor_source", row.get("factor_source"), sources)
+    codes, methods = [], {}
+    for i, code_row in enumerate(row["codes"]):
+        _cited(f"{where}.codes[{i}].source", code_row.get("source"), sources)
+        codes.append(str(code_row["code"]))
+        if code_row.get("method"):
+            methods[str(code_row["code"])] = str(code_row["method"])
+    factors = {str(unit): _number(f, f"{where}.factors.{unit}") for unit, f in row["factors"].items()}
+    if factors.get(row["canonical_unit"]) != 1.0:
+        raise KnowledgeError(f"{where}.factors: the canonical unit must have factor 1")
+    return Analyte(name, row["label"], row["canonical_unit"], factors, tuple(codes), methods)
+
+
+def _magnesium(table: Mapping[str, Any], sources: Mapping[str, Source]) -> MagnesiumTables:
+    salts = []
+    for i, row in enumerate(table["salts"]):
+        _cited(f"magnesium.yaml: salts[{i}] ({row.get('name')}).source", row.get("source"), sources)
+        fraction = row.get("elemental_fraction")
+        if fraction is not None and not 0 < fraction < 1:
+            raise KnowledgeError(f"magnesium.yaml: salts[{i}].elemental_fraction: must be between 0 and 1")
+        salts.append(Salt(row["name"], tuple(w.lower() for w in row["words"]), row.get("rxnorm_in"), fraction))
+    names = {s.name for s in salts}
+    products = {}
+    for i, row in enumerate(table["products"]):
+        _cited(f"magnesium.yaml: products[{i}].source", row.get("source"), sources)
+        if row["ingredient"] not in names:
+            raise KnowledgeError(f"magnesium.yaml: products[{i}].ingredient: unknown salt '{row['ingredient']}'")
+        products[str(row["rxcui"])] = row["ingredient"]
+    prefixes = []
+    for i, row in enumerate(table["atc_prefixes"]):
+        _cited(f"magnesium.yaml: atc_prefixes[{i}].source", row.get("source"), sources)
+        prefixes.append(str(row["prefix"]).upper())
+    text = table["text"]
+    return MagnesiumTables(
+        salts=tuple(salts),
+        product_ingredient=products,
+        atc_prefixes=tuple(prefixes),
+        words=tuple(w.lower() for w in text["words"]),
+        brands=tuple(b["name"].lower() for b in text["brands"]),
+        abbreviation=str(text["abbreviation"]).lower(),
+    )
+
+
+def _conditions(table: Mapping[str, Any], sources: Mapping[str, Source]) -> dict[str, ConditionSet]:
+    out = {}
+    for name, row in table["conditions"].items():
+        _cited(f"conditions.yaml: {name}.source", row.get("source"), sources)
+        codes = frozenset((c["system"], str(c["code"])) for c in row["codes"])
+        out[name] = ConditionSet(name, row["label"], codes, tuple(p.lower() for p in row["phrases"]))
+    return out
+
+
+def _rule(rule_id: str, row: Mapping[str, Any], sources: Mapping[str, Source], reasons: Mapping[str, str]) -> RuleSpec:
+    where = f"rules.yaml: rules.{rule_id}"
+    if row.get("indicator") not in INDICATORS:
+        raise KnowledgeError(f"{where}.indicator: must be one of {sorted(INDICATORS)}")
+    if row.get("evidence") not in EVIDENCE_GRADES:
+        raise KnowledgeError(f"{where}.evidence: must be one of {sorted(EVIDENCE_GRADES)}")
+    text = row.get("text") or {}
+    for key in ("summary", "why", "action"):
+        if not text.get(key):
+            raise KnowledgeError(f"{where}.text.{key}: missing")
+    for code in row.get("override_reasons") or []:
+        if code not in reasons:
+            raise KnowledgeError(f"{where}.override_reasons: unknown code '{code}'")
+    return RuleSpec(
+        id=rule_id,
+        title=row["title"],
+        indicator=row["indicator"],
+        evidence=row["evidence"],
+        sources=_cited(f"{where}.source", row.get("source"), sources),
+        parameters=_parameters(f"{where}.parameters", row.get("parameters"), sources),
+        text={k: " ".join(str(v).split()) for k, v in text.items()},
+        suggestions=tuple(row.get("suggestions") or ()),
+        override_reasons=tuple(row.get("override_reasons") or ()),
+        enabled=bool(row.get("enabled", True)),
+    )
+
+
+def _check_renal_tiers(knowledge: Knowledge) -> None:
+    tiers = [("renal-contraindicated", "below"), ("renal-severe", "below"), ("renal-moderate", "below")]
+    values = [knowledge.rules[r].value(p) for r, p in tiers if r in knowledge.rules]
+    if values != sorted(values) or len(set(values)) != len(values):
+        raise KnowledgeError(
+            "rules: renal tiers must increase: renal-contraindicated.below < renal-severe.below < renal-moderate.below"
+        )

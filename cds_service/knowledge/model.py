@@ -1,0 +1,104 @@
+"""Typed, immutable view of the knowledge tables (the YAML files beside this module)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    id: str
+    citation: str
+    status: str
+    url: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """A number a rule compares against, with where it comes from."""
+
+    name: str
+    value: float
+    unit: str
+    sources: tuple[str, ...]
+    evidence: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    id: str
+    title: str
+    indicator: str
+    evidence: str
+    sources: tuple[str, ...]
+    parameters: Mapping[str, Parameter]
+    text: Mapping[str, str]
+    suggestions: tuple[str, ...]
+    override_reasons: tuple[str, ...]
+    enabled: bool = True
+
+    def value(self, name: str) -> float:
+        return self.parameters[name].value
+
+
+@dataclass(frozen=True, slots=True)
+class Analyte:
+    name: str
+    label: str
+    canonical_unit: str
+    factors: Mapping[str, float]
+    codes: tuple[str, ...]
+    methods: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Salt:
+    name: str
+    words: tuple[str, ...]
+    rxnorm_in: str | None
+    elemental_fraction: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionSet:
+    name: str
+    label: str
+    codes: frozenset[tuple[str, str]]
+    phrases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MagnesiumTables:
+    salts: tuple[Salt, ...]
+    product_ingredient: Mapping[str, str]
+    atc_prefixes: tuple[str, ...]
+    words: tuple[str, ...]
+    brands: tuple[str, ...]
+    abbreviation: str
+
+
+@dataclass(frozen=True, slots=True)
+class Knowledge:
+    """Everything the record and rule layers need to know, already validated."""
+
+    sources: Mapping[str, Source]
+    unit_aliases: Mapping[str, str]
+    analytes: Mapping[str, Analyte]
+    loinc_to_analyte: Mapping[str, str]
+    magnesium: MagnesiumTables
+    conditions: Mapping[str, ConditionSet]
+    renal_function: Mapping[str, Parameter]
+    lab_lookbacks: Mapping[str, Parameter]
+    override_reason_system: str
+    override_reasons: Mapping[str, str]
+    rules: Mapping[str, RuleSpec]
+
+    def rule(self, rule_id: str) -> RuleSpec:
+        return self.rules[rule_id]
+
+    def enabled(self, rule_id: str) -> bool:
+        spec = self.rules.get(rule_id)
+        return spec is not None and spec.enabled

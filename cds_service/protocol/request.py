@@ -1,0 +1,76 @@
+"""The CDS Hooks request as a typed object, built from a body that already passed its JSON Schema."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ProtocolError
+
+SUPPORTED_HOOKS = ("order-select", "order-sign")
+
+
+@dataclass(frozen=True, slots=True)
+class HookRequest:
+    service_id: str
+    hook: str
+    hook_instance: str
+    patient_id: str
+    user_id: str | None
+    encounter_id: str | None
+    fhir_server: str | None
+    selections: tuple[str, ...]
+    draft_orders: tuple[Mapping[str, Any], ...]
+    draft_medications: Mapping[str, Mapping[str, Any]]
+    prefetch: Mapping[str, Any]
+    access_token: str | None = field(default=None, repr=False)
+
+    def in_scope(self, resource: Mapping[str, Any]) -> bool:
+        """order-select speaks about the selected orders only; order-sign about every draft order."""
+        if self.hook == "order-sign":
+            return True
+        return f"{resource.get('resourceType')}/{resource.get('id')}" in self.selections
+
+
+def parse_request(body: Mapping[str, Any], service_id: str) -> HookRequest:
+    """Typed request; raises ProtocolError (400) for what the schema cannot express."""
+    hook = body["hook"]
+    if hook not in SUPPORTED_HOOKS:
+        raise ProtocolError(
+            400, "hook", f"service '{service_id}' answers {' and '.join(SUPPORTED_HOOKS)}, not '{hook}'"
+        )
+    context = body["context"]
+    drafts: list[Mapping[str, Any]] = []
+    medications: dict[str, Mapping[str, Any]] = {}
+    for entry in context["draftOrders"].get("entry") or ():
+        resource = entry.get("resource")
+        if not isinstance(resource, Mapping):
+            continue  # tolerated: an entry without a resource carries nothing to check
+        if resource.get("resourceType") == "Medication" and resource.get("id"):
+            medications[f"Medication/{resource['id']}"] = resource
+            if isinstance(entry.get("fullUrl"), str):
+                medications[entry["fullUrl"]] = resource
+            continue
+        drafts.append(resource)
+    selections = tuple(context.get("selections") or ())
+    if hook == "order-select":
+        present = {f"{r.get('resourceType')}/{r.get('id')}" for r in drafts}
+        for i, selection in enumerate(selections):
+            if selection not in present:
+                raise ProtocolError(400, f"context.selections[{i}]", f"'{selection}' is not in context.draftOrders")
+    auth = body.get("fhirAuthorization") or {}
+    return HookRequest(
+        service_id=service_id,
+        hook=hook,
+        hook_instance=body["hookInstance"],
+        patient_id=context["patientId"],
+        user_id=context.get("userId"),
+        encounter_id=context.get("encounterId"),
+        fhir_server=body.get("fhirServer"),
+        selections=selections,
+        draft_orders=tuple(drafts),
+        draft_medications=medications,
+        prefetch=body.get("prefetch") or {},
+        access_token=auth.get("access_token"),
+    )

@@ -1,0 +1,104 @@
+"""Build the PatientRecord from the request and the FHIR resources gathered for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ..knowledge.model import Knowledge
+from ..protocol.request import HookRequest
+from .dates import parse_date
+from .labs import lab_series
+from .medications import codings_of, concept_text, parse_medication
+from .model import ConditionEntry, DataGap, MedicationEntry, PatientRecord
+
+INACTIVE_CONDITION = frozenset({"inactive", "resolved", "remission"})
+ACTIVE_STATEMENT = frozenset({"active", "intended", "on-hold"})
+
+
+def build_record(
+    request: HookRequest,
+    resources: Iterable[Mapping[str, Any]],
+    gaps: Sequence[DataGap],
+    knowledge: Knowledge,
+    now: datetime,
+) -> PatientRecord:
+    by_type: dict[str, list[Mapping[str, Any]]] = {}
+    for resource in resources:
+        by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
+    patient = next((p for p in by_type.get("Patient", ()) if p.get("id") == request.patient_id), None)
+    medications = dict(request.draft_medications)
+    for med in by_type.get("Medication", ()):
+        if med.get("id"):
+            medications[f"Medication/{med['id']}"] = med
+
+    in_scope, other_drafts = [], []
+    for resource in request.draft_orders:
+        entry = parse_medication(resource, "draft", medications)
+        if entry is not None:
+            (in_scope if request.in_scope(resource) else other_drafts).append(entry)
+    draft_refs = {e.reference for e in (*in_scope, *other_drafts)}
+    active = [e for e in _active_medications(by_type, medications) if e.reference not in draft_refs]
+    return PatientRecord(
+        hook=request.hook,
+        now=now,
+        patient_id=request.patient_id,
+        patient_known=patient is not None,
+        birth_date=parse_date(patient.get("birthDate")) if patient else None,
+        sex=patient.get("gender")
+        if patient and patient.get("gender") in ("male", "female", "other", "unknown")
+        else None,
+        user_id=request.user_id,
+        encounter_id=request.encounter_id,
+        orders_in_scope=tuple(in_scope),
+        other_drafts=tuple(other_drafts),
+        active_medications=tuple(active),
+        labs=lab_series(by_type.get("Observation", ()), knowledge, now),
+        conditions=tuple(_conditions(by_type.get("Condition", ()))),
+        gaps=tuple(gaps),
+        draft_lab_orders=_draft_lab_orders(request.draft_orders, knowledge),
+    )
+
+
+def _active_medications(by_type: Mapping[str, list], medications: Mapping[str, Mapping]) -> Iterable[MedicationEntry]:
+    seen = set()
+    for resource in by_type.get("MedicationRequest", ()):
+        if resource.get("status") == "active":
+            entry = parse_medication(resource, "active", medications)
+            if entry and entry.reference not in seen:
+                seen.add(entry.reference)
+                yield entry
+    for resource in by_type.get("MedicationStatement", ()):
+        if resource.get("status") in ACTIVE_STATEMENT:
+            entry = parse_medication(resource, "active", medications)
+            if entry and entry.reference not in seen:
+                seen.add(entry.reference)
+                yield entry
+
+
+def _conditions(resources: Iterable[Mapping[str, Any]]) -> Iterable[ConditionEntry]:
+    for condition in resources:
+        status = codings_of(condition.get("clinicalStatus"))
+        if any(c.code in INACTIVE_CONDITION for c in status):
+            continue
+        verification = codings_of(condition.get("verificationStatus"))
+        if any(c.code in ("entered-in-error", "refuted") for c in verification):
+            continue
+        yield ConditionEntry(
+            reference=f"Condition/{condition.get('id') or '(no id)'}",
+            codings=codings_of(condition.get("code")),
+            text=concept_text(condition.get("code")),
+        )
+
+
+def _draft_lab_orders(drafts: Iterable[Mapping[str, Any]], knowledge: Knowledge) -> frozenset[str]:
+    """Analytes with a lab order (ServiceRequest coded in LOINC) already among the draft orders."""
+    found = set()
+    for resource in drafts:
+        if resource.get("resourceType") == "ServiceRequest":
+            for coding in codings_of(resource.get("code")):
+                analyte = knowledge.loinc_to_analyte.get(coding.code or "")
+                if analyte and coding.system == "http://loinc.org":
+                    found.add(analyte)
+    return frozenset(found)

@@ -1,0 +1,44 @@
+"""FHIR date/dateTime parsing. Partial dates are allowed by FHIR; naive times are taken as UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+
+def parse_datetime(value: object) -> datetime | None:
+    """An aware datetime for a FHIR date or dateTime string, or None when it is not one."""
+    if not isinstance(value, str) or not 4 <= len(value) <= 40:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 4:
+            return datetime(int(text), 1, 1, tzinfo=UTC)
+        if len(text) == 7:
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_date(value: object) -> date | None:
+    parsed = parse_datetime(value)
+    return parsed.date() if parsed else None
+
+
+def age_in_years(birth_date: date, at: date) -> float:
+    """Age in years (fractional), which the renal formulas take."""
+    years = at.year - birth_date.year - ((at.month, at.day) < (birth_date.month, birth_date.day))
+    anniversary = _safe_replace_year(birth_date, birth_date.year + years)
+    next_anniversary = _safe_replace_year(birth_date, birth_date.year + years + 1)
+    span = (next_anniversary - anniversary).days or 365
+    return years + (at - anniversary).days / span
+
+
+def _safe_replace_year(day: date, year: int) -> date:
+    try:
+        return day.replace(year=year)
+    except ValueError:  # 29 February in a non-leap year
+        return day.replace(year=year, day=28)

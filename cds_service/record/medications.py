@@ -1,0 +1,101 @@
+"""Medication orders and statements -> MedicationEntry, resolving contained or referenced Medication."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from .dates import parse_datetime
+from .model import Coding, MedicationEntry
+
+MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
+
+
+def codings_of(concept: Any) -> tuple[Coding, ...]:
+    if not isinstance(concept, Mapping):
+        return ()
+    out = []
+    for c in concept.get("coding") or ():
+        if isinstance(c, Mapping):
+            out.append(Coding(_str(c.get("system")), _str(c.get("code")), _str(c.get("display"))))
+    return tuple(out)
+
+
+def concept_text(concept: Any) -> str:
+    """The human name of a CodeableConcept: its text, else its first coding display."""
+    if not isinstance(concept, Mapping):
+        return ""
+    if isinstance(concept.get("text"), str) and concept["text"].strip():
+        return concept["text"].strip()
+    return next((c.display for c in codings_of(concept) if c.display), "")
+
+
+def parse_medication(
+    resource: Mapping[str, Any],
+    origin: Literal["draft", "active"],
+    medications: Mapping[str, Mapping[str, Any]],
+) -> MedicationEntry | None:
+    """A MedicationEntry, or None for resource types the rules do not read (e.g. DSTU2 MedicationOrder)."""
+    rtype = resource.get("resourceType")
+    if rtype not in MEDICATION_TYPES:
+        return None
+    medication = _resolve_medication(resource, medications)
+    concept = resource.get("medicationCodeableConcept")
+    codings = codings_of(concept)
+    name = concept_text(concept)
+    ingredient_codings: list[Coding] = []
+    ingredient_names: list[str] = []
+    if medication is not None:
+        codings = codings + codings_of(medication.get("code"))
+        name = name or concept_text(medication.get("code"))
+        for ingredient in medication.get("ingredient") or ():
+            if not isinstance(ingredient, Mapping):
+                continue
+            item = ingredient.get("itemCodeableConcept")
+            ingredient_codings.extend(codings_of(item))
+            if concept_text(item):
+                ingredient_names.append(concept_text(item))
+    dosage = resource.get("dosageInstruction") if rtype == "MedicationRequest" else resource.get("dosage")
+    route = _first(dosage).get("route") if isinstance(_first(dosage), Mapping) else None
+    when = resource.get("authoredOn") if rtype == "MedicationRequest" else resource.get("effectiveDateTime")
+    return MedicationEntry(
+        reference=f"{rtype}/{resource.get('id') or '(no id)'}",
+        resource_type=rtype,
+        origin=origin,
+        status=_str(resource.get("status")),
+        name=name or (ingredient_names[0] if ingredient_names else ""),
+        codings=codings,
+        ingredient_codings=tuple(ingredient_codings),
+        ingredient_names=tuple(ingredient_names),
+        route_codings=codings_of(route),
+        route_text=concept_text(route),
+        authored_on=parse_datetime(when),
+        resource=resource,
+    )
+
+
+def _resolve_medication(resource: Mapping[str, Any], medications: Mapping[str, Mapping[str, Any]]) -> Mapping | None:
+    ref = resource.get("medicationReference")
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("reference"), str):
+        return None
+    target = ref["reference"]
+    if target.startswith("#"):
+        for contained in resource.get("contained") or ():
+            if (
+                isinstance(contained, Mapping)
+                and contained.get("resourceType") == "Medication"
+                and contained.get("id") == target[1:]
+            ):
+                return contained
+        return None
+    parts = target.rstrip("/").split("/")
+    relative = "/".join(parts[-2:])
+    return medications.get(target) or medications.get(relative)
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,120 @@
+"""The patient record: one typed, normalised view of everything the rules may read.
+
+Built once per request from raw FHIR JSON; the clinical layer reads only this, never JSON or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from .dates import age_in_years
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    system: str | None
+    code: str | None
+    display: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LabValue:
+    """One lab result. `value` is in the analyte's canonical unit, or None when the unit is unknown."""
+
+    analyte: str
+    code: str
+    reference: str
+    when: datetime
+    value: float | None
+    unit: str
+    original_value: float
+    original_unit: str
+    comparator: str | None = None
+    ref_low: float | None = None
+    ref_high: float | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.value is not None
+
+    def shown(self) -> str:
+        """As the lab reported it: '256 umol/L on 2026-11-01 (Observation/x)'."""
+        shown = f"{self.comparator or ''}{_num(self.original_value)} {self.original_unit}"
+        return f"{shown} on {self.when.date().isoformat()} ({self.reference})"
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationEntry:
+    """A MedicationRequest or MedicationStatement, with its medication resolved to names and codes."""
+
+    reference: str
+    resource_type: str
+    origin: Literal["draft", "active"]
+    status: str | None
+    name: str
+    codings: tuple[Coding, ...]
+    ingredient_codings: tuple[Coding, ...]
+    ingredient_names: tuple[str, ...]
+    route_codings: tuple[Coding, ...]
+    route_text: str
+    authored_on: datetime | None
+    resource: Mapping[str, Any] = field(repr=False, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionEntry:
+    reference: str
+    codings: tuple[Coding, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DataGap:
+    """Data that could not be obtained: which part of the record and why (shown on cards)."""
+
+    topic: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    hook: str
+    now: datetime
+    patient_id: str
+    patient_known: bool
+    birth_date: date | None
+    sex: str | None
+    user_id: str | None
+    encounter_id: str | None
+    orders_in_scope: tuple[MedicationEntry, ...]
+    other_drafts: tuple[MedicationEntry, ...]
+    active_medications: tuple[MedicationEntry, ...]
+    labs: Mapping[str, tuple[LabValue, ...]]
+    conditions: tuple[ConditionEntry, ...]
+    gaps: tuple[DataGap, ...] = ()
+    draft_lab_orders: frozenset[str] = frozenset()  # analytes already ordered in this session
+
+    def series(self, analyte: str) -> tuple[LabValue, ...]:
+        """All results for an analyte, newest first (unit-unknown values included, flagged)."""
+        return self.labs.get(analyte, ())
+
+    def latest(self, analyte: str, within_days: float | None = None) -> LabValue | None:
+        """The newest result, or None when there is none (within the lookback, if given)."""
+        for lab in self.series(analyte):
+            if within_days is None or lab.when >= self.now - timedelta(days=within_days):
+                return lab
+            return None
+        return None
+
+    def gap(self, topic: str) -> DataGap | None:
+        return next((g for g in self.gaps if g.topic == topic), None)
+
+    def age_at(self, when: datetime) -> float | None:
+        return age_in_years(self.birth_date, when.date()) if self.birth_date else None
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"

@@ -1,0 +1,57 @@
+"""The pipeline behind one hook call, shared by the HTTP view and `cds-service evaluate`:
+protocol -> data -> record -> rules -> cards."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .cards import CardBuilder
+from .clinical.engine import RuleEngine
+from .config import Settings
+from .fhir.client import FhirFetcher
+from .fhir.gather import gather
+from .fhir.templates import templates_for
+from .protocol.errors import ProtocolError
+from .protocol.request import parse_request
+from .protocol.schemas import discovery_document, validate
+from .record import build_record
+
+log = logging.getLogger(__name__)
+DATA_GAPS_EXTENSION = "mg-cds.data-gaps"
+
+
+class CdsService:
+    def __init__(self, settings: Settings, fetcher: FhirFetcher | None = None) -> None:
+        self.settings = settings
+        self.knowledge = settings.knowledge()
+        self.engine = RuleEngine(self.knowledge)
+        self.cards = CardBuilder(
+            self.knowledge, settings.card_topic_system, settings.card_source_label, settings.card_source_url
+        )
+        self.discovery = discovery_document()
+        self.service_ids = {s["id"] for s in self.discovery["services"]}
+        self.fetcher = fetcher
+
+    def now(self) -> datetime:
+        return self.settings.now or datetime.now(UTC)
+
+    def call(self, service_id: str, body: Any) -> tuple[dict[str, Any], list[str]]:
+        """The response body and the rule ids of its cards; ProtocolError for a client's mistake."""
+        if service_id not in self.service_ids:
+            raise ProtocolError(404, None, f"no CDS service with id '{service_id}'")
+        validate("request", body)
+        request = parse_request(body, service_id)
+        templates = templates_for(self.discovery, service_id, request.hook)
+        data = gather(request, templates, self.settings, self.fetcher)
+        record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())
+        findings = self.engine.evaluate(record)
+        response: dict[str, Any] = {"cards": [self.cards.card(f, record) for f in findings]}
+        if data.gaps:
+            response["extension"] = {DATA_GAPS_EXTENSION: [{"topic": g.topic, "reason": g.reason} for g in data.gaps]}
+        return response, [f.rule_id for f in findings]
+
+    def describe(self) -> Mapping[str, Any]:
+        return self.discovery
