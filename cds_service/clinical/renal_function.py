@@ -111,14 +111,15 @@ def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalA
 def _from_creatinine(
     record: PatientRecord, scr: LabValue, p: dict[str, float], knowledge: Knowledge, reasons: list[str]
 ) -> RenalAssessment | None:
-    age = record.age_at(scr.when)
-    if age is None:
+    exact_age = record.age_at(scr.when)
+    if exact_age is None:
         reasons.append("birth date unknown: no creatinine-based estimate possible")
         return None
+    age = float(int(exact_age))  # completed years, as clinical calculators take it
     bound = {"<": "at least", "<=": "at least", ">": "at most", ">=": "at most"}.get(scr.comparator or "")
     age_line = f"Age {int(age)} y at the creatinine date; sex {record.sex or 'not recorded'}"
-    if age < p["adult_age_years"]:
-        if age < p["child_min_age_years"]:
+    if exact_age < p["adult_age_years"]:
+        if exact_age < p["child_min_age_years"]:
             reasons.append("under 1 year: no validated creatinine-based estimate")
             return None
         height = record.latest("height", p["height_lookback_days"])

@@ -1,0 +1,32 @@
+"""Assertions shared by the scenario tests: a response carries exactly the expected cards."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from cds_service.knowledge import load_knowledge
+from cds_service.protocol.schemas import validate
+
+RULE_IDS = set(load_knowledge().rules)
+
+
+def action_types(card: dict[str, Any]) -> list[str]:
+    return sorted(a["type"] for s in card.get("suggestions", ()) for a in s.get("actions", ()))
+
+
+def assert_cards(response: dict[str, Any], expected: dict[str, Any]) -> None:
+    validate("response", response)  # contract: every response passes the response schema
+    cards = response["cards"]
+    got = Counter((c["source"]["topic"]["code"], c["indicator"], tuple(action_types(c))) for c in cards)
+    want = Counter((e["rule"], e["indicator"], tuple(sorted(e["actions"]))) for e in expected["cards"])
+    assert got == want, f"cards differ:\n got  {sorted(got)}\n want {sorted(want)}\n summaries {[c['summary'] for c in cards]}"
+    for e in expected["cards"]:
+        card = next(c for c in cards if c["source"]["topic"]["code"] == e["rule"])
+        text = json.dumps(card, ensure_ascii=False)
+        for needle in e["mentions"]:
+            assert needle in text, f"{e['rule']} card does not mention {needle!r}:\n{card['detail']}"
+    present = {c["source"]["topic"]["code"] for c in cards}
+    assert not present & set(expected["absent"]), f"rules that must stay silent fired: {present & set(expected['absent'])}"
+    assert present <= RULE_IDS

@@ -1,0 +1,116 @@
+"""Shared fixtures: the app under test, the golden scenarios, and a real FHIR server (sekmet-fhir)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from cds_service.app import create_app
+from cds_service.config import settings_from_mapping
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "fixtures" / "scenarios"
+SHARED = ROOT.parent / "shared"
+FIXTURE_NOW = datetime.fromisoformat("2026-11-15T12:00:00+00:00")
+SERVICE = "magnesium-order-check"
+HOOKS = ("order-select", "order-sign")
+
+
+def scenario_names() -> list[str]:
+    return sorted(p.name for p in SCENARIOS.iterdir() if (p / "expected.json").exists())
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Build the real app with a config mapping (as a site's YAML would give) and the fixture clock."""
+
+    def factory(config: dict[str, Any] | None = None, now: datetime | None = FIXTURE_NOW):
+        raw = {"data_dir": str(tmp_path / "data"), **(config or {})}
+        app = create_app(settings_from_mapping(raw, now=now))
+        app.testing = True
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def client(make_app):
+    return make_app().test_client()
+
+
+@pytest.fixture(scope="session")
+def fhir_server(tmp_path_factory) -> Iterator[str]:
+    """A real FHIR R4 server on a loopback port, loaded with every scenario's non-draft data."""
+    folder = tmp_path_factory.mktemp("fhir")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    (folder / "settings.yaml").write_text(
+        f"host: 127.0.0.1\nport: {port}\nbase_url: {base}\ndata_dir: {folder / 'data'}\n"
+        "simulator: {enabled: false}\nlog_inbound: false\n"
+    )
+    exe = shutil.which("sekmet") or str(Path(sys.executable).with_name("sekmet"))
+    log = (folder / "sekmet.log").open("w")
+    proc = subprocess.Popen([exe, "serve", "-c", str(folder / "settings.yaml")], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=folder, env={**os.environ, "SEKMET_CONFIG": str(folder / "settings.yaml")})
+    try:
+        _wait_for(f"{base}/metadata", proc, folder / "sekmet.log")
+        for name in scenario_names():
+            load_bundle(base, load_json(SCENARIOS / name / "bundle.json"))
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def load_bundle(base: str, bundle: dict[str, Any]) -> None:
+    """PUT every resource except the draft orders (they exist only in the EHR session)."""
+    entries = []
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource.get("status") == "draft" or resource["resourceType"] == "Medication":
+            continue
+        url = f"{resource['resourceType']}/{resource['id']}"
+        entries.append({"resource": resource, "request": {"method": "PUT", "url": url}})
+    response = requests.post(base, json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
+                             headers={"Content-Type": "application/fhir+json"}, timeout=30)
+    assert response.status_code in (200, 201), response.text[:500]
+
+
+def _wait_for(url: str, proc: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"FHIR server exited: {log_path.read_text()[-2000:]}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"FHIR server did not start: {log_path.read_text()[-2000:]}")
