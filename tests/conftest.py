@@ -72,8 +72,13 @@ def fhir_server(tmp_path_factory) -> Iterator[str]:
     )
     exe = shutil.which("sekmet") or str(Path(sys.executable).with_name("sekmet"))
     log = (folder / "sekmet.log").open("w")
-    proc = subprocess.Popen([exe, "serve", "-c", str(folder / "settings.yaml")], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=folder, env={**os.environ, "SEKMET_CONFIG": str(folder / "settings.yaml")})
+    proc = subprocess.Popen(
+        [exe, "serve", "-c", str(folder / "settings.yaml")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=folder,
+        env={**os.environ, "SEKMET_CONFIG": str(folder / "settings.yaml")},
+    )
     try:
         _wait_for(f"{base}/metadata", proc, folder / "sekmet.log")
         for name in scenario_names():
@@ -97,8 +102,12 @@ def load_bundle(base: str, bundle: dict[str, Any]) -> None:
             continue
         url = f"{resource['resourceType']}/{resource['id']}"
         entries.append({"resource": resource, "request": {"method": "PUT", "url": url}})
-    response = requests.post(base, json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
-                             headers={"Content-Type": "application/fhir+json"}, timeout=30)
+    response = requests.post(
+        base,
+        json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
+        headers={"Content-Type": "application/fhir+json"},
+        timeout=30,
+    )
     assert response.status_code in (200, 201), response.text[:500]
 
 

@@ -33,8 +33,13 @@ def test_scenario_without_prefetch_from_fhir_server(make_app, fhir_server, name,
     request = copy.deepcopy(request)
     del request["prefetch"]
     request["fhirServer"] = fhir_server
-    request["fhirAuthorization"] = {"access_token": "opaque-test-token", "token_type": "Bearer", "expires_in": 300,
-                                    "scope": "patient/*.read", "subject": "mg-cds"}
+    request["fhirAuthorization"] = {
+        "access_token": "opaque-test-token",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "mg-cds",
+    }
     app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
     response = app.test_client().post(f"/cds-services/{SERVICE}", json=request)
     assert response.status_code == 200, response.get_json()
