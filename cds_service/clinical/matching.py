@@ -79,4 +79,12 @@ class MagnesiumMatcher:
 
 
 def _tokens(text: str) -> list[str]:
-    return [t.strip("-") for t in _NON_WORD.split(text.lower()) if t.strip("-")]
+    """Lower-case words; a hyphenated word counts whole ("mag-ox") and by its parts ("magnesium-oxide")."""
+    out: list[str] = []
+    for token in _NON_WORD.split(text.lower()):
+        token = token.strip("-")
+        if token:
+            out.append(token)
+            if "-" in token:
+                out.extend(part for part in token.split("-") if part)
+    return out

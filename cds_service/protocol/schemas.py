@@ -38,6 +38,9 @@ def validate(kind: str, body: Any) -> None:
     error = best_match(validator(kind).iter_errors(body))
     if error is None:
         return
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+    parts = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        parts += [name for name in error.validator_value if name not in error.instance][:1]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
     message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
     raise ProtocolError(400, path or None, message)

@@ -1,0 +1,254 @@
+"""HTTP contract: discovery, errors as JSON OperationOutcomes (never 5xx), CORS, tolerance, feedback."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from cds_service.protocol.schemas import validate
+
+from .conftest import SCENARIOS, SERVICE, load_json
+
+URL = f"/cds-services/{SERVICE}"
+BASE = load_json(SCENARIOS / "renal-contraindicated-cg" / "request.order-select.json")
+
+
+def request_body(**changes):
+    body = copy.deepcopy(BASE)
+    body.update(changes)
+    return body
+
+
+def assert_outcome(response, status, field=None):
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    issue = body["issue"][0]
+    assert issue["diagnostics"]
+    if field:
+        assert field in issue["expression"][0], issue
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_discovery_lists_one_service_for_both_hooks(client):
+    response = client.get("/cds-services")
+    assert response.status_code == 200
+    body = response.get_json()
+    validate("discovery", body)
+    assert {(s["id"], s["hook"]) for s in body["services"]} == {(SERVICE, "order-select"), (SERVICE, "order-sign")}
+
+
+def test_prefetch_templates_use_only_allowed_tokens_and_queries(client):
+    allowed = {
+        "context.patientId",
+        "context.userId",
+        "context.encounterId",
+        "userPractitionerId",
+        "userPractitionerRoleId",
+        "userPatientId",
+        "userRelatedPersonId",
+    }
+    for service in client.get("/cds-services").get_json()["services"]:
+        for key, template in service["prefetch"].items():
+            tokens = {t.strip() for t in __import__("re").findall(r"\{\{(.*?)\}\}", template)}
+            assert tokens <= allowed, (key, tokens)
+            params = {p.split("=")[0] for p in template.partition("?")[2].split("&") if p}
+            assert params <= {"patient", "status", "clinical-status", "code", "_sort", "_count"}, (key, params)
+
+
+def test_fixture_request_gets_its_card(client):
+    response = client.post(URL, json=BASE)
+    assert response.status_code == 200
+    codes = [c["source"]["topic"]["code"] for c in response.get_json()["cards"]]
+    assert codes == ["renal-contraindicated"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b.pop("context"), "context"),
+        (lambda b: b.pop("hookInstance"), "hookInstance"),
+        (lambda b: b["context"].pop("patientId"), "context"),
+        (lambda b: b["context"].update(patientId="../../etc/passwd"), "context.patientId"),
+        (lambda b: b["context"].update(selections=[]), "context.selections"),
+        (lambda b: b["context"].update(selections=["MedicationRequest/not-there"]), "context.selections[0]"),
+        (lambda b: b["context"].update(draftOrders=[1, 2]), "context.draftOrders"),
+        (lambda b: b["context"].pop("selections"), "context"),
+        (lambda b: b.update(prefetch={"patient": "a string"}), "prefetch.patient"),
+        (lambda b: b.update(fhirAuthorization={"access_token": "x"}), "fhirAuthorization"),
+        (lambda b: b.update(hook="patient-view"), "hook"),
+    ],
+)
+def test_malformed_requests_are_400_naming_the_field(client, mutate, field):
+    body = request_body()
+    mutate(body)
+    assert_outcome(client.post(URL, json=body), 400, field)
+
+
+def test_unknown_service_is_404(client):
+    assert_outcome(client.post("/cds-services/nope", json=BASE), 404)
+    assert_outcome(client.get("/no/such/path"), 404)
+
+
+def test_not_json(client):
+    assert_outcome(client.post(URL, data="hello", content_type="text/plain"), 415)
+    assert_outcome(client.post(URL, data="{not json", content_type="application/json"), 400)
+    assert_outcome(client.post(URL, data="[" * 100000 + "]" * 100000, content_type="application/json"), 400)
+    assert_outcome(client.post(URL, data=json.dumps([1, 2]), content_type="application/json"), 400)
+
+
+def test_body_over_the_limit_is_413(make_app):
+    app = make_app({"limits": {"max_body_bytes": 2000}})
+    assert_outcome(app.test_client().post(URL, json=BASE), 413)
+
+
+def test_wrong_method_is_405_json(client):
+    assert_outcome(client.get(URL), 405)
+
+
+def test_cors_preflight_and_response_headers(client):
+    preflight = client.options(
+        URL,
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    for response in (client.get("/cds-services"), client.post(URL, json=BASE), client.post(URL, json={})):
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_cors_allow_list(make_app):
+    client = make_app({"cors": {"allowed_origins": ["https://ehr.example.org"]}}).test_client()
+    ok = client.get("/cds-services", headers={"Origin": "https://ehr.example.org"})
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://ehr.example.org"
+    other = client.get("/cds-services", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_tolerates_odd_but_legal_draft_orders(client):
+    """Bundle without type, entry without resource, DSTU2 MedicationOrder, order with no medication."""
+    body = request_body()
+    body["context"]["draftOrders"] = {
+        "resourceType": "Bundle",
+        "entry": [
+            {},
+            {"fullUrl": "urn:uuid:x"},
+            {"resource": {"resourceType": "MedicationOrder", "id": "dstu2", "status": "draft"}},
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "empty",
+                    "status": "draft",
+                    "intent": "order",
+                    "subject": {"reference": "Patient/renal-contraindicated-cg"},
+                }
+            },
+            {"resource": {"resourceType": "NutritionOrder", "id": "diet", "status": "draft"}},
+        ],
+    }
+    body["context"]["selections"] = ["MedicationOrder/dstu2", "MedicationRequest/empty"]
+    response = client.post(URL, json=body)
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+
+
+def test_null_prefetch_means_no_data_and_is_not_fetched(client):
+    body = request_body()
+    body["prefetch"] = {key: None for key in body["prefetch"]}
+    response = client.post(URL, json=body)  # no fhirServer: any fetch attempt would be a 412
+    assert response.status_code == 200
+    cards = response.get_json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-unknown"]
+    assert "patient demographics" in cards[0]["detail"]
+
+
+def test_missing_prefetch_without_fhir_server_is_412(client):
+    body = request_body()
+    del body["prefetch"]["renal"]
+    response = client.post(URL, json=body)
+    assert_outcome(response, 412, "prefetch")
+    assert "renal" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def test_fhir_server_not_on_allow_list_is_412(client):
+    body = request_body(fhirServer="https://elsewhere.example/fhir")
+    del body["prefetch"]
+    assert_outcome(client.post(URL, json=body), 412, "fhirServer")
+
+
+def test_missing_prefetch_without_token_is_412(make_app):
+    app = make_app({"fhir": {"servers": [{"base_url": "https://ehr.example.org/fhir"}]}})
+    body = request_body(fhirServer="https://ehr.example.org/fhir")
+    del body["prefetch"]
+    assert_outcome(app.test_client().post(URL, json=body), 412, "fhirAuthorization")
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["store"] == "ok"
+
+
+FEEDBACK = {
+    "feedback": [
+        {
+            "card": "0f5a1c9e-3f1f-4f8a-9d59-3f0f6f1b2a11",
+            "outcome": "accepted",
+            "acceptedSuggestions": [{"id": "8e3b5a6c-1d2e-4f5a-8b9c-0d1e2f3a4b5c"}],
+            "outcomeTimestamp": "2026-11-15T12:01:00Z",
+        },
+        {
+            "card": "1a2b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d",
+            "outcome": "overridden",
+            "overrideReason": {
+                "reason": {
+                    "code": "nephrology-directed",
+                    "system": "urn:mg-cds:override-reason",
+                    "display": "Nephrology-directed",
+                },
+                "userComment": "patient name here",
+            },
+            "outcomeTimestamp": "2026-11-15T12:02:00Z",
+        },
+    ]
+}
+
+
+def test_feedback_is_stored_once_and_without_free_text(make_app):
+    app = make_app()
+    client = app.test_client()
+    first = client.post(f"{URL}/feedback", json=FEEDBACK)
+    assert first.status_code == 200 and first.get_json() == {"received": 2, "stored": 2}
+    again = client.post(f"{URL}/feedback", json=FEEDBACK)
+    assert again.status_code == 200 and again.get_json() == {"received": 2, "stored": 0}
+    store = app.extensions["feedback_store"]
+    assert store.count() == 2
+    with store.engine.connect() as conn:
+        dump = str(conn.exec_driver_sql("select * from feedback").all())
+    assert "nephrology-directed" in dump and "patient name here" not in dump
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"feedback": []},
+        {"feedback": [{"card": "x", "outcome": "maybe", "outcomeTimestamp": "2026-11-15T12:00:00Z"}]},
+        {"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": "2026-11-15T12:00:00Z"}]},
+        {"feedback": [{"card": "x", "outcome": "overridden", "outcomeTimestamp": "yesterday"}]},
+    ],
+)
+def test_malformed_feedback_is_400(client, body):
+    assert_outcome(client.post(f"{URL}/feedback", json=body), 400)
+
+
+def test_feedback_for_unknown_service_is_404(client):
+    assert_outcome(client.post("/cds-services/nope/feedback", json=FEEDBACK), 404)

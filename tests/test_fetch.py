@@ -1,0 +1,157 @@
+"""Getting data when prefetch is missing: the real FHIR server, partial prefetch, and failing servers."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from .conftest import SCENARIOS, SERVICE, free_port, load_json
+
+URL = f"/cds-services/{SERVICE}"
+AUTH = {
+    "access_token": "opaque-test-token",
+    "token_type": "Bearer",
+    "expires_in": 300,
+    "scope": "patient/*.read",
+    "subject": "mg-cds",
+}
+
+
+def scenario_request(name: str, hook: str = "order-sign") -> dict:
+    return copy.deepcopy(load_json(SCENARIOS / name / f"request.{hook}.json"))
+
+
+def rule_ids(response) -> list[str]:
+    return sorted(c["source"]["topic"]["code"] for c in response.get_json()["cards"])
+
+
+@pytest.mark.fhir_server
+def test_partial_prefetch_is_merged_with_fetched_keys(make_app, fhir_server):
+    """The EHR prefetched the patient and medications only; labs come from the FHIR server."""
+    body = scenario_request("renal-contraindicated-umol")
+    for key in ("renal", "weight", "magnesium", "height", "electrolytes"):
+        del body["prefetch"][key]
+    body.update(fhirServer=fhir_server, fhirAuthorization=AUTH)
+    app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
+    response = app.test_client().post(URL, json=body)
+    assert response.status_code == 200
+    assert rule_ids(response) == ["renal-contraindicated"]
+    assert "256 umol/L" in response.get_json()["cards"][0]["detail"]
+
+
+@pytest.mark.fhir_server
+def test_open_server_without_token_only_when_configured(make_app, fhir_server):
+    body = scenario_request("mg-high")
+    del body["prefetch"]
+    body["fhirServer"] = fhir_server
+    strict = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
+    assert strict.test_client().post(URL, json=body).status_code == 412
+    open_ = make_app(
+        {"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True, "allow_without_token": True}]}}
+    )
+    response = open_.test_client().post(URL, json=body)
+    assert response.status_code == 200 and rule_ids(response) == ["mg-high"]
+
+
+class MisbehavingFhir(BaseHTTPRequestHandler):
+    """A FHIR server that is slow, broken, or points its paging links at another host, per path."""
+
+    mode = "slow"
+
+    def do_GET(self):
+        if self.mode == "slow":
+            time.sleep(3)
+            return self._send(200, {"resourceType": "Bundle", "type": "searchset"})
+        if self.mode == "error":
+            return self._send(500, {"resourceType": "OperationOutcome"})
+        if self.mode == "not-json":
+            return self._send(200, b"<html>login</html>")
+        if self.mode == "offhost-paging":
+            return self._send(
+                200,
+                {
+                    "resourceType": "Bundle",
+                    "type": "searchset",
+                    "entry": [],
+                    "link": [{"relation": "next", "url": "http://169.254.169.254/latest/meta-data"}],
+                },
+            )
+        return self._send(404, {})
+
+    def _send(self, status, body):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def misbehaving_server():
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), MisbehavingFhir)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/fhir"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("slow", "did not answer within"),
+        ("error", "HTTP 500"),
+        ("not-json", "not JSON"),
+        ("offhost-paging", "outside the allow-listed server"),
+    ],
+)
+def test_failing_fhir_server_gives_cards_with_the_gap_within_the_deadline(make_app, misbehaving_server, mode, reason):
+    MisbehavingFhir.mode = mode
+    body = scenario_request("renal-contraindicated-cg")
+    for key in ("renal", "weight"):
+        del body["prefetch"][key]
+    body.update(fhirServer=misbehaving_server, fhirAuthorization=AUTH)
+    app = make_app(
+        {
+            "fhir": {
+                "servers": [{"base_url": misbehaving_server, "allow_http": True}],
+                "timeout_seconds": 0.5,
+                "deadline_seconds": 0.8,
+            }
+        }
+    )
+    started = time.monotonic()
+    response = app.test_client().post(URL, json=body)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed < 2.0, f"answered after {elapsed:.2f} s"
+    payload = response.get_json()
+    assert rule_ids(response) == ["renal-unknown"]  # missing labs are missing, never normal
+    assert reason in payload["cards"][0]["detail"]
+    gaps = payload["extension"]["mg-cds.data-gaps"]
+    assert {g["topic"] for g in gaps} == {"renal", "weight"}
+
+
+def test_fhir_server_down(make_app):
+    down = f"http://127.0.0.1:{free_port()}/fhir"
+    body = scenario_request("mg-high")
+    del body["prefetch"]["magnesium"]
+    body.update(fhirServer=down, fhirAuthorization=AUTH)
+    app = make_app({"fhir": {"servers": [{"base_url": down, "allow_http": True}]}})
+    response = app.test_client().post(URL, json=body)
+    assert response.status_code == 200
+    assert response.get_json()["cards"] == []  # no Mg level: no level card, and the gap is reported
+    assert response.get_json()["extension"]["mg-cds.data-gaps"][0]["reason"].startswith("the FHIR server could not")

@@ -1,0 +1,98 @@
+"""The knowledge tables: every row sourced, every rule in the catalogue, site overrides checked."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cds_service.config import ConfigError, settings_from_mapping
+from cds_service.knowledge import KnowledgeError, load_knowledge
+from cds_service.knowledge.loader import read_tables
+
+CATALOGUE = Path(__file__).resolve().parents[2] / "shared" / "design" / "clinical-rules.md"
+
+
+def _walk(node, path=""):
+    if isinstance(node, dict):
+        yield path, node
+        for key, value in node.items():
+            yield from _walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{path}[{i}]")
+
+
+def test_every_row_with_a_value_has_a_source():
+    """A parameter, code, salt, product or rule without a source is a failure a pharmacist would flag."""
+    tables = read_tables()
+    sources = set(tables["sources.yaml"]["sources"])
+    missing, unknown = [], []
+    for name, table in tables.items():
+        if name == "sources.yaml":
+            continue
+        for path, row in _walk(table):
+            needs = any(k in row for k in ("value", "rxnorm_in", "rxcui", "prefix", "indicator", "factors"))
+            needs = needs or ("code" in row and "display" in row and name == "labs.yaml")
+            cited = row.get("source") or row.get("factor_source")
+            if needs and not cited:
+                missing.append(f"{name}{path}")
+            for sid in [cited] if isinstance(cited, str) else cited or []:
+                if sid not in sources:
+                    unknown.append(f"{name}{path}: {sid}")
+    assert not missing, f"rows without a source: {missing}"
+    assert not unknown, f"rows citing unknown sources: {unknown}"
+
+
+def test_every_source_has_a_status_and_https_url():
+    for sid, src in load_knowledge().sources.items():
+        assert src.status in {"VERIFIED", "SECONDARY", "POLICY", "UNVERIFIED"}, sid
+        assert src.url is None or src.url.startswith("https://"), sid
+
+
+@pytest.mark.skipif(not CATALOGUE.exists(), reason="shared/design not beside the checkout")
+def test_rule_ids_come_from_the_catalogue():
+    text = CATALOGUE.read_text(encoding="utf-8")
+    catalogue_ids = set(re.findall(r"`([a-z]+(?:-[a-z]+)+)`", text))
+    unknown = set(load_knowledge().rules) - catalogue_ids
+    assert not unknown, f"rule ids not in clinical-rules.md: {unknown}"
+
+
+def test_card_texts_fill_with_the_fields_rules_give():
+    fields = {"drug": "X", "estimate": "CrCl", "value": "15", "unit": "mL/min", "condition": "ESRD", "change": "1 → 2"}
+    for rule in load_knowledge().rules.values():
+        for key, template in rule.text.items():
+            assert "{" not in template.format(**fields), (rule.id, key)
+
+
+def test_site_overrides_apply():
+    knowledge = load_knowledge(
+        {
+            "rules": {"mg-high": {"parameters": {"upper_limit": 2.5}}, "renal-moderate": {"enabled": False}},
+            "lab_lookbacks": {"magnesium_days": 30},
+        }
+    )
+    assert knowledge.rule("mg-high").value("upper_limit") == 2.5
+    assert not knowledge.enabled("renal-moderate")
+    assert knowledge.lab_lookbacks["magnesium_days"].value == 30
+    assert load_knowledge().rule("mg-high").value("upper_limit") == 2.6  # defaults untouched
+
+
+@pytest.mark.parametrize(
+    ("config", "names"),
+    [
+        ({"rules": {"no-such-rule": {"enabled": False}}}, "rules.no-such-rule"),
+        ({"rules": {"mg-high": {"parameters": {"upper": 2}}}}, "rules.mg-high.parameters.upper"),
+        ({"rules": {"mg-high": {"parameters": {"upper_limit": "high"}}}}, "rules.mg-high.parameters.upper_limit"),
+        ({"rules": {"mg-high": {"enabled": "no"}}}, "rules.mg-high.enabled"),
+        ({"rules": {"renal-severe": {"parameters": {"below": 10}}}}, "renal tiers"),
+        ({"renal_function": {"creatinine_lookback": 10}}, "renal_function.creatinine_lookback"),
+        ({"fhir": {"timeout_seconds": -1}}, "fhir.timeout_seconds"),
+        ({"fhir": {"servers": [{"base_url": "http://ehr.example/fhir"}]}}, "https required"),
+        ({"colour": "blue"}, "unknown key 'colour'"),
+    ],
+)
+def test_invalid_configuration_names_the_key(config, names):
+    with pytest.raises((ConfigError, KnowledgeError), match=re.escape(names)):
+        settings_from_mapping(config)
