@@ -154,13 +154,18 @@ def _from_creatinine(
     if reported is not None:
         return reported
     value = ckd_epi_2021(age, scr.value, female)
+    set_aside = tuple(
+        f"Reported eGFR {lab.shown()} not used: unit '{lab.original_unit}' is not an eGFR unit (mL/min/1.73 m²)"
+        for lab in record.series("egfr")[:1]
+        if not lab.usable
+    )
     return RenalAssessment(
         value=value,
         unit="mL/min/1.73 m²",
         method="eGFR by CKD-EPI 2021, computed (no current weight)",
         short="eGFR",
         bound=bound,
-        found=(f"Creatinine {scr.shown()}", age_line),
+        found=(f"Creatinine {scr.shown()}", age_line, *set_aside),
     )
 
 

@@ -1,0 +1,157 @@
+"""`cds-service evaluate`: offline runs on fixture bundles and on every third-party Synthea bundle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cds_service.cli import main
+from cds_service.clinical.formulas import ckd_epi_2021, cockcroft_gault
+from cds_service.record.dates import age_in_years, parse_datetime
+
+from .conftest import SCENARIOS, SHARED, load_json
+
+SYNTHEA = sorted((SHARED / "data" / "synthea-r4").glob("*.json"))
+FIXTURE = SCENARIOS / "renal-contraindicated-cg" / "bundle.json"
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_evaluate_prints_readable_cards(capsys):
+    code, out, _ = run_cli(
+        capsys, "evaluate", str(FIXTURE), "--order", "renal-contraindicated-cg-order-0", "--now", "2026-11-15T12:00:00Z"
+    )
+    assert code == 0
+    assert out.startswith("[CRITICAL] renal-contraindicated: CrCl 15 mL/min")
+    assert "-> suggestion: Remove the order" in out
+
+
+def test_evaluate_json_for_order_select(capsys):
+    code, out, _ = run_cli(
+        capsys, "evaluate", str(FIXTURE), "--hook", "order-select", "--json", "--now", "2026-11-15T12:00:00Z"
+    )  # no --order: the status=draft orders
+    assert code == 0
+    cards = json.loads(out)["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-contraindicated"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "/no/such/file.json"], "cannot read"),
+        (["evaluate", str(FIXTURE), "--order", "nope"], "no order with id nope"),
+        (["evaluate", str(SCENARIOS / "renal-normal" / "expected.json")], "not a FHIR Bundle"),
+    ],
+)
+def test_evaluate_errors_are_messages_not_tracebacks(capsys, args, message):
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_config_stops_with_the_key(capsys, tmp_path):
+    config = tmp_path / "site.yaml"
+    config.write_text("rules:\n  mg-high:\n    parameters: {upper_limit: high}\n")
+    code, _, err = run_cli(capsys, "evaluate", str(FIXTURE), "--config", str(config))
+    assert code == 2 and "rules.mg-high.parameters.upper_limit" in err
+
+
+def test_console_script_runs(tmp_path):
+    exe = Path(sys.executable).with_name("cds-service")
+    result = subprocess.run(
+        [str(exe), "evaluate", str(FIXTURE), "--now", "2026-11-15T12:00:00Z"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "renal-contraindicated" in result.stdout
+
+
+# --- third-party Synthea bundles: a magnesium order injected, clock at 2021-04-01 ----------------------
+
+NOW = datetime(2021, 4, 1, tzinfo=UTC)
+CREATININE, WEIGHT, EGFR_MDRD = "38483-4", "29463-7", "33914-3"
+
+
+def _latest(resources, code, units=("mg/dL", "kg", "mL/min/{1.73_m2}")):
+    found = [
+        (parse_datetime(r.get("effectiveDateTime")), r["valueQuantity"]["value"])
+        for r in resources
+        if r["resourceType"] == "Observation"
+        and r.get("status") == "final"
+        and any(c.get("code") == code for c in r["code"]["coding"])
+        and "valueQuantity" in r
+        and r["valueQuantity"].get("code") in units
+    ]
+    found = [f for f in found if f[0] <= NOW]
+    return max(found, default=None)
+
+
+def expected_renal_rule(bundle) -> str | None:
+    """An independent oracle from the raw bundle: which renal tier the service must report."""
+    resources = [e["resource"] for e in bundle["entry"]]
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    creatinine = _latest(resources, CREATININE)
+    if creatinine is None or creatinine[0] < NOW - timedelta(days=365):
+        return "renal-unknown"
+    when, scr = creatinine
+    age = int(age_in_years(parse_datetime(patient["birthDate"]).date(), when.date()))
+    female = patient["gender"] == "female"
+    weight = _latest(resources, WEIGHT)
+    egfr = _latest(resources, EGFR_MDRD)  # Synthea labels MDRD eGFR 'mL/min': not an eGFR unit, so unused
+    newest = max(when, egfr[0]) if egfr else when
+    if weight and weight[0] >= NOW - timedelta(days=365):
+        value = cockcroft_gault(age, weight[1], scr, female)
+    elif egfr and egfr[0] >= when - timedelta(days=1) and egfr[0] >= NOW - timedelta(days=365):
+        value = egfr[1]
+    else:
+        value = ckd_epi_2021(age, scr, female)
+    if value < 60 and newest < NOW - timedelta(days=90):
+        return "renal-unknown"
+    for limit, rule in ((20, "renal-contraindicated"), (30, "renal-severe"), (60, "renal-moderate")):
+        if value < limit:
+            return rule
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SYNTHEA, ids=[p.stem.split("_")[0] + "_" + p.stem.split("_")[1] for p in SYNTHEA])
+def test_synthea_bundle_with_injected_magnesium_order(capsys, tmp_path, path):
+    bundle = load_json(path)
+    patient_url = next(e["fullUrl"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    bundle["entry"].append(
+        {
+            "fullUrl": "urn:uuid:00000000-0000-4000-8000-00000000mg01",
+            "resource": {
+                "resourceType": "MedicationRequest",
+                "id": "injected-mg",
+                "status": "draft",
+                "intent": "order",
+                "medicationCodeableConcept": {"text": "Magnesium glycinate 500 mg capsule"},
+                "subject": {"reference": patient_url},
+                "authoredOn": "2021-04-01",
+            },
+        }
+    )
+    injected = tmp_path / "bundle.json"
+    injected.write_text(json.dumps(bundle))
+    code, out, err = run_cli(
+        capsys, "evaluate", str(injected), "--order", "injected-mg", "--json", "--now", "2021-04-01T00:00:00Z"
+    )
+    assert code == 0, err
+    rules = [c["source"]["topic"]["code"] for c in json.loads(out)["cards"]]
+    renal = [r for r in rules if r in ("renal-contraindicated", "renal-severe", "renal-moderate", "renal-unknown")]
+    expected = expected_renal_rule(bundle)
+    assert renal == ([expected] if expected else []), f"{path.name}: got {rules}"
+    assert not {"mg-high", "mg-low"} & set(rules)  # Synthea has no serum magnesium

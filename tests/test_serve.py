@@ -1,0 +1,71 @@
+"""The real production server: `cds-service serve` under gunicorn, called over HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from .conftest import SCENARIOS, SERVICE, free_port, load_json
+
+
+def test_serve_under_gunicorn_answers_discovery_hooks_and_feedback(tmp_path):
+    port = free_port()
+    exe = Path(sys.executable).with_name("cds-service")
+    env = {"CDS_SERVICE_DATA_DIR": str(tmp_path / "data"), "PATH": str(exe.parent)}
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--workers", "2", "--now", "2026-11-15T12:00:00Z"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        services = requests.get(f"{base}/cds-services", timeout=5).json()["services"]
+        assert {s["hook"] for s in services} == {"order-select", "order-sign"}
+        for hook in ("order-select", "order-sign"):
+            body = load_json(SCENARIOS / "renal-contraindicated-cg" / f"request.{hook}.json")
+            response = requests.post(f"{base}/cds-services/{SERVICE}", json=body, timeout=10)
+            assert response.status_code == 200
+            cards = response.json()["cards"]
+            assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [
+                ("renal-contraindicated", "critical")
+            ]
+        card = cards[0]
+        feedback = {
+            "feedback": [
+                {
+                    "card": card["uuid"],
+                    "outcome": "accepted",
+                    "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+                    "outcomeTimestamp": "2026-11-15T12:05:00Z",
+                }
+            ]
+        }
+        stored = requests.post(f"{base}/cds-services/{SERVICE}/feedback", json=feedback, timeout=10)
+        assert stored.status_code == 200 and stored.json()["stored"] == 1
+        assert requests.get(f"{base}/readyz", timeout=5).json()["status"] == "ok"
+        assert (tmp_path / "data" / "feedback.sqlite3").exists()
+        bad = requests.post(
+            f"{base}/cds-services/{SERVICE}", data="{", timeout=5, headers={"Content-Type": "application/json"}
+        )
+        assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert proc.returncode == 0, "gunicorn did not shut down cleanly on SIGTERM"
