@@ -170,6 +170,22 @@ def test_null_prefetch_means_no_data_and_is_not_fetched(client):
     assert "patient demographics" in cards[0]["detail"]
 
 
+def test_prefetch_error_without_a_server_is_a_reported_gap(client):
+    body = request_body()
+    body["prefetch"]["renal"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
+    response = client.post(URL, json=body)
+    assert response.status_code == 200
+    payload = response.get_json()
+    assert [c["source"]["topic"]["code"] for c in payload["cards"]] == ["renal-unknown"]
+    assert "the EHR reported an error" in payload["cards"][0]["detail"]
+    assert payload["extension"]["mg-cds.data-gaps"] == [
+        {"topic": "renal", "reason": "the EHR reported an error for this prefetch"}
+    ]
+
+
 def test_missing_prefetch_without_fhir_server_is_412(client):
     body = request_body()
     del body["prefetch"]["renal"]

@@ -155,3 +155,17 @@ def test_fhir_server_down(make_app):
     assert response.status_code == 200
     assert response.get_json()["cards"] == []  # no Mg level: no level card, and the gap is reported
     assert response.get_json()["extension"]["mg-cds.data-gaps"][0]["reason"].startswith("the FHIR server could not")
+
+
+@pytest.mark.fhir_server
+def test_prefetch_error_is_refetched_from_the_server(make_app, fhir_server):
+    body = scenario_request("mg-high")
+    body["prefetch"]["magnesium"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
+    body["fhirServer"] = fhir_server
+    app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True, "allow_without_token": True}]}})
+    response = app.test_client().post(URL, json=body)
+    assert response.status_code == 200
+    assert rule_ids(response) == ["mg-high"] and "extension" not in response.get_json()

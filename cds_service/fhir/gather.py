@@ -43,20 +43,26 @@ def gather(
     resources: list[Mapping[str, Any]] = []
     gaps: list[DataGap] = []
     to_fetch: dict[str, str] = {}
+    failed_in_prefetch: dict[str, str] = {}
     for key, template in templates.items():
         query = resolve(template, request)
         if query is None:
             continue
-        if key in request.prefetch:
-            value = request.prefetch[key]
-            if value is None:
-                continue
-            if value.get("resourceType") == "OperationOutcome":
-                to_fetch[key] = query
-                continue
-            resources.extend(_resources_of(value))
-        else:
+        if key not in request.prefetch:
             to_fetch[key] = query
+        elif request.prefetch[key] is None:
+            continue
+        elif request.prefetch[key].get("resourceType") == "OperationOutcome":
+            failed_in_prefetch[key] = query
+        else:
+            resources.extend(_resources_of(request.prefetch[key]))
+    if failed_in_prefetch and not to_fetch and not _can_fetch(request, settings):
+        # The EHR tried and reported an error: a gap on the cards, not a reason to refuse the call.
+        gaps.extend(
+            DataGap(TOPICS.get(k, k), "the EHR reported an error for this prefetch") for k in failed_in_prefetch
+        )
+        failed_in_prefetch = {}
+    to_fetch.update(failed_in_prefetch)
     if to_fetch:
         base, token = _fetch_target(request, settings, to_fetch)
         results = fetcher.fetch_all(base, to_fetch, token) if fetcher else {}
@@ -68,6 +74,14 @@ def gather(
             else:
                 resources.extend(result.resources)
     return GatheredData(tuple(resources), tuple(gaps), tuple(to_fetch))
+
+
+def _can_fetch(request: HookRequest, settings: Settings) -> bool:
+    try:
+        _fetch_target(request, settings, {})
+    except ProtocolError:
+        return False
+    return True
 
 
 def _fetch_target(request: HookRequest, settings: Settings, keys: Mapping[str, str]) -> tuple[str, str | None]:
