@@ -61,8 +61,8 @@ def test_prefetch_templates_use_only_allowed_tokens_and_queries(client):
 def test_fixture_request_gets_its_card(client):
     response = client.post(URL, json=BASE)
     assert response.status_code == 200
-    codes = [c["source"]["topic"]["code"] for c in response.get_json()["cards"]]
-    assert codes == ["renal-contraindicated"]
+    codes = sorted(c["source"]["topic"]["code"] for c in response.get_json()["cards"])
+    assert codes == ["monitoring-recheck", "renal-contraindicated"]
 
 
 @pytest.mark.parametrize(
@@ -165,9 +165,9 @@ def test_null_prefetch_means_no_data_and_is_not_fetched(client):
     body["prefetch"] = {key: None for key in body["prefetch"]}
     response = client.post(URL, json=body)  # no fhirServer: any fetch attempt would be a 412
     assert response.status_code == 200
-    cards = response.get_json()["cards"]
-    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-unknown"]
-    assert "patient demographics" in cards[0]["detail"]
+    cards = {c["source"]["topic"]["code"]: c for c in response.get_json()["cards"]}
+    assert sorted(cards) == ["monitoring-recheck", "renal-unknown"]
+    assert "patient demographics" in cards["renal-unknown"]["detail"]
 
 
 def test_prefetch_error_without_a_server_is_a_reported_gap(client):
@@ -179,8 +179,9 @@ def test_prefetch_error_without_a_server_is_a_reported_gap(client):
     response = client.post(URL, json=body)
     assert response.status_code == 200
     payload = response.get_json()
-    assert [c["source"]["topic"]["code"] for c in payload["cards"]] == ["renal-unknown"]
-    assert "the EHR reported an error" in payload["cards"][0]["detail"]
+    cards = {c["source"]["topic"]["code"]: c for c in payload["cards"]}
+    assert sorted(cards) == ["monitoring-recheck", "renal-unknown"]
+    assert "the EHR reported an error" in cards["renal-unknown"]["detail"]
     assert payload["extension"]["mg-cds.data-gaps"] == [
         {"topic": "renal", "reason": "the EHR reported an error for this prefetch"}
     ]
@@ -268,3 +269,22 @@ def test_malformed_feedback_is_400(client, body):
 
 def test_feedback_for_unknown_service_is_404(client):
     assert_outcome(client.post("/cds-services/nope/feedback", json=FEEDBACK), 404)
+
+
+def test_a_site_can_switch_a_rule_off(make_app):
+    body = load_json(SCENARIOS / "depletion-statin-high" / "request.order-sign.json")
+    on = make_app().test_client().post(URL, json=body).get_json()["cards"]
+    off = make_app({"rules": {"depletion-statin": {"enabled": False}}}).test_client().post(URL, json=body)
+    assert [c["source"]["topic"]["code"] for c in on] == ["depletion-statin"]
+    assert off.status_code == 200 and off.get_json()["cards"] == []
+
+
+def test_update_suggestion_carries_the_whole_order_with_the_spacing(client):
+    body = load_json(SCENARIOS / "fq-cipro-partner-ordered" / "request.order-sign.json")
+    card = client.post(URL, json=body).get_json()["cards"][0]
+    action = card["suggestions"][0]["actions"][0]
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    assert action["type"] == "update"
+    assert action["resource"]["id"] == draft["id"]
+    assert action["resource"]["medicationCodeableConcept"] == draft["medicationCodeableConcept"]
+    assert "6 h after magnesium" in action["resource"]["dosageInstruction"][0]["patientInstruction"]

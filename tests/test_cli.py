@@ -41,7 +41,7 @@ def test_evaluate_json_for_order_select(capsys):
     )  # no --order: the status=draft orders
     assert code == 0
     cards = json.loads(out)["cards"]
-    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-contraindicated"]
+    assert sorted(c["source"]["topic"]["code"] for c in cards) == ["monitoring-recheck", "renal-contraindicated"]
 
 
 @pytest.mark.parametrize(
@@ -155,3 +155,13 @@ def test_synthea_bundle_with_injected_magnesium_order(capsys, tmp_path, path):
     expected = expected_renal_rule(bundle)
     assert renal == ([expected] if expected else []), f"{path.name}: got {rules}"
     assert not {"mg-high", "mg-low"} & set(rules)  # Synthea has no serum magnesium
+
+
+def test_evaluate_active_elemental_magnesium_with_draft_ciprofloxacin(capsys):
+    """Issue acceptance: a warning naming 2 h before / 6 h after, with an update suggestion."""
+    bundle = SCENARIOS / "fq-cipro-partner-ordered" / "bundle.json"
+    code, out, _ = run_cli(capsys, "evaluate", str(bundle), "--now", "2026-11-15T12:00:00Z")
+    assert code == 0
+    assert "[WARNING] interaction-fluoroquinolone: ciprofloxacin with oral magnesium" in out
+    assert "2 h before or 6 h after" in out
+    assert "-> suggestion: Add to the dosage: give ciprofloxacin at least 2 h before or 6 h after magnesium" in out

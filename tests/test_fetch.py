@@ -40,8 +40,8 @@ def test_partial_prefetch_is_merged_with_fetched_keys(make_app, fhir_server):
     app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
     response = app.test_client().post(URL, json=body)
     assert response.status_code == 200
-    assert rule_ids(response) == ["renal-contraindicated"]
-    assert "256 umol/L" in response.get_json()["cards"][0]["detail"]
+    assert rule_ids(response) == ["monitoring-recheck", "renal-contraindicated"]
+    assert "256 umol/L" in json.dumps(response.get_json())
 
 
 @pytest.mark.fhir_server
@@ -55,7 +55,7 @@ def test_open_server_without_token_only_when_configured(make_app, fhir_server):
         {"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True, "allow_without_token": True}]}}
     )
     response = open_.test_client().post(URL, json=body)
-    assert response.status_code == 200 and rule_ids(response) == ["mg-high"]
+    assert response.status_code == 200 and rule_ids(response) == ["mg-high", "monitoring-recheck"]
 
 
 class MisbehavingFhir(BaseHTTPRequestHandler):
@@ -139,8 +139,9 @@ def test_failing_fhir_server_gives_cards_with_the_gap_within_the_deadline(make_a
     assert response.status_code == 200
     assert elapsed < 2.0, f"answered after {elapsed:.2f} s"
     payload = response.get_json()
-    assert rule_ids(response) == ["renal-unknown"]  # missing labs are missing, never normal
-    assert reason in payload["cards"][0]["detail"]
+    assert rule_ids(response) == ["monitoring-recheck", "renal-unknown"]  # missing labs are missing, never normal
+    renal = next(c for c in payload["cards"] if c["source"]["topic"]["code"] == "renal-unknown")
+    assert reason in renal["detail"]
     gaps = payload["extension"]["mg-cds.data-gaps"]
     assert {g["topic"] for g in gaps} == {"renal", "weight"}
 
@@ -153,7 +154,7 @@ def test_fhir_server_down(make_app):
     app = make_app({"fhir": {"servers": [{"base_url": down, "allow_http": True}]}})
     response = app.test_client().post(URL, json=body)
     assert response.status_code == 200
-    assert response.get_json()["cards"] == []  # no Mg level: no level card, and the gap is reported
+    assert rule_ids(response) == ["monitoring-recheck"]  # no Mg level: no level card, and the gap is reported
     assert response.get_json()["extension"]["mg-cds.data-gaps"][0]["reason"].startswith("the FHIR server could not")
 
 
@@ -168,4 +169,4 @@ def test_prefetch_error_is_refetched_from_the_server(make_app, fhir_server):
     app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True, "allow_without_token": True}]}})
     response = app.test_client().post(URL, json=body)
     assert response.status_code == 200
-    assert rule_ids(response) == ["mg-high"] and "extension" not in response.get_json()
+    assert rule_ids(response) == ["mg-high", "monitoring-recheck"] and "extension" not in response.get_json()

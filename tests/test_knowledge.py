@@ -33,7 +33,22 @@ def test_every_row_with_a_value_has_a_source():
         if name == "sources.yaml":
             continue
         for path, row in _walk(table):
-            needs = any(k in row for k in ("value", "rxnorm_in", "rxcui", "prefix", "indicator", "factors"))
+            needs = any(
+                k in row
+                for k in (
+                    "value",
+                    "rxnorm_in",
+                    "rxcui",
+                    "prefix",
+                    "indicator",
+                    "factors",
+                    "atc",
+                    "before_h",
+                    "after_h",
+                    "min_daily_mg",
+                    "elemental_fraction",
+                )
+            )
             needs = needs or ("code" in row and "display" in row and name == "labs.yaml")
             cited = row.get("source") or row.get("factor_source")
             if needs and not cited:
@@ -60,7 +75,27 @@ def test_rule_ids_come_from_the_catalogue():
 
 
 def test_card_texts_fill_with_the_fields_rules_give():
-    fields = {"drug": "X", "estimate": "CrCl", "value": "15", "unit": "mL/min", "condition": "ESRD", "change": "1 → 2"}
+    fields = {
+        "drug": "X",
+        "estimate": "CrCl",
+        "value": "15",
+        "unit": "mL/min",
+        "condition": "ESRD",
+        "change": "1 → 2",
+        "partner_name": "P",
+        "mg": "M",
+        "spacing": "s",
+        "lookback": "180",
+        "daily": "9",
+        "ul": "350",
+        "age": "50 y",
+        "other": "O",
+        "total": "",
+        "due_from": "d1",
+        "due_by": "d2",
+        "risk": "r",
+        "last": "l",
+    }
     for rule in load_knowledge().rules.values():
         for key, template in rule.text.items():
             assert "{" not in template.format(**fields), (rule.id, key)
@@ -96,3 +131,20 @@ def test_site_overrides_apply():
 def test_invalid_configuration_names_the_key(config, names):
     with pytest.raises((ConfigError, KnowledgeError), match=re.escape(names)):
         settings_from_mapping(config)
+
+
+def test_every_catalogue_rule_fires_in_a_fixture_and_is_silent_in_others():
+    from .conftest import SCENARIOS, load_json
+
+    fired, silent = set(), set()
+    for expected in SCENARIOS.glob("*/expected.json"):
+        for hook in load_json(expected)["hooks"].values():
+            fired |= {card["rule"] for card in hook["cards"]}
+            silent |= set(hook["absent"])
+    rules = set(load_knowledge().rules)
+    assert rules - fired == set(), f"rules no fixture makes fire: {rules - fired}"
+    assert rules - silent == set(), f"rules never checked to stay silent: {rules - silent}"
+    if CATALOGUE.exists():
+        catalogue = set(re.findall(r"^\| `([a-z-]+)`", CATALOGUE.read_text(encoding="utf-8"), re.MULTILINE))
+        catalogue |= {"depletion-calcineurin-inhibitor", "depletion-other"}  # listed on one row with aminoglycoside
+        assert catalogue - rules == set(), f"catalogue rules missing from rules.yaml: {catalogue - rules}"

@@ -43,10 +43,11 @@ def test_serve_under_gunicorn_answers_discovery_hooks_and_feedback(tmp_path):
             response = requests.post(f"{base}/cds-services/{SERVICE}", json=body, timeout=10)
             assert response.status_code == 200
             cards = response.json()["cards"]
-            assert [(c["source"]["topic"]["code"], c["indicator"]) for c in cards] == [
-                ("renal-contraindicated", "critical")
+            assert sorted((c["source"]["topic"]["code"], c["indicator"]) for c in cards) == [
+                ("monitoring-recheck", "info"),
+                ("renal-contraindicated", "critical"),
             ]
-        card = cards[0]
+        card = next(c for c in cards if c["source"]["topic"]["code"] == "renal-contraindicated")
         feedback = {
             "feedback": [
                 {

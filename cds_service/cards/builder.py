@@ -3,13 +3,16 @@ rule id as topic, suggestions with uuids and selectionBehavior, overrideReasons 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from ..clinical.findings import Finding, SuggestedAction
 from ..knowledge.model import Knowledge
 from ..record.model import PatientRecord
-from .resources import lab_service_request
+from .resources import lab_service_request, valid_medication_request
+
+log = logging.getLogger(__name__)
 
 SUMMARY_LIMIT = 139
 
@@ -38,7 +41,7 @@ class CardBuilder:
             "detail": self.detail(finding),
             "source": source,
         }
-        suggestions = [self.suggestion(s, finding, record) for s in finding.suggestions]
+        suggestions = [s for s in (self.suggestion(a, finding, record) for a in finding.suggestions) if s]
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one" if len(suggestions) == 1 else "any"
@@ -69,7 +72,7 @@ class CardBuilder:
             f"**Evidence:** {finding.evidence} (rule `{finding.rule_id}`)\n" + "\n".join(cited)
         )
 
-    def suggestion(self, action: SuggestedAction, finding: Finding, record: PatientRecord) -> dict[str, Any]:
+    def suggestion(self, action: SuggestedAction, finding: Finding, record: PatientRecord) -> dict[str, Any] | None:
         out: dict[str, Any] = {"label": action.label[:200], "uuid": str(uuid.uuid4())}
         if action.recommended:
             out["isRecommended"] = True
@@ -84,6 +87,11 @@ class CardBuilder:
         elif action.kind == "order-lab" and action.lab and action.due:
             resource = lab_service_request(action.lab, action.due, record, f"{finding.rule_id}: {finding.summary}")
             out["actions"] = [{"type": "create", "description": action.label[:200], "resource": resource}]
+        elif action.kind == "update-order" and action.resource is not None and action.order is not None:
+            if not valid_medication_request(action.resource):
+                log.info("update suggestion for rule %s dropped: the order is not valid R4", finding.rule_id)
+                return None  # the card still states the advice; an EHR cannot apply an invalid update
+            out["actions"] = [{"type": "update", "description": action.label[:200], "resource": action.resource}]
         return out
 
     def links(self, finding: Finding) -> list[dict[str, str]]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
 
 from ..record.model import PatientRecord
 
@@ -37,3 +39,12 @@ def lab_service_request(analyte: str, due: datetime, record: PatientRecord, reas
         resource["requester"] = {"reference": record.user_id}
     ServiceRequest.model_validate(resource)  # raises if we ever build invalid R4
     return resource
+
+
+def valid_medication_request(resource: dict[str, Any]) -> bool:
+    """Is this (EHR-supplied, then updated) MedicationRequest valid R4, so an EHR can apply it?"""
+    try:
+        MedicationRequest.model_validate(resource)
+    except (ValidationError, ValueError, TypeError):
+        return False
+    return True

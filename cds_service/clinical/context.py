@@ -2,51 +2,88 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from ..knowledge.model import Knowledge, RuleSpec
-from ..record.model import MedicationEntry, PatientRecord
+from ..record.model import LabValue, MedicationEntry, PatientRecord
+from .drugs import DrugHit
 from .findings import Finding, SuggestedAction
 from .matching import ProductMatch
 from .renal_function import RenalAssessment
 
 
 @dataclass(frozen=True, slots=True)
+class MagnesiumProduct:
+    entry: MedicationEntry
+    match: ProductMatch
+    in_scope: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerDrug:
+    entry: MedicationEntry
+    hit: DrugHit
+    in_scope: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RuleContext:
     record: PatientRecord
     knowledge: Knowledge
-    magnesium_orders: tuple[tuple[MedicationEntry, ProductMatch], ...]
+    magnesium: tuple[MagnesiumProduct, ...]  # in scope first, then drafts and active medications
+    partners: tuple[PartnerDrug, ...]
     renal: RenalAssessment
+
+    @property
+    def magnesium_orders(self) -> tuple[tuple[MedicationEntry, ProductMatch], ...]:
+        """The magnesium products among the orders in scope (the ones cards may speak about)."""
+        return tuple((p.entry, p.match) for p in self.magnesium if p.in_scope)
+
+    def latest_magnesium(self, within_days: float | None = None) -> LabValue | None:
+        lab = self.record.latest("magnesium", within_days)
+        return lab if lab is not None and lab.usable else None
+
+    def is_low(self, lab: LabValue) -> bool:
+        low = lab.ref_low if lab.ref_low is not None else self.knowledge.rule("mg-low").value("lower_limit")
+        return lab.value is not None and lab.value < low and lab.comparator not in (">", ">=")
 
     def finding(
         self,
         rule_id: str,
         order: MedicationEntry,
-        match: ProductMatch,
+        recognised: str,
         *,
         found: tuple[str, ...],
         summary_key: str = "summary",
-        **fields: str,
+        indicator: str | None = None,
+        partner: MedicationEntry | None = None,
+        extra_suggestions: tuple[SuggestedAction, ...] = (),
+        merge_key: str = "",
+        spec_suggestions: bool = True,
+        **fields: Any,
     ) -> Finding:
         """A Finding with the rule's texts, sources and suggestions filled in for this order."""
         spec = self.knowledge.rule(rule_id)
-        drug = _short_name(order.name or match.salt_label)
+        drug = short_name(order.name or recognised)
         summary = spec.text[summary_key].format(drug=drug, **fields)
-        order_line = f"Order: {drug} ({order.reference}); recognised as {match.salt_label} by {match.how}"
         gaps = tuple(f"Not available: {g.topic} ({g.reason})" for g in self.record.gaps)
         return Finding(
             rule_id=rule_id,
-            indicator=spec.indicator,
+            indicator=indicator or spec.indicator,
             order=order,
             summary=summary,
-            found=(*found, order_line, *gaps),
+            found=(*found, f"Order: {drug} ({order.reference}); {recognised}", *gaps),
             why=spec.text["why"],
             action=spec.text["action"],
             evidence=spec.evidence,
             sources=spec.sources,
-            suggestions=tuple(self.suggestions(spec, order, drug)),
+            suggestions=(*extra_suggestions, *(self.suggestions(spec, order, drug) if spec_suggestions else ())),
             override_reasons=spec.override_reasons,
+            partner=partner,
+            merge_key=merge_key,
         )
 
     def suggestions(self, spec: RuleSpec, order: MedicationEntry, drug: str) -> list[SuggestedAction]:
@@ -63,28 +100,48 @@ class RuleContext:
                     )
                 )
             elif key == "order-serum-magnesium-now":
-                out.append(self._lab("magnesium", "Order serum magnesium now", now))
+                out.append(_lab("magnesium", "Order serum magnesium now", now))
             elif key == "order-serum-magnesium-recheck":
-                days = spec.value("recheck_after_days")
-                due = now + timedelta(days=days)
-                out.append(self._lab("magnesium", f"Order serum magnesium recheck due {due.date().isoformat()}", due))
+                due = now + timedelta(days=spec.value("recheck_after_days"))
+                out.append(_lab("magnesium", f"Order serum magnesium recheck due {due.date().isoformat()}", due))
             elif key == "order-serum-creatinine":
-                out.append(self._lab("creatinine", "Order serum creatinine", now))
+                out.append(_lab("creatinine", "Order serum creatinine", now))
             elif key in ("order-potassium-if-missing", "order-calcium-if-missing"):
                 analyte = "potassium" if "potassium" in key else "calcium"
                 lookback = self.knowledge.lab_lookbacks[f"{analyte}_days"].value
                 if self.record.latest(analyte, lookback) is None:
-                    out.append(self._lab(analyte, f"Order serum {analyte} (none in the last {lookback:.0f} days)", now))
+                    out.append(_lab(analyte, f"Order serum {analyte} (none in the last {lookback:.0f} days)", now))
+            elif key in ("update-spacing", "remove-magnesium-if-no-spacing"):
+                continue  # built by the interaction rule, which knows the partner and the spacing
             else:
                 raise ValueError(f"rules.yaml: {spec.id}: unknown suggestion '{key}'")
-        return [s for s in out if s is not None and not (s.lab and s.lab in self.record.draft_lab_orders)]
-
-    @staticmethod
-    def _lab(analyte: str, label: str, due) -> SuggestedAction:
-        return SuggestedAction("order-lab", label, lab=analyte, due=due)
+        return [s for s in out if not (s.lab and s.lab in self.record.draft_lab_orders)]
 
 
-def _short_name(name: str, limit: int = 48) -> str:
+def update_with_instruction(order: MedicationEntry, instruction: str, label: str) -> SuggestedAction:
+    """An `update` of the in-scope order whose dosage carries the instruction (the whole resource)."""
+    resource: dict[str, Any] = copy.deepcopy(dict(order.resource))
+    dosages = resource.get("dosageInstruction")
+    if not isinstance(dosages, list) or not dosages:
+        dosages = [{}]
+    for dosage in dosages:
+        if isinstance(dosage, dict):
+            existing = dosage.get("patientInstruction")
+            dosage["patientInstruction"] = f"{existing} {instruction}".strip() if existing else instruction
+            dosage["text"] = f"{dosage['text']}; {instruction}" if dosage.get("text") else instruction
+    resource["dosageInstruction"] = dosages
+    return SuggestedAction("update-order", label, order=order, resource=resource)
+
+
+def _lab(analyte: str, label: str, due: datetime) -> SuggestedAction:
+    return SuggestedAction("order-lab", label, lab=analyte, due=due)
+
+
+def short_name(name: str, limit: int = 48) -> str:
     """Drug names go into summaries that must stay under 140 characters."""
     name = " ".join(name.split())
     return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
+
+
+def recognised_as(match: ProductMatch) -> str:
+    return f"recognised as {match.salt_label} by {match.how}"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ..record.model import MedicationEntry
 
-SuggestionKind = Literal["remove-order", "order-lab"]
+SuggestionKind = Literal["remove-order", "order-lab", "update-order"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class SuggestedAction:
     lab: str | None = None
     due: datetime | None = None
     recommended: bool = False
+    resource: Mapping[str, Any] | None = None  # the whole updated resource, for update-order
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,9 @@ class Finding:
     override_reasons: tuple[str, ...] = ()
     partner: MedicationEntry | None = field(default=None)
 
+    merge_key: str = ""  # what else, besides rule and order, makes this card distinct (e.g. the partner drug)
+
     @property
     def key(self) -> tuple[str, str, str]:
-        """One card per (rule, order pair)."""
-        return self.rule_id, self.order.reference, self.partner.reference if self.partner else ""
+        """One card per (rule, order pair), merged across duplicates."""
+        return self.rule_id, self.order.reference, self.merge_key

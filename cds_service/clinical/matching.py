@@ -55,7 +55,7 @@ class MagnesiumMatcher:
         return None
 
     def _text_hit(self, text: str) -> str | None:
-        tokens = _tokens(text)
+        tokens = words_of(text)
         for i, token in enumerate(tokens):
             if token in self._words or token in self._brands:
                 return token
@@ -71,14 +71,14 @@ class MagnesiumMatcher:
     def _salts_in_text(self, med: MedicationEntry) -> tuple[str, ...]:
         found: list[str] = []
         for text in (med.name, *med.ingredient_names):
-            for token in _tokens(text):
+            for token in words_of(text):
                 salt = self._salt_by_word.get(token)
                 if salt and salt not in found:
                     found.append(salt)
         return tuple(found)
 
 
-def _tokens(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
     """Lower-case words; a hyphenated word counts whole ("mag-ox") and by its parts ("magnesium-oxide")."""
     out: list[str] = []
     for token in _NON_WORD.split(text.lower()):

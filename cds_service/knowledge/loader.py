@@ -16,6 +16,8 @@ import yaml
 from .model import (
     Analyte,
     ConditionSet,
+    Drug,
+    DrugClass,
     Knowledge,
     MagnesiumTables,
     Parameter,
@@ -24,7 +26,7 @@ from .model import (
     Source,
 )
 
-TABLE_FILES = ("sources.yaml", "labs.yaml", "magnesium.yaml", "conditions.yaml", "rules.yaml")
+TABLE_FILES = ("sources.yaml", "labs.yaml", "magnesium.yaml", "drugs.yaml", "conditions.yaml", "rules.yaml")
 EVIDENCE_GRADES = frozenset({"high", "moderate", "low", "expert-opinion"})
 SOURCE_STATUSES = frozenset({"VERIFIED", "SECONDARY", "POLICY", "UNVERIFIED"})
 INDICATORS = frozenset({"info", "warning", "critical"})
@@ -104,6 +106,7 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         override_reason_system=str(rules_table["override_reasons"]["system"]),
         override_reasons=override_reasons,
         rules=rules,
+        drug_classes=_drug_classes(tables["drugs.yaml"], sources, rules),
     )
     _check_renal_tiers(knowledge)
     return knowledge
@@ -240,7 +243,59 @@ def _rule(rule_id: str, row: Mapping[str, Any], sources: Mapping[str, Source], r
         suggestions=tuple(row.get("suggestions") or ()),
         override_reasons=tuple(row.get("override_reasons") or ()),
         enabled=bool(row.get("enabled", True)),
+        escalated_indicator=_escalated(where, row),
     )
+
+
+def _escalated(where: str, row: Mapping[str, Any]) -> str | None:
+    value = row.get("escalated_indicator")
+    if value is not None and value not in INDICATORS:
+        raise KnowledgeError(f"{where}.escalated_indicator: must be one of {sorted(INDICATORS)}")
+    return value
+
+
+def _hours(value: Any, where: str) -> float | None:
+    return None if value is None else _number(value, where)
+
+
+def _drug_classes(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:
+    out = {}
+    for class_id, row in table["classes"].items():
+        where = f"drugs.yaml: classes.{class_id}"
+        if row.get("rule") not in rules:
+            raise KnowledgeError(f"{where}.rule: unknown rule id '{row.get('rule')}'")
+        if row.get("kind") not in ("chelation", "depletion"):
+            raise KnowledgeError(f"{where}.kind: must be chelation or depletion")
+        drugs = []
+        for i, d in enumerate(row["drugs"]):
+            here = f"{where}.drugs[{i}] ({d.get('name')})"
+            if d.get("evidence") not in EVIDENCE_GRADES:
+                raise KnowledgeError(f"{here}.evidence: must be one of {sorted(EVIDENCE_GRADES)}")
+            if d.get("indicator") is not None and d["indicator"] not in INDICATORS:
+                raise KnowledgeError(f"{here}.indicator: must be one of {sorted(INDICATORS)}")
+            words = [
+                d["name"].lower(),
+                *(w.lower() for w in d.get("words") or ()),
+                *(b.lower() for b in d.get("brands") or ()),
+            ]
+            drugs.append(
+                Drug(
+                    name=d["name"],
+                    class_id=class_id,
+                    rxnorm_in=tuple(str(c) for c in d.get("rxnorm_in") or ()),
+                    atc=tuple(str(c).upper() for c in d.get("atc") or ()),
+                    words=tuple(words),
+                    sources=_cited(f"{here}.source", d.get("source"), sources),
+                    evidence=d["evidence"],
+                    before_h=_hours(d.get("before_h"), f"{here}.before_h"),
+                    after_h=_hours(d.get("after_h"), f"{here}.after_h"),
+                    indicator=d.get("indicator"),
+                    min_daily_mg=_hours(d.get("min_daily_mg"), f"{here}.min_daily_mg"),
+                    note=d.get("note"),
+                )
+            )
+        out[class_id] = DrugClass(class_id, row["rule"], row["kind"], row["label"], tuple(drugs))
+    return out
 
 
 def _check_renal_tiers(knowledge: Knowledge) -> None:

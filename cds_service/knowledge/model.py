@@ -39,6 +39,7 @@ class RuleSpec:
     suggestions: tuple[str, ...]
     override_reasons: tuple[str, ...]
     enabled: bool = True
+    escalated_indicator: str | None = None
 
     def value(self, name: str) -> float:
         return self.parameters[name].value
@@ -81,6 +82,33 @@ class MagnesiumTables:
 
 
 @dataclass(frozen=True, slots=True)
+class Drug:
+    """An interacting or magnesium-wasting drug. Spacing is for this drug relative to magnesium."""
+
+    name: str
+    class_id: str
+    rxnorm_in: tuple[str, ...]
+    atc: tuple[str, ...]
+    words: tuple[str, ...]
+    sources: tuple[str, ...]
+    evidence: str
+    before_h: float | None = None
+    after_h: float | None = None
+    indicator: str | None = None
+    min_daily_mg: float | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DrugClass:
+    id: str
+    rule: str
+    kind: str  # "chelation" | "depletion"
+    label: str
+    drugs: tuple[Drug, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Knowledge:
     """Everything the record and rule layers need to know, already validated."""
 
@@ -95,6 +123,7 @@ class Knowledge:
     override_reason_system: str
     override_reasons: Mapping[str, str]
     rules: Mapping[str, RuleSpec]
+    drug_classes: Mapping[str, DrugClass] = field(default_factory=dict)
 
     def rule(self, rule_id: str) -> RuleSpec:
         return self.rules[rule_id]

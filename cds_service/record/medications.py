@@ -45,6 +45,7 @@ def parse_medication(
     name = concept_text(concept)
     ingredient_codings: list[Coding] = []
     ingredient_names: list[str] = []
+    strengths: list[tuple[str, float, str]] = []
     if medication is not None:
         codings = codings + codings_of(medication.get("code"))
         name = name or concept_text(medication.get("code"))
@@ -55,6 +56,9 @@ def parse_medication(
             ingredient_codings.extend(codings_of(item))
             if concept_text(item):
                 ingredient_names.append(concept_text(item))
+            strength = _strength(ingredient.get("strength"))
+            if strength:
+                strengths.append((concept_text(item), *strength))
     dosage = resource.get("dosageInstruction") if rtype == "MedicationRequest" else resource.get("dosage")
     route = _first(dosage).get("route") if isinstance(_first(dosage), Mapping) else None
     when = resource.get("authoredOn") if rtype == "MedicationRequest" else resource.get("effectiveDateTime")
@@ -71,6 +75,7 @@ def parse_medication(
         route_text=concept_text(route),
         authored_on=parse_datetime(when),
         resource=resource,
+        strengths=tuple(strengths),
     )
 
 
@@ -91,6 +96,18 @@ def _resolve_medication(resource: Mapping[str, Any], medications: Mapping[str, M
     parts = target.rstrip("/").split("/")
     relative = "/".join(parts[-2:])
     return medications.get(target) or medications.get(relative)
+
+
+def _strength(ratio: Any) -> tuple[float, str] | None:
+    """Amount per single unit (tablet, capsule, mL) from a Medication.ingredient.strength Ratio."""
+    if not isinstance(ratio, Mapping) or not isinstance(ratio.get("numerator"), Mapping):
+        return None
+    numerator, denominator = ratio["numerator"], ratio.get("denominator") or {}
+    value, per = numerator.get("value"), denominator.get("value", 1) if isinstance(denominator, Mapping) else 1
+    unit = numerator.get("code") or numerator.get("unit")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(per, int | float) or not per:
+        return None
+    return float(value) / float(per), str(unit or "")
 
 
 def _first(value: Any) -> Any:

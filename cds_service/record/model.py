@@ -62,6 +62,13 @@ class MedicationEntry:
     route_text: str
     authored_on: datetime | None
     resource: Mapping[str, Any] = field(repr=False, compare=False, hash=False)
+    strengths: tuple[tuple[str, float, str], ...] = ()  # (ingredient, amount per unit, unit) from Medication
+
+    @property
+    def dosage(self) -> Mapping[str, Any] | None:
+        """The first dosage instruction (MedicationRequest) or dosage (MedicationStatement)."""
+        items = self.resource.get("dosageInstruction" if self.resource_type == "MedicationRequest" else "dosage")
+        return items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..context import RuleContext
+from ..context import RuleContext, recognised_as
 from ..findings import Finding
 
 
@@ -28,6 +28,6 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         f"{'Upper' if is_high else 'Lower'} limit {limit:.2f} mg/dL from {limit_source}",
     )
     return [
-        ctx.finding(rule_id, order, match, found=found, value=shown_value, unit="mg/dL")
+        ctx.finding(rule_id, order, recognised_as(match), found=found, value=shown_value, unit="mg/dL")
         for order, match in ctx.magnesium_orders
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..context import RuleContext
+from ..context import RuleContext, recognised_as
 from ..findings import Finding
 
 TIERS = ("renal-contraindicated", "renal-severe", "renal-moderate")
@@ -31,7 +31,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                 ctx.finding(
                     "renal-contraindicated",
                     order,
-                    match,
+                    recognised_as(match),
                     found=found,
                     summary_key="summary_dialysis",
                     condition=condition[:40],
@@ -39,13 +39,19 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             )
         elif renal.value is None:
             reasons = tuple(f"Missing: {r}" for r in renal.unknown_reasons) or ("Missing: no usable renal function",)
-            findings.append(ctx.finding("renal-unknown", order, match, found=reasons))
+            findings.append(ctx.finding("renal-unknown", order, recognised_as(match), found=reasons))
         elif renal.bound != "at least" or renal.value >= ctx.knowledge.rule("renal-moderate").value("below"):
             tier = renal_tier(renal.value, ctx)
             if tier is not None:
                 findings.append(
                     ctx.finding(
-                        tier, order, match, found=found, estimate=renal.short, value=renal.shown_value, unit=renal.unit
+                        tier,
+                        order,
+                        recognised_as(match),
+                        found=found,
+                        estimate=renal.short,
+                        value=renal.shown_value,
+                        unit=renal.unit,
                     )
                 )
         if renal.rise is not None and renal.value is not None:
@@ -54,7 +60,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                 ctx.finding(
                     "renal-unstable",
                     order,
-                    match,
+                    recognised_as(match),
                     change=rise.description,
                     found=(
                         f"Creatinine {rise.earlier.shown()}",

@@ -1,0 +1,106 @@
+"""dose-above-ul and duplicate-magnesium: elemental magnesium per day, computed and shown."""
+
+from __future__ import annotations
+
+from ..context import MagnesiumProduct, RuleContext, recognised_as, short_name
+from ..dose import daily_elemental_mg
+from ..findings import Finding
+
+
+def evaluate(ctx: RuleContext) -> list[Finding]:
+    return [*_above_upper_limit(ctx), *_duplicates(ctx)]
+
+
+def upper_limit(ctx: RuleContext, age: float) -> float | None:
+    """Tolerable upper intake (supplemental Mg) for age; none is established under 1 year."""
+    spec = ctx.knowledge.rule("dose-above-ul")
+    if age < 1:
+        return None
+    if age < 4:
+        return spec.value("ul_age_1_3")
+    if age < 9:
+        return spec.value("ul_age_4_8")
+    return spec.value("ul_age_9_plus")
+
+
+def _above_upper_limit(ctx: RuleContext) -> list[Finding]:
+    age = ctx.record.age_at(ctx.record.now)
+    if age is None:
+        return []
+    limit = upper_limit(ctx, age)
+    spec = ctx.knowledge.rule("dose-above-ul")
+    findings = []
+    for product in ctx.magnesium:
+        if not product.in_scope:
+            continue
+        dose = daily_elemental_mg(product.entry, product.match, ctx.knowledge.magnesium)
+        if limit is None or not dose.known or dose.mg_per_day <= limit:
+            continue
+        child = age < spec.value("warn_below_age")
+        found = (
+            f"Daily elemental magnesium: {dose.how}" + (" (as needed: maximum use)" if dose.as_needed else ""),
+            f"Upper limit for age {int(age)} y: {limit:g} mg/day from supplements and medicines",
+        )
+        findings.append(
+            ctx.finding(
+                "dose-above-ul",
+                product.entry,
+                recognised_as(product.match),
+                found=found,
+                indicator=spec.escalated_indicator if child else None,
+                daily=f"{dose.mg_per_day:.0f}",
+                ul=f"{limit:g}",
+                age=f"{int(age)} y",
+            )
+        )
+    return findings
+
+
+def _duplicates(ctx: RuleContext) -> list[Finding]:
+    findings = []
+    seen_pairs: set[frozenset[str]] = set()
+    for product in ctx.magnesium:
+        if not product.in_scope:
+            continue
+        for other in ctx.magnesium:
+            pair = frozenset((product.entry.reference, other.entry.reference))
+            if other is product or len(pair) < 2 or pair in seen_pairs or same_product(product, other):
+                continue
+            seen_pairs.add(pair)
+            findings.append(_duplicate(ctx, product, other))
+    return findings
+
+
+def same_product(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
+    """A renewal of what the patient already takes (same name, or priorPrescription) is not a duplicate."""
+    prior = (a.entry.resource.get("priorPrescription") or {}).get("reference")
+    if prior and prior == b.entry.reference:
+        return True
+    return bool(a.entry.name) and " ".join(a.entry.name.lower().split()) == " ".join(b.entry.name.lower().split())
+
+
+def _duplicate(ctx: RuleContext, product: MagnesiumProduct, other: MagnesiumProduct) -> Finding:
+    tables = ctx.knowledge.magnesium
+    doses = [daily_elemental_mg(p.entry, p.match, tables) for p in (product, other)]
+    found = [
+        f"This order: {short_name(product.entry.name, 60)} ({product.entry.reference}): {doses[0].how}",
+        f"Also {'active' if other.entry.origin == 'active' else 'drafted'}: {short_name(other.entry.name, 60)} "
+        f"({other.entry.reference}): {doses[1].how}",
+    ]
+    total = ""
+    if all(d.known for d in doses):
+        combined = sum(d.mg_per_day for d in doses)
+        found.append(f"Combined: {combined:.0f} mg elemental magnesium/day")
+        total = f"; {combined:.0f} mg elemental Mg/day in total"
+    else:
+        found.append("Combined elemental dose not computable (see above)")
+    return ctx.finding(
+        "duplicate-magnesium",
+        product.entry,
+        recognised_as(product.match),
+        found=tuple(found),
+        partner=other.entry,
+        merge_key=other.entry.reference,
+        other=short_name(other.entry.name or other.match.salt_label, 40),
+        total=total,
+    )

@@ -1,0 +1,98 @@
+"""interaction-*: oral magnesium with a drug it chelates, in both directions, with drug-specific spacing.
+
+A card needs one side of the pair among the orders in scope; the other side may be in scope, another
+draft or an active medication. Both must be taken by mouth (a supplement with no route counts as oral).
+"""
+
+from __future__ import annotations
+
+from ..context import MagnesiumProduct, PartnerDrug, RuleContext, short_name, update_with_instruction
+from ..findings import Finding, SuggestedAction
+from ..route import route_of
+
+
+def evaluate(ctx: RuleContext) -> list[Finding]:
+    findings: list[Finding] = []
+    for mg in ctx.magnesium:
+        if route_of(mg.entry) not in ("oral", "unknown"):
+            continue
+        for partner in ctx.partners:
+            if partner.hit.drug_class.kind != "chelation" or not (mg.in_scope or partner.in_scope):
+                continue
+            partner_route = route_of(partner.entry)
+            if partner_route not in ("oral", "unknown"):
+                continue
+            findings.append(_finding(ctx, mg, partner, partner_route))
+    return findings
+
+
+def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partner_route: str) -> Finding:
+    drug = partner.hit.drug
+    spec = ctx.knowledge.rule(partner.hit.drug_class.rule)
+    target = mg.entry if mg.in_scope else partner.entry
+    mg_name = short_name(mg.entry.name or mg.match.salt_label, 40)
+    has_spacing = drug.before_h is not None or drug.after_h is not None
+    found = [
+        f"Magnesium product: {mg_name} ({mg.entry.reference}, {mg.entry.origin}); recognised as "
+        f"{mg.match.salt_label} by {mg.match.how}",
+        f"Interacting drug: {short_name(partner.entry.name or drug.name, 40)} ({partner.entry.reference}, "
+        f"{partner.entry.origin}); recognised as {drug.name} by {partner.hit.how}",
+        f"Spacing for {drug.name}: {partner_spacing(drug.name, drug.before_h, drug.after_h)}"
+        if has_spacing
+        else f"{drug.name}: {drug.note or 'co-administration not recommended'}",
+        f"Evidence for {drug.name}: {drug.evidence}; sources: {', '.join(drug.sources)}",
+    ]
+    if partner_route == "unknown":
+        found.append(f"Route of {drug.name} not stated; assumed oral")
+    if drug.note and has_spacing:
+        found.append(f"Note: {drug.note}")
+    extra: list[SuggestedAction] = []
+    if has_spacing and "update-spacing" in spec.suggestions and target.resource_type == "MedicationRequest":
+        instruction = (
+            magnesium_spacing(drug.name, drug.before_h, drug.after_h)
+            if target is mg.entry
+            else partner_spacing(drug.name, drug.before_h, drug.after_h)
+        )
+        extra.append(update_with_instruction(target, instruction, f"Add to the dosage: {instruction}"))
+    if not has_spacing and "remove-magnesium-if-no-spacing" in spec.suggestions and mg.in_scope:
+        extra.append(
+            SuggestedAction("remove-order", f"Remove the order for {mg_name}", order=mg.entry, recommended=True)
+        )
+    return ctx.finding(
+        spec.id,
+        target,
+        f"interacts with {drug.name if target is mg.entry else mg_name}",
+        found=tuple(found),
+        summary_key="summary" if has_spacing else "summary_no_spacing",
+        indicator=drug.indicator,
+        partner=partner.entry if target is mg.entry else mg.entry,
+        extra_suggestions=tuple(extra),
+        merge_key=drug.name if target is mg.entry else "magnesium",
+        partner_name=drug.name,
+        mg=mg_name,
+        spacing=partner_spacing(drug.name, drug.before_h, drug.after_h) if has_spacing else "",
+    )
+
+
+def partner_spacing(name: str, before_h: float | None, after_h: float | None) -> str:
+    """The advice from the partner's side: 'give ciprofloxacin 2 h before or 6 h after magnesium'."""
+    parts = []
+    if before_h is not None:
+        parts.append(f"{_hours(before_h)} before")
+    if after_h is not None:
+        parts.append(f"{_hours(after_h)} after")
+    return f"give {name} at least {' or '.join(parts)} magnesium"
+
+
+def magnesium_spacing(name: str, before_h: float | None, after_h: float | None) -> str:
+    """The same advice from magnesium's side: partner 2 h before = magnesium 2 h after, and so on."""
+    parts = []
+    if after_h is not None:
+        parts.append(f"{_hours(after_h)} before")
+    if before_h is not None:
+        parts.append(f"{_hours(before_h)} after")
+    return f"take magnesium at least {' or '.join(parts)} {name}"
+
+
+def _hours(value: float) -> str:
+    return f"{value * 60:.0f} min" if value < 1 else f"{value:g} h"

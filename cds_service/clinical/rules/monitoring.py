@@ -1,0 +1,74 @@
+"""monitoring-recheck (new start) and monitoring-overdue (continuing while at risk)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ..context import RuleContext, recognised_as
+from ..dose import daily_elemental_mg
+from ..findings import Finding
+
+
+def evaluate(ctx: RuleContext) -> list[Finding]:
+    if "magnesium" in ctx.record.draft_lab_orders:
+        return []  # a serum magnesium is already being ordered in this session
+    continuing = [p for p in ctx.magnesium if not p.in_scope and p.entry.origin == "active"]
+    findings = []
+    for order, match in ctx.magnesium_orders:
+        finding = _overdue(ctx, order, match) if continuing else _recheck(ctx, order, match)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+def _recheck(ctx: RuleContext, order, match) -> Finding:
+    spec = ctx.knowledge.rule("monitoring-recheck")
+    now = ctx.record.now
+    due_from = now + timedelta(days=spec.value("recheck_after_days"))
+    due_by = now + timedelta(days=spec.value("recheck_by_days"))
+    dose = daily_elemental_mg(order, match, ctx.knowledge.magnesium)
+    found = ("No active magnesium product: this is a new start", f"Daily elemental magnesium: {dose.how}")
+    return ctx.finding(
+        "monitoring-recheck",
+        order,
+        recognised_as(match),
+        found=found,
+        due_from=due_from.date().isoformat(),
+        due_by=due_by.date().isoformat(),
+    )
+
+
+def _overdue(ctx: RuleContext, order, match) -> Finding | None:
+    spec = ctx.knowledge.rule("monitoring-overdue")
+    risks = []
+    renal = ctx.renal
+    if renal.dialysis is not None or (renal.value is not None and renal.value < 60 and renal.bound != "at least"):
+        risks.append(f"renal function {renal.shown_value} {renal.unit}" if renal.value is not None else "dialysis")
+    wasting = sorted(
+        {
+            p.hit.drug.name
+            for p in ctx.partners
+            if p.hit.drug_class.kind == "depletion" and p.hit.drug.min_daily_mg is None
+        }
+    )
+    if wasting:
+        risks.append(f"a magnesium-wasting drug ({', '.join(wasting)})")
+    if not risks:
+        return None
+    interval = spec.value("interval_days")
+    latest = ctx.record.latest("magnesium")
+    if latest is not None and latest.usable and latest.when >= ctx.record.now - timedelta(days=interval):
+        return None
+    last = "none on record" if latest is None else f"{latest.when.date().isoformat()} ({latest.reference})"
+    found = (
+        f"Continuing magnesium therapy with {' and '.join(risks)}",
+        f"Last serum magnesium: {last}; recommended every {interval:.0f} days while at risk",
+    )
+    return ctx.finding(
+        "monitoring-overdue",
+        order,
+        recognised_as(match),
+        found=found,
+        risk=" and ".join(risks)[:60],
+        last=last.split(" (")[0],
+    )
