@@ -75,23 +75,18 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
 
 
 def partner_spacing(name: str, before_h: float | None, after_h: float | None) -> str:
-    """The advice from the partner's side: 'give ciprofloxacin 2 h before or 6 h after magnesium'."""
-    parts = []
-    if before_h is not None:
-        parts.append(f"{_hours(before_h)} before")
-    if after_h is not None:
-        parts.append(f"{_hours(after_h)} after")
-    return f"give {name} at least {' or '.join(parts)} magnesium"
+    """The advice from the partner's side: 'give ciprofloxacin at least 2 h before or 6 h after magnesium'."""
+    return _spacing(f"give {name}", "magnesium", before_h, after_h)
 
 
 def magnesium_spacing(name: str, before_h: float | None, after_h: float | None) -> str:
     """The same advice from magnesium's side: partner 2 h before = magnesium 2 h after, and so on."""
-    parts = []
-    if after_h is not None:
-        parts.append(f"{_hours(after_h)} before")
-    if before_h is not None:
-        parts.append(f"{_hours(before_h)} after")
-    return f"take magnesium at least {' or '.join(parts)} {name}"
+    return _spacing("take magnesium", name, after_h, before_h)
+
+
+def _spacing(subject: str, other: str, before_h: float | None, after_h: float | None) -> str:
+    parts = [f"{_hours(h)} {word}" for h, word in ((before_h, "before"), (after_h, "after")) if h is not None]
+    return f"{subject} at least {' or '.join(parts)} {other}"
 
 
 def _hours(value: float) -> str:
