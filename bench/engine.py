@@ -1,61 +1,70 @@
-"""Engine benchmark (in-process): one hook call through protocol -> record -> rules -> cards.
+"""Engine benchmark: in-process cost of one order-sign evaluation (protocol + record + rules + cards).
 
-Prints median / p95 / p99 per golden scenario request and over all of them; writes bench/results/engine.json.
-Not a timed test: run it by hand, `python bench/engine.py [--rounds N]`.
+    python bench/engine.py [--quick]
+
+Typical case: 5 draft orders, 20 active medications, 200 Observations. Growth: Observations 10 ...
+10,000 and medications 10 ... 1,000. Prints a table; writes bench/results/engine.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
+import tracemalloc
 from pathlib import Path
+
+from common import machine, percentile, print_table, write_result
+from workload import NOW, request
 
 from cds_service.config import Settings
 from cds_service.service import CdsService
 
-ROOT = Path(__file__).resolve().parents[1]
-NOW = datetime.fromisoformat("2026-11-15T12:00:00+00:00")
+SERVICE_ID = "magnesium-order-check"
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=200)
-    args = parser.parse_args()
-    service = CdsService(Settings(now=NOW))
-    requests = [
-        json.loads(p.read_text()) for p in sorted((ROOT / "fixtures" / "scenarios").glob("*/request.order-sign.json"))
-    ]
-    for body in requests[:5]:
-        service.call("magnesium-order-check", body)  # warm-up
-    samples: list[float] = []
-    for _ in range(args.rounds):
-        for body in requests:
-            started = time.perf_counter()
-            service.call("magnesium-order-check", body)
-            samples.append((time.perf_counter() - started) * 1000)
-    result = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
-        "calls": len(samples),
+def measure(service: CdsService, body: dict, rounds: int) -> dict:
+    for _ in range(3):
+        service.call(SERVICE_ID, body)
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        service.call(SERVICE_ID, body)
+        samples.append((time.perf_counter() - started) * 1000)
+    tracemalloc.start()
+    service.call(SERVICE_ID, body)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
         "median_ms": round(statistics.median(samples), 3),
         "p95_ms": round(percentile(samples, 0.95), 3),
         "p99_ms": round(percentile(samples, 0.99), 3),
+        "peak_kib": round(peak / 1024),
+        "rounds": rounds,
     }
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "engine.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'calls':>8} {'median ms':>10} {'p95 ms':>8} {'p99 ms':>8}")
-    print(f"{result['calls']:>8} {result['median_ms']:>10} {result['p95_ms']:>8} {result['p99_ms']:>8}")
+
+
+def run(quick: bool = False) -> dict:
+    service = CdsService(Settings(now=NOW))
+    cases = [("typical", 200, 20, 300 if quick else 2000)]
+    cases += [(f"obs={n}", n, 20, r) for n, r in ((10, 500), (100, 500), (1000, 200), (10000, 30))]
+    cases += [(f"meds={m}", 200, m, r) for m, r in ((10, 500), (100, 200), (1000, 30))]
+    rows = []
+    for label, observations, medications, rounds in cases:
+        body = request(observations, medications)
+        cards = len(service.call(SERVICE_ID, body)[0]["cards"])
+        result = measure(service, body, max(20, rounds // (4 if quick else 1)))
+        rows.append({"case": label, "observations": observations, "medications": medications, "cards": cards, **result})
+    print_table(rows, ["case", "observations", "medications", "cards", "median_ms", "p95_ms", "p99_ms", "peak_kib"])
+    obs_rows = {r["observations"]: r for r in rows if r["case"].startswith("obs=")}
+    growth = obs_rows[10000]["median_ms"] / obs_rows[1000]["median_ms"]
+    print(f"growth 1,000 -> 10,000 Observations: x{growth:.1f} (linear would be x10)")
+    result = {"machine": machine(), "cases": rows, "growth_1k_to_10k": round(growth, 2)}
+    write_result(Path(__file__).parent / "results" / "engine.json", result)
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    run(parser.parse_args().quick)

@@ -48,7 +48,7 @@ class CdsService:
         data = gather(request, templates, self.settings, self.fetcher)
         record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())
         findings = self.engine.evaluate(record)
-        response: dict[str, Any] = {"cards": [self.cards.card(f, record) for f in findings]}
+        response: dict[str, Any] = {"cards": self.cards.cards(findings, record)}
         if data.gaps:
             response["extension"] = {DATA_GAPS_EXTENSION: [{"topic": g.topic, "reason": g.reason} for g in data.gaps]}
         return response, [f.rule_id for f in findings]

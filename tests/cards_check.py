@@ -6,6 +6,9 @@ import json
 from collections import Counter
 from typing import Any
 
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
 from cds_service.knowledge import load_knowledge
 from cds_service.protocol.schemas import validate
 
@@ -16,8 +19,19 @@ def action_types(card: dict[str, Any]) -> list[str]:
     return sorted(a["type"] for s in card.get("suggestions", ()) for a in s.get("actions", ()))
 
 
+def assert_valid_fhir(card: dict[str, Any]) -> None:
+    """Every resource an EHR may create or update from a suggestion is valid FHIR R4 (R4B models)."""
+    for suggestion in card.get("suggestions", ()):
+        for action in suggestion.get("actions", ()):
+            if "resource" in action:
+                model = {"ServiceRequest": ServiceRequest, "MedicationRequest": MedicationRequest}
+                model[action["resource"]["resourceType"]].model_validate(action["resource"])
+
+
 def assert_cards(response: dict[str, Any], expected: dict[str, Any]) -> None:
     validate("response", response)  # contract: every response passes the response schema
+    for card in response["cards"]:
+        assert_valid_fhir(card)
     cards = response["cards"]
     got = Counter((c["source"]["topic"]["code"], c["indicator"], tuple(action_types(c))) for c in cards)
     want = Counter((e["rule"], e["indicator"], tuple(sorted(e["actions"]))) for e in expected["cards"])

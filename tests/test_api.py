@@ -288,3 +288,27 @@ def test_update_suggestion_carries_the_whole_order_with_the_spacing(client):
     assert action["resource"]["id"] == draft["id"]
     assert action["resource"]["medicationCodeableConcept"] == draft["medicationCodeableConcept"]
     assert "6 h after magnesium" in action["resource"]["dosageInstruction"][0]["patientInstruction"]
+
+
+def test_compiled_and_reference_validators_agree():
+    """The fast path (jsonschema-rs) and the reference validator (jsonschema) accept the same requests."""
+    from cds_service.protocol.schemas import fast_validator, validator
+
+    bodies = [load_json(p) for p in SCENARIOS.glob("*/request.*.json")]
+    mutations = [
+        lambda b: b.pop("hook"),
+        lambda b: b["context"].update(patientId=""),
+        lambda b: b["context"].update(userId="nobody"),
+        lambda b: b.update(prefetch=[]),
+        lambda b: b.update(fhirServer="ftp://x"),
+        lambda b: b["context"]["draftOrders"].update(entry={}),
+        lambda b: b.update(
+            fhirAuthorization={"access_token": "t", "token_type": "MAC", "expires_in": 1, "scope": "s", "subject": "c"}
+        ),
+    ]
+    for mutate in mutations:
+        broken = copy.deepcopy(BASE)
+        mutate(broken)
+        bodies.append(broken)
+    for body in bodies:
+        assert fast_validator("request").is_valid(body) == validator("request").is_valid(body), body.get("hook")

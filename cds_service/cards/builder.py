@@ -26,7 +26,13 @@ class CardBuilder:
         self.source_label = source_label
         self.source_url = source_url
 
-    def card(self, finding: Finding, record: PatientRecord) -> dict[str, Any]:
+    def cards(self, findings: list[Finding], record: PatientRecord) -> list[dict[str, Any]]:
+        valid_orders: dict[str, bool] = {}  # each EHR order is checked once per request
+        return [self.card(f, record, valid_orders) for f in findings]
+
+    def card(
+        self, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool] | None = None
+    ) -> dict[str, Any]:
         spec = self.knowledge.rule(finding.rule_id)
         source: dict[str, Any] = {
             "label": self.source_label,
@@ -41,7 +47,8 @@ class CardBuilder:
             "detail": self.detail(finding),
             "source": source,
         }
-        suggestions = [s for s in (self.suggestion(a, finding, record) for a in finding.suggestions) if s]
+        checked = {} if valid_orders is None else valid_orders
+        suggestions = [s for s in (self.suggestion(a, finding, record, checked) for a in finding.suggestions) if s]
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one" if len(suggestions) == 1 else "any"
@@ -72,7 +79,9 @@ class CardBuilder:
             f"**Evidence:** {finding.evidence} (rule `{finding.rule_id}`)\n" + "\n".join(cited)
         )
 
-    def suggestion(self, action: SuggestedAction, finding: Finding, record: PatientRecord) -> dict[str, Any] | None:
+    def suggestion(
+        self, action: SuggestedAction, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool]
+    ) -> dict[str, Any] | None:
         out: dict[str, Any] = {"label": action.label[:200], "uuid": str(uuid.uuid4())}
         if action.recommended:
             out["isRecommended"] = True
@@ -88,7 +97,11 @@ class CardBuilder:
             resource = lab_service_request(action.lab, action.due, record, f"{finding.rule_id}: {finding.summary}")
             out["actions"] = [{"type": "create", "description": action.label[:200], "resource": resource}]
         elif action.kind == "update-order" and action.resource is not None and action.order is not None:
-            if not valid_medication_request(action.resource):
+            # The update adds only Dosage strings to the EHR's own order: the order's validity decides.
+            order = action.order
+            if order.reference not in valid_orders:
+                valid_orders[order.reference] = valid_medication_request(dict(order.resource))
+            if not valid_orders[order.reference]:
                 log.info("update suggestion for rule %s dropped: the order is not valid R4", finding.rule_id)
                 return None  # the card still states the advice; an EHR cannot apply an invalid update
             out["actions"] = [{"type": "update", "description": action.label[:200], "resource": action.resource}]

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from ..record.model import PatientRecord
 
 LOINC = "http://loinc.org"
+_CHECKED_SHAPES: set[tuple[str, bool, bool]] = set()
 # The lab each suggestion orders (LOINC codes from shared/reference/terminology.md, VERIFIED).
 LAB_ORDER_CODES = {
     "magnesium": ("19123-9", "Magnesium [Mass/volume] in Serum or Plasma"),
@@ -37,7 +38,10 @@ def lab_service_request(analyte: str, due: datetime, record: PatientRecord, reas
         resource["encounter"] = {"reference": f"Encounter/{record.encounter_id}"}
     if record.user_id and record.user_id.split("/", 1)[0] in ("Practitioner", "PractitionerRole"):
         resource["requester"] = {"reference": record.user_id}
-    ServiceRequest.model_validate(resource)  # raises if we ever build invalid R4
+    shape = (analyte, "encounter" in resource, "requester" in resource)
+    if shape not in _CHECKED_SHAPES:  # every shape we build is checked against R4B once per process
+        ServiceRequest.model_validate(resource)
+        _CHECKED_SHAPES.add(shape)
     return resource
 
 

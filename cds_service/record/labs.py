@@ -20,43 +20,72 @@ FUTURE_TOLERANCE = timedelta(hours=12)
 def lab_series(
     observations: Iterable[Mapping[str, Any]], knowledge: Knowledge, now: datetime
 ) -> dict[str, tuple[LabValue, ...]]:
-    """Per analyte, the usable results newest first. Results dated after `now` are not yet known."""
-    found: dict[str, dict[str, LabValue]] = {}
+    """Per analyte, the usable results newest first. Results dated after `now` are not yet known.
+
+    Only what a rule can read is fully parsed: results inside the longest lookback (plus the AKI
+    window) and, for each analyte, the newest one, so that a card can say how old it is.
+    """
+    horizon = now - timedelta(days=retention_days(knowledge))
+    latest_allowed = now + FUTURE_TOLERANCE
+    candidates: dict[str, list[tuple[datetime, str, dict]]] = {}
     for obs in observations:
+        if obs.get("status") not in USABLE_STATUSES:
+            continue
         code, analyte_name = _analyte_code(obs, knowledge)
-        if analyte_name is None or obs.get("status") not in USABLE_STATUSES:
+        if analyte_name is None:
             continue
-        lab = _lab_value(obs, code, analyte_name, knowledge)
-        if lab is None or lab.when > now + FUTURE_TOLERANCE:
+        when = _effective(obs)
+        if when is None or when > latest_allowed:
             continue
-        found.setdefault(analyte_name, {})[lab.reference] = lab  # same Observation twice -> once
-    return {name: tuple(sorted(labs.values(), key=lambda v: v.when, reverse=True)) for name, labs in found.items()}
+        candidates.setdefault(analyte_name, []).append((when, code, obs))
+    series: dict[str, tuple[LabValue, ...]] = {}
+    for analyte_name, found in candidates.items():
+        found.sort(key=lambda item: item[0], reverse=True)
+        labs: dict[str, LabValue] = {}
+        for i, (when, code, obs) in enumerate(found):
+            if i > 0 and when < horizon:
+                break
+            lab = _lab_value(obs, code, analyte_name, when, knowledge)
+            if lab is not None:
+                labs.setdefault(lab.reference, lab)  # the same Observation twice counts once
+        series[analyte_name] = tuple(labs.values())
+    return {name: labs for name, labs in series.items() if labs}
+
+
+def retention_days(knowledge: Knowledge) -> float:
+    """The longest lookback any rule or site setting uses, plus the 7-day creatinine-rise window."""
+    params = [*knowledge.renal_function.values(), *knowledge.lab_lookbacks.values()]
+    params += [p for rule in knowledge.rules.values() for p in rule.parameters.values()]
+    return max(p.value for p in params if p.unit == "d") + 7
 
 
 def _analyte_code(obs: Mapping[str, Any], knowledge: Knowledge) -> tuple[str, str | None]:
     code_block = obs.get("code")
-    if not isinstance(code_block, Mapping):
+    if type(code_block) is not dict:
         return "", None
     for coding in code_block.get("coding") or ():
-        if isinstance(coding, Mapping) and coding.get("system") == LOINC:
+        if type(coding) is dict and coding.get("system") == LOINC:
             analyte = knowledge.loinc_to_analyte.get(str(coding.get("code")))
             if analyte:
                 return str(coding["code"]), analyte
     return "", None
 
 
-def _lab_value(obs: Mapping[str, Any], code: str, analyte_name: str, knowledge: Knowledge) -> LabValue | None:
+def _effective(obs: Mapping[str, Any]) -> datetime | None:
+    when = parse_datetime(obs.get("effectiveDateTime"))
+    if when is None and type(obs.get("effectivePeriod")) is dict:
+        when = parse_datetime(obs["effectivePeriod"].get("start"))
+    return when or parse_datetime(obs.get("issued"))
+
+
+def _lab_value(
+    obs: Mapping[str, Any], code: str, analyte_name: str, when: datetime, knowledge: Knowledge
+) -> LabValue | None:
     quantity = obs.get("valueQuantity")
-    if not isinstance(quantity, Mapping):
+    if type(quantity) is not dict:
         return None
     raw = quantity.get("value")
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        return None
-    when = parse_datetime(obs.get("effectiveDateTime"))
-    if when is None and isinstance(obs.get("effectivePeriod"), Mapping):
-        when = parse_datetime(obs["effectivePeriod"].get("start"))
-    when = when or parse_datetime(obs.get("issued"))
-    if when is None:
+    if type(raw) not in (int, float):
         return None
     analyte = knowledge.analytes[analyte_name]
     unit = ucum_unit(quantity, knowledge.unit_aliases)

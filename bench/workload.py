@@ -1,0 +1,130 @@
+"""Synthetic, deterministic order-sign requests of a chosen size, for the benchmarks.
+
+A typical request (the issue's definition): 5 draft orders, 20 active medications, 200 Observations,
+all with full prefetch. Sizes scale the Observations and the active medications.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+NOW = datetime.fromisoformat("2026-11-15T12:00:00+00:00")
+LOINC = "http://loinc.org"
+PATIENT = "bench-patient"
+# (LOINC, unit, low, high): labs the rules read, plus codes they ignore (most of a real chart)
+LABS = [
+    ("2160-0", "mg/dL", 0.7, 3.0),
+    ("19123-9", "mg/dL", 1.4, 2.8),
+    ("29463-7", "kg", 50, 110),
+    ("2823-3", "mmol/L", 3.2, 5.4),
+    ("17861-6", "mg/dL", 8.0, 10.5),
+    ("98979-8", "mL/min/{1.73_m2}", 15, 100),
+    ("8302-2", "cm", 150, 190),
+    ("718-7", "g/dL", 9, 16),
+    ("2345-7", "mg/dL", 70, 200),
+    ("8867-4", "/min", 50, 110),
+]
+ACTIVE_NAMES = [
+    "Metformin 500 mg tablet",
+    "Lisinopril 10 mg tablet",
+    "Furosemide 40 mg tablet",
+    "Omeprazole 20 mg capsule",
+    "Atorvastatin 40 mg tablet",
+    "Levothyroxine 50 mcg tablet",
+    "Amlodipine 5 mg tablet",
+    "Sertraline 50 mg tablet",
+    "Magnesium oxide 400 mg tablet",
+    "Gabapentin 300 mg capsule",
+    "Aspirin 81 mg tablet",
+    "Vitamin D3 1000 unit capsule",
+]
+DRAFTS = [
+    ("Magnesium glycinate 500 mg capsule", 1, 2),
+    ("Ciprofloxacin 500 mg tablet", 1, 2),
+    ("Hydrochlorothiazide 25 mg tablet", 1, 1),
+    ("Atorvastatin 80 mg tablet", 1, 1),
+    ("Metformin 1000 mg tablet", 1, 2),
+]
+
+
+def _bundle(resources: list[dict]) -> dict:
+    return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+
+
+def _medication(rid: str, name: str, status: str, count: float = 1, per_day: int = 1) -> dict:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": status,
+        "intent": "order",
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "medicationCodeableConcept": {"text": name},
+        "authoredOn": NOW.date().isoformat(),
+        "dosageInstruction": [
+            {
+                "route": {"coding": [{"system": "http://snomed.info/sct", "code": "26643006"}]},
+                "doseAndRate": [{"doseQuantity": {"value": count, "unit": "tablet"}}],
+                "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+            }
+        ],
+    }
+
+
+def request(observations: int = 200, medications: int = 20, seed: int = 7) -> dict[str, Any]:
+    rng = random.Random(seed)
+    obs = []
+    for i in range(observations):
+        code, unit, low, high = LABS[i % len(LABS)]
+        when = NOW - timedelta(days=rng.uniform(0, 700))
+        obs.append(
+            {
+                "resourceType": "Observation",
+                "id": f"obs-{i}",
+                "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": code}]},
+                "subject": {"reference": f"Patient/{PATIENT}"},
+                "effectiveDateTime": when.isoformat(),
+                "valueQuantity": {
+                    "value": round(rng.uniform(low, high), 2),
+                    "unit": unit,
+                    "system": "http://unitsofmeasure.org",
+                    "code": unit,
+                },
+            }
+        )
+    obs.sort(key=lambda o: o["effectiveDateTime"], reverse=True)
+    by_code: dict[str, list[dict]] = {}
+    for o in obs:
+        by_code.setdefault(o["code"]["coding"][0]["code"], []).append(o)
+
+    def labs(*codes: str) -> dict:
+        return _bundle(
+            sorted((o for c in codes for o in by_code.get(c, ())), key=lambda o: o["effectiveDateTime"], reverse=True)
+        )
+
+    active = [_medication(f"active-{i}", ACTIVE_NAMES[i % len(ACTIVE_NAMES)], "active") for i in range(medications)]
+    drafts = [
+        _medication(f"draft-{i}", name, "draft", count, per_day) for i, (name, count, per_day) in enumerate(DRAFTS)
+    ]
+    return {
+        "hook": "order-sign",
+        "hookInstance": "6f1b6a3e-2f0a-4c55-9b1e-0c5a4f0d9e11",
+        "context": {
+            "userId": "Practitioner/bench",
+            "patientId": PATIENT,
+            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": d} for d in drafts]},
+        },
+        "prefetch": {
+            "patient": {"resourceType": "Patient", "id": PATIENT, "gender": "female", "birthDate": "1950-03-03"},
+            "medicationRequests": _bundle(active),
+            "medicationStatements": _bundle([]),
+            "conditions": _bundle([]),
+            "magnesium": labs("19123-9", "2601-3"),
+            "renal": labs("2160-0", "98979-8"),
+            "weight": labs("29463-7"),
+            "height": labs("8302-2"),
+            "electrolytes": labs("2823-3", "17861-6"),
+        },
+    }
