@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -120,10 +119,11 @@ class RuleContext:
 
 def update_with_instruction(order: MedicationEntry, instruction: str, label: str) -> SuggestedAction:
     """An `update` of the in-scope order whose dosage carries the instruction (the whole resource)."""
-    resource: dict[str, Any] = copy.deepcopy(dict(order.resource))
+    resource: dict[str, Any] = dict(order.resource)  # only the dosage dicts change: copy just those
     dosages = resource.get("dosageInstruction")
-    if not isinstance(dosages, list) or not dosages:
-        dosages = [{}]
+    dosages = (
+        [dict(d) if isinstance(d, dict) else d for d in dosages] if isinstance(dosages, list) and dosages else [{}]
+    )
     for dosage in dosages:
         if isinstance(dosage, dict):
             existing = dosage.get("patientInstruction")

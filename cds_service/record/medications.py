@@ -12,20 +12,20 @@ MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 
 
 def codings_of(concept: Any) -> tuple[Coding, ...]:
-    if not isinstance(concept, Mapping):
+    if type(concept) is not dict:  # parsed JSON: plain dicts (faster than an ABC check)
         return ()
     out = []
     for c in concept.get("coding") or ():
-        if isinstance(c, Mapping):
+        if type(c) is dict:
             out.append(Coding(_str(c.get("system")), _str(c.get("code")), _str(c.get("display"))))
     return tuple(out)
 
 
 def concept_text(concept: Any) -> str:
     """The human name of a CodeableConcept: its text, else its first coding display."""
-    if not isinstance(concept, Mapping):
+    if type(concept) is not dict:
         return ""
-    if isinstance(concept.get("text"), str) and concept["text"].strip():
+    if type(concept.get("text")) is str and concept["text"].strip():
         return concept["text"].strip()
     return next((c.display for c in codings_of(concept) if c.display), "")
 

@@ -1,0 +1,48 @@
+"""A bounded HTTP load generator: C client processes, each with one keep-alive connection, POST the
+same body back to back for a fixed time; latencies are collected per request. Loopback only."""
+
+from __future__ import annotations
+
+import http.client
+import multiprocessing
+import time
+
+
+def _client(port: int, path: str, body: bytes, seconds: float, out: multiprocessing.Queue) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+    latencies, errors = [], 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                errors += 1
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            continue
+        latencies.append((time.perf_counter() - started) * 1000)
+    conn.close()
+    out.put((latencies, errors))
+
+
+def drive(port: int, path: str, body: bytes, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
+    """Latencies (ms) of every request, the error count, and the wall time."""
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    procs = [
+        multiprocessing.Process(target=_client, args=(port, path, body, seconds, queue)) for _ in range(concurrency)
+    ]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=seconds + 60) for _ in procs]
+    for p in procs:
+        p.join(timeout=10)
+    wall = time.perf_counter() - started
+    latencies = [x for lat, _ in results for x in lat]
+    return latencies, sum(e for _, e in results), wall
