@@ -63,7 +63,10 @@ class MisbehavingFhir(BaseHTTPRequestHandler):
 
     mode = "slow"
 
+    seen: list[str] = []  # noqa: RUF012 (shared across handler instances on purpose)
+
     def do_GET(self):
+        self.seen.append(self.path)
         if self.mode == "slow":
             time.sleep(3)
             return self._send(200, {"resourceType": "Bundle", "type": "searchset"})
@@ -111,12 +114,7 @@ def misbehaving_server():
 
 @pytest.mark.parametrize(
     ("mode", "reason"),
-    [
-        ("slow", "did not answer within"),
-        ("error", "HTTP 500"),
-        ("not-json", "not JSON"),
-        ("offhost-paging", "outside the allow-listed server"),
-    ],
+    [("slow", "did not answer within"), ("error", "HTTP 500"), ("not-json", "not JSON")],
 )
 def test_failing_fhir_server_gives_cards_with_the_gap_within_the_deadline(make_app, misbehaving_server, mode, reason):
     MisbehavingFhir.mode = mode
@@ -144,6 +142,27 @@ def test_failing_fhir_server_gives_cards_with_the_gap_within_the_deadline(make_a
     assert reason in renal["detail"]
     gaps = payload["extension"]["mg-cds.data-gaps"]
     assert {g["topic"] for g in gaps} == {"renal", "weight"}
+
+
+def test_paging_links_to_another_host_are_not_followed(make_app, misbehaving_server):
+    """An open-ended query (no _count) pages; a next link off the allow-listed server is refused."""
+    MisbehavingFhir.mode = "offhost-paging"
+    MisbehavingFhir.seen = []
+    body = scenario_request("fq-cipro-magnesium-ordered")
+    del body["prefetch"]["medicationRequests"]
+    body.update(fhirServer=misbehaving_server, fhirAuthorization=AUTH)
+    app = make_app({"fhir": {"servers": [{"base_url": misbehaving_server, "allow_http": True}]}})
+    payload = app.test_client().post(URL, json=body).get_json()
+    assert payload["extension"]["mg-cds.data-gaps"] == [
+        {"topic": "medications", "reason": "a paging link pointed outside the allow-listed server and was not followed"}
+    ]
+    assert all("169.254" not in path for path in MisbehavingFhir.seen)
+    # the active ciprofloxacin could not be read, so no interaction card: the gap is said, not hidden
+    assert "interaction-fluoroquinolone" not in rule_ids_of(payload)
+
+
+def rule_ids_of(payload) -> list[str]:
+    return sorted(c["source"]["topic"]["code"] for c in payload["cards"])
 
 
 def test_fhir_server_down(make_app):

@@ -79,6 +79,8 @@ class FhirFetcher:
                     for e in body.get("entry") or ()
                     if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
                 )
+                if "_count=" in query:
+                    break  # the template asked for the newest N: the first page is the answer
                 url = _next_link(body)
                 if url is None:
                     break
