@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Settings
@@ -14,10 +14,13 @@ from .feedback import FeedbackStore
 from .fhir.client import FhirFetcher
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
+from .security import JwtRejected, TokenVerifier
 from .service import CdsService
 
 log = logging.getLogger("cds_service")
 JSON_TYPES = ("application/json", "application/fhir+json")
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -34,6 +37,31 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = FeedbackStore(settings.effective_store_url)
     app.extensions["cds_service"] = service
     app.extensions["feedback_store"] = store
+    verifier = TokenVerifier(
+        settings.trusted_issuers,
+        settings.fhir_timeout_seconds,
+        settings.max_token_lifetime_seconds,
+        settings.clock_skew_seconds,
+    )
+
+    @app.before_request
+    def authenticate() -> Response | None:
+        """Every CDS endpoint needs the EHR's JWT; with no trusted issuers, only loopback callers."""
+        g.issuer = None
+        if request.method == "OPTIONS" or request.path in OPEN_PATHS:
+            return None
+        if not settings.trusted_issuers:
+            if request.remote_addr in LOOPBACK:
+                return None
+            log.warning("unsigned call from a non-loopback address refused (no trusted issuers configured)")
+            return _json(operation_outcome(401, "authentication required"), 401)
+        audience = (settings.public_base_url or request.host_url.rstrip("/")) + request.path
+        try:
+            g.issuer, _claims = verifier.verify(request.headers.get("Authorization"), audience)
+        except JwtRejected as exc:
+            log.info("JWT rejected on %s: %s", request.path, exc.reason)
+            return _json(operation_outcome(401, "authentication required"), 401)
+        return None
 
     @app.get("/cds-services")
     def discovery() -> Response:
@@ -41,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
-        body, _rules = service.call(service_id, _json_body())
+        body, _rules = service.call(service_id, _json_body(), issuer=g.issuer)
         return _json(body)
 
     @app.post("/cds-services/<service_id>/feedback")

@@ -76,6 +76,19 @@ def _serve(args: argparse.Namespace, settings) -> int:
         def load(self):
             return create_app(settings)
 
+    if not settings.trusted_issuers:
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(
+                f"cds-service: refusing to serve on {args.host} without trusted issuers: configure "
+                "security.trusted_issuers (see README, Security), or bind to 127.0.0.1",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            "cds-service: WARNING: no trusted issuers configured: accepting UNSIGNED calls from this machine "
+            "only (loopback). Configure security.trusted_issuers before connecting an EHR.",
+            file=sys.stderr,
+        )
     create_app(settings)  # fail here, with a message, before forking workers
     print(
         f"cds-service: serving on http://{args.host}:{args.port}/cds-services "

@@ -17,11 +17,14 @@ from urllib.parse import urlsplit
 import yaml
 
 from .knowledge import Knowledge, KnowledgeError, load_knowledge
+from .security.jwt_verifier import ASYMMETRIC, DEFAULT_ALGORITHMS, TrustedIssuer, keys_by_kid
 
 TOP_LEVEL_KEYS = {
     "data_dir",
     "store_url",
     "log_level",
+    "public_base_url",
+    "security",
     "limits",
     "fhir",
     "cors",
@@ -67,6 +70,10 @@ class Settings:
     card_source_url: str | None = None
     now: datetime | None = None
     knowledge_overrides: Mapping[str, Any] = field(default_factory=dict)
+    public_base_url: str | None = None  # what EHRs call, for the JWT `aud` (behind TLS termination)
+    trusted_issuers: tuple[TrustedIssuer, ...] = ()
+    max_token_lifetime_seconds: float = 3600
+    clock_skew_seconds: float = 60
 
     @property
     def effective_store_url(self) -> str:
@@ -113,6 +120,8 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
     _only(fhir, "fhir", {"servers", "timeout_seconds", "deadline_seconds", "max_pages", "max_response_bytes"})
     _only(cors, "cors", {"allowed_origins"})
     _only(cards, "cards", {"topic_system", "source_label", "source_url"})
+    security = _section(raw, "security")
+    _only(security, "security", {"trusted_issuers", "max_token_lifetime_seconds", "clock_skew_seconds"})
     log_level = str(raw.get("log_level", "INFO")).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("config: log_level must be DEBUG, INFO, WARNING or ERROR")
@@ -132,6 +141,10 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         card_source_url=_opt_str(cards, "source_url"),
         now=now,
         knowledge_overrides={k: raw[k] for k in ("rules", "renal_function", "lab_lookbacks") if k in raw},
+        public_base_url=_base_url(raw.get("public_base_url")),
+        trusted_issuers=tuple(_issuer(row, i) for i, row in enumerate(security.get("trusted_issuers") or [])),
+        max_token_lifetime_seconds=_float(security, "security.max_token_lifetime_seconds", 3600, 10, 3600),
+        clock_skew_seconds=_float(security, "security.clock_skew_seconds", 60, 0, 300),
     )
     settings.knowledge()  # fail at start, naming the key, not at the first request
     return settings
@@ -182,3 +195,49 @@ def _server(row: Any, i: int) -> FhirServerAccess:
     if parts.scheme == "http" and not allow_http:
         raise ConfigError(f"config: {where}.base_url: https required (set allow_http: true for development only)")
     return FhirServerAccess(base, bool(row.get("allow_without_token", False)), allow_http)
+
+
+def _base_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ConfigError("config: public_base_url must be an absolute URL such as https://cds.example.org")
+    return str(value).rstrip("/")
+
+
+def _loopback(url: str) -> bool:
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def _issuer(row: Any, i: int) -> TrustedIssuer:
+    where = f"security.trusted_issuers[{i}]"
+    if not isinstance(row, Mapping) or not isinstance(row.get("iss"), str) or not row["iss"]:
+        raise ConfigError(f"config: {where}.iss: required")
+    _only(row, where, {"iss", "jwks_url", "jwks", "jku_allowed", "algorithms", "tenants", "fhir_servers"})
+    urls = [row.get("jwks_url"), *(row.get("jku_allowed") or [])]
+    for url in (u for u in urls if u is not None):
+        if not isinstance(url, str) or not (
+            url.startswith("https://") or (url.startswith("http://") and _loopback(url))
+        ):
+            raise ConfigError(f"config: {where}: JWKS URLs must be https (http only on loopback), got {url!r}")
+    if not row.get("jwks_url") and not row.get("jwks") and not row.get("jku_allowed"):
+        raise ConfigError(f"config: {where}: give jwks_url, jwks (inline public keys) or jku_allowed")
+    if row.get("jwks") is not None:
+        try:
+            keys_by_kid(row["jwks"])
+        except Exception as exc:
+            raise ConfigError(f"config: {where}.jwks: not a JWK Set of public keys ({exc})") from exc
+    algorithms = tuple(row.get("algorithms") or DEFAULT_ALGORITHMS)
+    bad = [a for a in algorithms if a not in ASYMMETRIC]
+    if bad:
+        raise ConfigError(f"config: {where}.algorithms: only asymmetric algorithms, not {bad[0]}")
+    return TrustedIssuer(
+        iss=row["iss"],
+        jwks_url=row.get("jwks_url"),
+        jwks=row.get("jwks"),
+        jku_allowed=tuple(row.get("jku_allowed") or ()),
+        algorithms=algorithms,
+        tenants=tuple(str(t) for t in row.get("tenants") or ()),
+        fhir_servers=tuple(str(u).rstrip("/") for u in row.get("fhir_servers") or ()),
+    )

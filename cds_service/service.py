@@ -18,6 +18,7 @@ from .protocol.errors import ProtocolError
 from .protocol.request import parse_request
 from .protocol.schemas import discovery_document, validate
 from .record import build_record
+from .security import TrustedIssuer
 
 log = logging.getLogger(__name__)
 DATA_GAPS_EXTENSION = "mg-cds.data-gaps"
@@ -38,14 +39,14 @@ class CdsService:
     def now(self) -> datetime:
         return self.settings.now or datetime.now(UTC)
 
-    def call(self, service_id: str, body: Any) -> tuple[dict[str, Any], list[str]]:
+    def call(self, service_id: str, body: Any, issuer: TrustedIssuer | None = None) -> tuple[dict[str, Any], list[str]]:
         """The response body and the rule ids of its cards; ProtocolError for a client's mistake."""
         if service_id not in self.service_ids:
             raise ProtocolError(404, None, f"no CDS service with id '{service_id}'")
         validate("request", body)
         request = parse_request(body, service_id)
         templates = templates_for(self.discovery, service_id, request.hook)
-        data = gather(request, templates, self.settings, self.fetcher)
+        data = gather(request, templates, self.settings, self.fetcher, issuer)
         record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())
         findings = self.engine.evaluate(record)
         response: dict[str, Any] = {"cards": self.cards.cards(findings, record)}

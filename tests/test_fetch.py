@@ -189,3 +189,40 @@ def test_prefetch_error_is_refetched_from_the_server(make_app, fhir_server):
     response = app.test_client().post(URL, json=body)
     assert response.status_code == 200
     assert rule_ids(response) == ["mg-high", "monitoring-recheck"] and "extension" not in response.get_json()
+
+
+def test_fhir_server_must_be_allow_listed_for_the_callers_issuer(make_app):
+    """A server on the global list is still refused when the EHR's issuer is limited to others."""
+    from cds_service.config import settings_from_mapping
+    from cds_service.fhir.gather import gather
+    from cds_service.protocol.errors import ProtocolError
+    from cds_service.protocol.request import parse_request
+    from cds_service.security import TrustedIssuer
+
+    body = scenario_request("mg-high")
+    del body["prefetch"]["magnesium"]
+    body.update(fhirServer="https://ehr-a.example.org/fhir", fhirAuthorization=AUTH)
+    settings = settings_from_mapping(
+        {
+            "fhir": {
+                "servers": [
+                    {"base_url": "https://ehr-a.example.org/fhir"},
+                    {"base_url": "https://ehr-b.example.org/fhir"},
+                ]
+            }
+        }
+    )
+    issuer_b = TrustedIssuer(
+        iss="https://ehr-b.example.org",
+        jwks_url="https://ehr-b.example.org/jwks",
+        fhir_servers=("https://ehr-b.example.org/fhir",),
+    )
+    with pytest.raises(ProtocolError) as refused:
+        gather(
+            parse_request(body, SERVICE),
+            {"magnesium": "Observation?patient={{context.patientId}}"},
+            settings,
+            None,
+            issuer_b,
+        )
+    assert refused.value.status == 412 and "issuer" in refused.value.message

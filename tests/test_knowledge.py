@@ -126,6 +126,20 @@ def test_site_overrides_apply():
         ({"fhir": {"timeout_seconds": -1}}, "fhir.timeout_seconds"),
         ({"fhir": {"servers": [{"base_url": "http://ehr.example/fhir"}]}}, "https required"),
         ({"colour": "blue"}, "unknown key 'colour'"),
+        (
+            {
+                "security": {
+                    "trusted_issuers": [{"iss": "https://ehr", "jwks_url": "https://ehr/jwks", "algorithms": ["HS256"]}]
+                }
+            },
+            "security.trusted_issuers[0].algorithms",
+        ),
+        (
+            {"security": {"trusted_issuers": [{"iss": "https://ehr", "jwks_url": "http://ehr.example/jwks"}]}},
+            "JWKS URLs must be https",
+        ),
+        ({"security": {"trusted_issuers": [{"iss": "https://ehr"}]}}, "give jwks_url, jwks"),
+        ({"public_base_url": "cds.example.org"}, "public_base_url"),
     ],
 )
 def test_invalid_configuration_names_the_key(config, names):

@@ -13,6 +13,7 @@ from ..config import Settings
 from ..protocol.errors import ProtocolError
 from ..protocol.request import HookRequest
 from ..record.model import DataGap
+from ..security import TrustedIssuer
 from .client import FhirFetcher
 from .templates import resolve
 
@@ -38,7 +39,11 @@ class GatheredData:
 
 
 def gather(
-    request: HookRequest, templates: Mapping[str, str], settings: Settings, fetcher: FhirFetcher | None
+    request: HookRequest,
+    templates: Mapping[str, str],
+    settings: Settings,
+    fetcher: FhirFetcher | None,
+    issuer: TrustedIssuer | None = None,
 ) -> GatheredData:
     resources: list[Mapping[str, Any]] = []
     gaps: list[DataGap] = []
@@ -56,7 +61,7 @@ def gather(
             failed_in_prefetch[key] = query
         else:
             resources.extend(_resources_of(request.prefetch[key]))
-    if failed_in_prefetch and not to_fetch and not _can_fetch(request, settings):
+    if failed_in_prefetch and not to_fetch and not _can_fetch(request, settings, issuer):
         # The EHR tried and reported an error: a gap on the cards, not a reason to refuse the call.
         gaps.extend(
             DataGap(TOPICS.get(k, k), "the EHR reported an error for this prefetch") for k in failed_in_prefetch
@@ -64,7 +69,7 @@ def gather(
         failed_in_prefetch = {}
     to_fetch.update(failed_in_prefetch)
     if to_fetch:
-        base, token = _fetch_target(request, settings, to_fetch)
+        base, token = _fetch_target(request, settings, to_fetch, issuer)
         results = fetcher.fetch_all(base, to_fetch, token) if fetcher else {}
         for key in to_fetch:
             result = results.get(key)
@@ -76,15 +81,17 @@ def gather(
     return GatheredData(tuple(resources), tuple(gaps), tuple(to_fetch))
 
 
-def _can_fetch(request: HookRequest, settings: Settings) -> bool:
+def _can_fetch(request: HookRequest, settings: Settings, issuer: TrustedIssuer | None) -> bool:
     try:
-        _fetch_target(request, settings, {})
+        _fetch_target(request, settings, {}, issuer)
     except ProtocolError:
         return False
     return True
 
 
-def _fetch_target(request: HookRequest, settings: Settings, keys: Mapping[str, str]) -> tuple[str, str | None]:
+def _fetch_target(
+    request: HookRequest, settings: Settings, keys: Mapping[str, str], issuer: TrustedIssuer | None = None
+) -> tuple[str, str | None]:
     """The allow-listed base URL and token to fetch with, or 412 saying why data cannot be had."""
     missing = ", ".join(sorted(keys))
     if not request.fhir_server:
@@ -94,6 +101,8 @@ def _fetch_target(request: HookRequest, settings: Settings, keys: Mapping[str, s
         raise ProtocolError(
             412, "fhirServer", f"prefetch keys missing ({missing}); fhirServer is not on this service's allow-list"
         )
+    if issuer is not None and issuer.fhir_servers and access.base_url not in issuer.fhir_servers:
+        raise ProtocolError(412, "fhirServer", "fhirServer is not allow-listed for this EHR's issuer")
     if urlsplit(access.base_url).scheme != "https" and not access.allow_http:
         raise ProtocolError(412, "fhirServer", "fhirServer must use https")
     if not request.access_token and not access.allow_without_token:
