@@ -123,3 +123,31 @@ def _wait_for(url: str, proc: subprocess.Popen, log_path: Path) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"FHIR server did not start: {log_path.read_text()[-2000:]}")
+
+
+def start_service(
+    *args: str, port: int | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[subprocess.Popen, str]:
+    """`cds-service serve` (gunicorn) on a loopback port, returned once /healthz answers."""
+    port = port or free_port()
+    exe = Path(sys.executable).with_name("cds-service")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return proc, base
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"cds-service did not start: {proc.stdout.read()[-2000:]}")
+        time.sleep(0.2)

@@ -17,7 +17,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .conftest import SCENARIOS, SERVICE, free_port, load_json
+from .conftest import SCENARIOS, SERVICE, free_port, load_json, start_service
 
 ISS = "https://ehr.example.org"
 EC_KEY = ec.generate_private_key(ec.SECP384R1())
@@ -72,34 +72,7 @@ def server(tmp_path_factory):
             }
         )
     )
-    exe = Path(sys.executable).with_name("cds-service")
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--config",
-            str(config),
-            "--now",
-            "2026-11-15T12:00:00Z",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.2)
+    proc, base = start_service("--workers", "1", "--config", str(config), "--now", "2026-11-15T12:00:00Z", port=port)
     yield base, jwks_base
     proc.terminate()
     proc.wait(timeout=20)

@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
-from .conftest import SCENARIOS, SERVICE, free_port, load_json
+from .conftest import SCENARIOS, SERVICE, load_json, start_service
 
 
 def test_serve_under_gunicorn_answers_discovery_hooks_and_feedback(tmp_path):
-    port = free_port()
-    exe = Path(sys.executable).with_name("cds-service")
-    env = {"CDS_SERVICE_DATA_DIR": str(tmp_path / "data"), "PATH": str(exe.parent)}
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--workers", "2", "--now", "2026-11-15T12:00:00Z"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    env = {"CDS_SERVICE_DATA_DIR": str(tmp_path / "data"), "PATH": str(Path(sys.executable).parent)}
+    proc, base = start_service("--workers", "2", "--now", "2026-11-15T12:00:00Z", env=env, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
         services = requests.get(f"{base}/cds-services", timeout=5).json()["services"]
         assert {s["hook"] for s in services} == {"order-select", "order-sign"}
         for hook in ("order-select", "order-sign"):
