@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.before_request
     def authenticate() -> Response | None:
         """Every CDS endpoint needs the EHR's JWT; with no trusted issuers, only loopback callers."""
+        g.started = time.perf_counter()
+        g.log_fields = {}
         g.issuer = None
         if request.method == "OPTIONS" or request.path in OPEN_PATHS:
             return None
@@ -69,7 +72,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
-        body, _rules = service.call(service_id, _json_body(), issuer=g.issuer)
+        body, rules = service.call(service_id, _json_body(), issuer=g.issuer)
+        g.log_fields = {"service": service_id, "cards": len(rules), "rules": sorted(set(rules))}
         return _json(body)
 
     @app.post("/cds-services/<service_id>/feedback")
@@ -106,6 +110,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _json(operation_outcome(500, "internal error; it has been logged"), 500)
+
+    @app.after_request
+    def log_request(response: Response) -> Response:
+        """One JSON line per request: what happened and how long it took; never patient data or tokens."""
+        started = getattr(g, "started", None)
+        line = {
+            "event": "request",
+            "method": request.method,
+            "path": request.path[:200],
+            "status": response.status_code,
+            "ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+            **getattr(g, "log_fields", {}),
+        }
+        log.info(json.dumps(line, separators=(",", ":")))
+        return response
 
     @app.after_request
     def cors(response: Response) -> Response:

@@ -151,3 +151,11 @@ def start_service(
             proc.kill()
             raise RuntimeError(f"cds-service did not start: {proc.stdout.read()[-2000:]}")
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def client_once(tmp_path_factory):
+    """One app for a whole module (the fuzz tests send thousands of requests to the same service)."""
+    raw = {"data_dir": str(tmp_path_factory.mktemp("fuzz") / "data")}
+    app = create_app(settings_from_mapping(raw, now=FIXTURE_NOW))
+    return app.test_client()

@@ -113,7 +113,7 @@ def _doses_per_day(dosage: Mapping[str, Any]) -> tuple[float | None, str, bool]:
         frequency = float(frequency) if _is_num(frequency) else 1.0
         period = float(repeat["period"]) if _is_num(repeat.get("period")) and repeat["period"] > 0 else 1.0
         unit = repeat.get("periodUnit", "d")
-        if unit not in PERIOD_PER_DAY:
+        if type(unit) is not str or unit not in PERIOD_PER_DAY:
             return None, f"timing period unit '{unit}' not understood", as_needed
         per_day = frequency * PERIOD_PER_DAY[unit] / period
         return per_day, f"{_num(per_day)} doses/day" + (" (as needed, at most)" if as_needed else ""), as_needed

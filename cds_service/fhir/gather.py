@@ -116,9 +116,6 @@ def _fetch_target(
 
 def _resources_of(value: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if value.get("resourceType") == "Bundle":
-        return [
-            e["resource"]
-            for e in value.get("entry") or ()
-            if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
-        ]
+        entries = value.get("entry") if isinstance(value.get("entry"), list) else []
+        return [e["resource"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
     return [value]

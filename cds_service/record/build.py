@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,9 @@ def build_record(
 ) -> PatientRecord:
     by_type: dict[str, list[Mapping[str, Any]]] = {}
     for resource in resources:
-        by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
+        if type(resource) is dict and type(resource.get("resourceType")) is str:
+            by_type.setdefault(resource["resourceType"], []).append(resource)
+    unreadable: list[str] = []
     patient = next((p for p in by_type.get("Patient", ()) if p.get("id") == request.patient_id), None)
     medications = dict(request.draft_medications)
     for med in by_type.get("Medication", ()):
@@ -35,11 +37,11 @@ def build_record(
 
     in_scope, other_drafts = [], []
     for resource in request.draft_orders:
-        entry = parse_medication(resource, "draft", medications)
+        entry = _read(parse_medication, resource, unreadable, "draft", medications)
         if entry is not None:
             (in_scope if request.in_scope(resource) else other_drafts).append(entry)
     draft_refs = {e.reference for e in (*in_scope, *other_drafts)}
-    active = [e for e in _active_medications(by_type, medications) if e.reference not in draft_refs]
+    active = [e for e in _active_medications(by_type, medications, unreadable) if e.reference not in draft_refs]
     return PatientRecord(
         hook=request.hook,
         now=now,
@@ -54,42 +56,62 @@ def build_record(
         orders_in_scope=tuple(in_scope),
         other_drafts=tuple(other_drafts),
         active_medications=tuple(active),
-        labs=lab_series(by_type.get("Observation", ()), knowledge, now),
-        conditions=tuple(_conditions(by_type.get("Condition", ()))),
-        gaps=tuple(gaps),
+        labs=lab_series(by_type.get("Observation", ()), knowledge, now, unreadable),
+        conditions=tuple(_conditions(by_type.get("Condition", ()), unreadable)),
+        gaps=(*gaps, *_unreadable_gaps(unreadable)),
         draft_lab_orders=_draft_lab_orders(request.draft_orders, knowledge),
     )
 
 
-def _active_medications(by_type: Mapping[str, list], medications: Mapping[str, Mapping]) -> Iterable[MedicationEntry]:
+READ_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError)
+
+
+def _read(parse: Callable[..., Any], resource: Mapping[str, Any], unreadable: list[str], *args: Any) -> Any:
+    """Parse one resource; one that does not follow FHIR is skipped and reported, never a crash."""
+    try:
+        return parse(resource, *args)
+    except READ_ERRORS:
+        unreadable.append(str(resource.get("resourceType")))
+        return None
+
+
+def _unreadable_gaps(unreadable: list[str]) -> tuple[DataGap, ...]:
+    if not unreadable:
+        return ()
+    counts = ", ".join(f"{unreadable.count(t)} {t}" for t in sorted(set(unreadable)))
+    return (DataGap("unreadable resources", f"{counts} did not follow FHIR R4 and were not used"),)
+
+
+def _active_medications(
+    by_type: Mapping[str, list], medications: Mapping[str, Mapping], unreadable: list[str]
+) -> Iterable[MedicationEntry]:
     seen = set()
-    for resource in by_type.get("MedicationRequest", ()):
-        if resource.get("status") == "active":
-            entry = parse_medication(resource, "active", medications)
-            if entry and entry.reference not in seen:
-                seen.add(entry.reference)
-                yield entry
-    for resource in by_type.get("MedicationStatement", ()):
-        if resource.get("status") in ACTIVE_STATEMENT:
-            entry = parse_medication(resource, "active", medications)
-            if entry and entry.reference not in seen:
-                seen.add(entry.reference)
-                yield entry
+    for rtype, statuses in (("MedicationRequest", ("active",)), ("MedicationStatement", ACTIVE_STATEMENT)):
+        for resource in by_type.get(rtype, ()):
+            if type(resource.get("status")) is str and resource["status"] in statuses:
+                entry = _read(parse_medication, resource, unreadable, "active", medications)
+                if entry and entry.reference not in seen:
+                    seen.add(entry.reference)
+                    yield entry
 
 
-def _conditions(resources: Iterable[Mapping[str, Any]]) -> Iterable[ConditionEntry]:
+def _conditions(resources: Iterable[Mapping[str, Any]], unreadable: list[str]) -> Iterable[ConditionEntry]:
     for condition in resources:
-        status = codings_of(condition.get("clinicalStatus"))
-        if any(c.code in INACTIVE_CONDITION for c in status):
-            continue
-        verification = codings_of(condition.get("verificationStatus"))
-        if any(c.code in ("entered-in-error", "refuted") for c in verification):
-            continue
-        yield ConditionEntry(
-            reference=f"Condition/{condition.get('id') or '(no id)'}",
-            codings=codings_of(condition.get("code")),
-            text=concept_text(condition.get("code")),
-        )
+        entry = _read(_condition, condition, unreadable)
+        if entry is not None:
+            yield entry
+
+
+def _condition(condition: Mapping[str, Any]) -> ConditionEntry | None:
+    if any(c.code in INACTIVE_CONDITION for c in codings_of(condition.get("clinicalStatus"))):
+        return None
+    if any(c.code in ("entered-in-error", "refuted") for c in codings_of(condition.get("verificationStatus"))):
+        return None
+    return ConditionEntry(
+        reference=f"Condition/{condition.get('id') or '(no id)'}",
+        codings=codings_of(condition.get("code")),
+        text=concept_text(condition.get("code")),
+    )
 
 
 def _draft_lab_orders(drafts: Iterable[Mapping[str, Any]], knowledge: Knowledge) -> frozenset[str]:

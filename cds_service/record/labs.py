@@ -18,7 +18,7 @@ FUTURE_TOLERANCE = timedelta(hours=12)
 
 
 def lab_series(
-    observations: Iterable[Mapping[str, Any]], knowledge: Knowledge, now: datetime
+    observations: Iterable[Mapping[str, Any]], knowledge: Knowledge, now: datetime, unreadable: list[str] | None = None
 ) -> dict[str, tuple[LabValue, ...]]:
     """Per analyte, the usable results newest first. Results dated after `now` are not yet known.
 
@@ -29,7 +29,7 @@ def lab_series(
     latest_allowed = now + FUTURE_TOLERANCE
     candidates: dict[str, list[tuple[datetime, str, dict]]] = {}
     for obs in observations:
-        if obs.get("status") not in USABLE_STATUSES:
+        if type(obs.get("status")) is not str or obs["status"] not in USABLE_STATUSES:
             continue
         code, analyte_name = _analyte_code(obs, knowledge)
         if analyte_name is None:
@@ -45,7 +45,12 @@ def lab_series(
         for i, (when, code, obs) in enumerate(found):
             if i > 0 and when < horizon:
                 break
-            lab = _lab_value(obs, code, analyte_name, when, knowledge)
+            try:
+                lab = _lab_value(obs, code, analyte_name, when, knowledge)
+            except (TypeError, ValueError, AttributeError, KeyError):  # not FHIR: reported, not fatal
+                lab = None
+                if unreadable is not None:
+                    unreadable.append("Observation")
             if lab is not None:
                 labs.setdefault(lab.reference, lab)  # the same Observation twice counts once
         series[analyte_name] = tuple(labs.values())
@@ -65,7 +70,7 @@ def _analyte_code(obs: Mapping[str, Any], knowledge: Knowledge) -> tuple[str, st
         return "", None
     for coding in code_block.get("coding") or ():
         if type(coding) is dict and coding.get("system") == LOINC:
-            analyte = knowledge.loinc_to_analyte.get(str(coding.get("code")))
+            analyte = knowledge.loinc_to_analyte.get(coding.get("code")) if type(coding.get("code")) is str else None
             if analyte:
                 return str(coding["code"]), analyte
     return "", None

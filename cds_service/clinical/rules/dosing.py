@@ -73,7 +73,8 @@ def _duplicates(ctx: RuleContext) -> list[Finding]:
 
 def same_product(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
     """A renewal of what the patient already takes (same name, or priorPrescription) is not a duplicate."""
-    prior = (a.entry.resource.get("priorPrescription") or {}).get("reference")
+    prior = a.entry.resource.get("priorPrescription")
+    prior = prior.get("reference") if isinstance(prior, dict) else None
     if prior and prior == b.entry.reference:
         return True
     return bool(a.entry.name) and " ".join(a.entry.name.lower().split()) == " ".join(b.entry.name.lower().split())
