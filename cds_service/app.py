@@ -10,12 +10,13 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from .config import Settings
+from .config import SANDBOX_ISSUER, Settings
 from .feedback import FeedbackStore
 from .fhir.client import FhirFetcher
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
 from .security import JwtRejected, TokenVerifier
+from .security.replay import MemoryReplayCache, SqlReplayCache
 from .service import CdsService
 
 log = logging.getLogger("cds_service")
@@ -38,12 +39,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = FeedbackStore(settings.effective_store_url)
     app.extensions["cds_service"] = service
     app.extensions["feedback_store"] = store
+    # A configured database is shared by every worker and replica, so it catches replays across them.
+    replay = SqlReplayCache(store.engine) if settings.store_url else MemoryReplayCache()
     verifier = TokenVerifier(
         settings.trusted_issuers,
         settings.fhir_timeout_seconds,
         settings.max_token_lifetime_seconds,
         settings.clock_skew_seconds,
+        replay,
     )
+    if any(i.iss == SANDBOX_ISSUER.iss for i in settings.trusted_issuers):
+        log.warning("DEVELOPMENT MODE: tokens signed by the public CDS Hooks Sandbox key are trusted")
 
     @app.before_request
     def authenticate() -> Response | None:
@@ -149,12 +155,18 @@ def _json_body() -> Any:
         raise ProtocolError(415, None, f"Content-Type must be application/json, got '{mimetype or 'none'}'")
     raw = request.get_data(cache=False)
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        detail = (
-            f" ({exc.msg} at line {exc.lineno} column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-        )
+        if isinstance(exc, json.JSONDecodeError):
+            detail = f" ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        else:
+            detail = f" ({exc})" if isinstance(exc, ValueError) else " (nested too deeply)"
         raise ProtocolError(400, None, f"body is not valid JSON{detail}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python would otherwise accept them as numbers."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _json(body: Any, status: int = 200) -> Response:

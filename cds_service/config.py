@@ -40,6 +40,16 @@ ENV_OVERRIDES = {
 }
 
 
+# Development only: the public CDS Hooks Sandbox signs with a key it publishes at this jku. Anyone can
+# get a token signed by it, so it is never trusted unless security.development_trust_sandbox is true.
+SANDBOX_ISSUER = TrustedIssuer(
+    iss="https://sandbox.cds-hooks.org",
+    jwks_url="https://sandbox.cds-hooks.org/.well-known/jwks.json",
+    jku_allowed=("https://sandbox.cds-hooks.org/.well-known/jwks.json",),
+    algorithms=("ES256", "ES384"),
+)
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key."""
 
@@ -121,7 +131,16 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
     _only(cors, "cors", {"allowed_origins"})
     _only(cards, "cards", {"topic_system", "source_label", "source_url"})
     security = _section(raw, "security")
-    _only(security, "security", {"trusted_issuers", "max_token_lifetime_seconds", "clock_skew_seconds"})
+    _only(
+        security,
+        "security",
+        {"trusted_issuers", "max_token_lifetime_seconds", "clock_skew_seconds", "development_trust_sandbox"},
+    )
+    issuers = tuple(_issuer(row, i) for i, row in enumerate(security.get("trusted_issuers") or []))
+    if security.get("development_trust_sandbox", False) is True:
+        issuers += (SANDBOX_ISSUER,)
+    elif security.get("development_trust_sandbox", False) is not False:
+        raise ConfigError("config: security.development_trust_sandbox must be true or false")
     log_level = str(raw.get("log_level", "INFO")).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("config: log_level must be DEBUG, INFO, WARNING or ERROR")
@@ -142,7 +161,7 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         now=now,
         knowledge_overrides={k: raw[k] for k in ("rules", "renal_function", "lab_lookbacks") if k in raw},
         public_base_url=_base_url(raw.get("public_base_url")),
-        trusted_issuers=tuple(_issuer(row, i) for i, row in enumerate(security.get("trusted_issuers") or [])),
+        trusted_issuers=issuers,
         max_token_lifetime_seconds=_float(security, "security.max_token_lifetime_seconds", 3600, 10, 3600),
         clock_skew_seconds=_float(security, "security.clock_skew_seconds", 60, 0, 300),
     )

@@ -72,6 +72,12 @@ class MisbehavingFhir(BaseHTTPRequestHandler):
             return self._send(200, {"resourceType": "Bundle", "type": "searchset"})
         if self.mode == "error":
             return self._send(500, {"resourceType": "OperationOutcome"})
+        if self.mode == "unauthorized":
+            return self._send(401, {"resourceType": "OperationOutcome"})
+        if self.mode == "not-found":
+            return self._send(404, {"resourceType": "OperationOutcome"})
+        if self.mode == "huge":
+            return self._send(200, b'{"resourceType": "Bundle", "entry": [' + b'{"resource": {}},' * 50_000 + b"{}]}")
         if self.mode == "not-json":
             return self._send(200, b"<html>login</html>")
         if self.mode == "offhost-paging":
@@ -114,7 +120,14 @@ def misbehaving_server():
 
 @pytest.mark.parametrize(
     ("mode", "reason"),
-    [("slow", "did not answer within"), ("error", "HTTP 500"), ("not-json", "not JSON")],
+    [
+        ("slow", "did not answer within"),
+        ("error", "HTTP 500"),
+        ("not-json", "not JSON"),
+        ("unauthorized", "HTTP 401"),
+        ("not-found", "HTTP 404"),
+        ("huge", "larger than 100000 bytes"),
+    ],
 )
 def test_failing_fhir_server_gives_cards_with_the_gap_within_the_deadline(make_app, misbehaving_server, mode, reason):
     MisbehavingFhir.mode = mode
@@ -128,6 +141,7 @@ def test_failing_fhir_server_gives_cards_with_the_gap_within_the_deadline(make_a
                 "servers": [{"base_url": misbehaving_server, "allow_http": True}],
                 "timeout_seconds": 0.5,
                 "deadline_seconds": 0.8,
+                "max_response_bytes": 100_000,
             }
         }
     )

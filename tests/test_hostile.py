@@ -90,6 +90,17 @@ def test_truncated_and_binary_bodies(client_once, cut, noise, content_type):
     check(client_once, ENDPOINTS[0], json.dumps(VALID).encode()[:cut] + noise, content_type)
 
 
+def test_nan_and_infinity_are_not_json(client_once):
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        body = (
+            json.dumps(VALID)
+            .replace('"value": 7', f'"value": {constant}', 1)
+            .replace('"intent"', '"x": NaN, "intent"', 1)
+        )
+        response = client_once.post(ENDPOINTS[0], data=body, content_type="application/json")
+        assert response.status_code == 400 and "not a JSON number" in response.get_json()["issue"][0]["diagnostics"]
+
+
 def test_deep_huge_and_many(client_once):
     deep = "[" * 100_000 + "]" * 100_000
     check(client_once, ENDPOINTS[0], deep)

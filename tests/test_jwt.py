@@ -216,3 +216,29 @@ def test_unsigned_calls_only_from_loopback(make_app):
     client = make_app().test_client()
     assert client.get("/cds-services", environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
     assert client.get("/cds-services", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 401
+
+
+def test_replay_is_caught_across_workers_sharing_the_database(make_app, tmp_path):
+    """Two app instances (two workers, or two replicas) with one configured database: a jti used on one
+    is refused on the other."""
+    config = {
+        "store_url": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+        "public_base_url": "https://cds.example.org",
+        "security": {"trusted_issuers": [{"iss": ISS, "jwks": JWKS["/jwks.json"]}]},
+    }
+    first, second = make_app(config).test_client(), make_app(config).test_client()
+    bearer = token("https://cds.example.org", "/cds-services")
+    assert first.get("/cds-services", headers={"Authorization": f"Bearer {bearer}"}).status_code == 200
+    assert second.get("/cds-services", headers={"Authorization": f"Bearer {bearer}"}).status_code == 401
+    other = token("https://cds.example.org", "/cds-services")
+    assert second.get("/cds-services", headers={"Authorization": f"Bearer {other}"}).status_code == 200
+
+
+def test_sandbox_key_only_in_explicit_development_mode(make_app, caplog):
+    from cds_service.config import SANDBOX_ISSUER, settings_from_mapping
+
+    assert SANDBOX_ISSUER not in settings_from_mapping({}).trusted_issuers
+    assert SANDBOX_ISSUER in settings_from_mapping({"security": {"development_trust_sandbox": True}}).trusted_issuers
+    with caplog.at_level("WARNING"):
+        make_app({"security": {"development_trust_sandbox": True}})
+    assert "DEVELOPMENT MODE" in caplog.text

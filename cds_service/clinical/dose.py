@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..jsonutil import items
 from ..knowledge.model import MagnesiumTables
 from ..record.model import MedicationEntry
 from .matching import ProductMatch
@@ -120,7 +121,7 @@ def _doses_per_day(dosage: Mapping[str, Any]) -> tuple[float | None, str, bool]:
     if isinstance(repeat.get("when"), list) and repeat["when"]:
         return float(len(repeat["when"])), f"{len(repeat['when'])} doses/day", as_needed
     code = timing.get("code") if isinstance(timing.get("code"), Mapping) else {}
-    for coding in code.get("coding") or ():
+    for coding in items(code.get("coding")):
         if isinstance(coding, Mapping) and str(coding.get("code", "")).upper() in TIMING_CODES:
             per_day = float(TIMING_CODES[str(coding["code"]).upper()])
             return per_day, f"{_num(per_day)} doses/day ({coding['code']})", as_needed

@@ -111,6 +111,9 @@ def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalA
 def _from_creatinine(
     record: PatientRecord, scr: LabValue, p: dict[str, float], knowledge: Knowledge, reasons: list[str]
 ) -> RenalAssessment | None:
+    if scr.value is None or scr.value <= 0:
+        reasons.append(f"latest creatinine {scr.shown()} is not a plausible value")
+        return None
     exact_age = record.age_at(scr.when)
     if exact_age is None:
         reasons.append("birth date unknown: no creatinine-based estimate possible")
@@ -123,7 +126,7 @@ def _from_creatinine(
             reasons.append("under 1 year: no validated creatinine-based estimate")
             return None
         height = record.latest("height", p["height_lookback_days"])
-        if height is None or not height.usable:
+        if height is None or not height.usable or height.value <= 0:
             reasons.append("child: body height needed for the bedside Schwartz estimate is missing or not current")
             return None
         value = bedside_schwartz(height.value, scr.value)
@@ -140,7 +143,7 @@ def _from_creatinine(
         return None
     female = record.sex == "female"
     weight = record.latest("weight", p["weight_lookback_days"])
-    if weight is not None and weight.usable:
+    if weight is not None and weight.usable and weight.value > 0:
         value = cockcroft_gault(age, weight.value, scr.value, female)
         return RenalAssessment(
             value=value,
@@ -197,7 +200,7 @@ def _reported_egfr(
 def detect_creatinine_rise(record: PatientRecord, knowledge: Knowledge) -> CreatinineRise | None:
     """KDIGO AKI by creatinine: latest rose >= 0.3 mg/dL within 48 h or >= 1.5x within 7 days."""
     spec = knowledge.rules["renal-unstable"]
-    series = [lab for lab in record.series("creatinine") if lab.usable]
+    series = [lab for lab in record.series("creatinine") if lab.usable and lab.value > 0]
     if len(series) < 2:
         return None
     latest = series[0]

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..jsonutil import items
 from ..protocol.request import HookRequest
 from .local import run_query
 from .templates import resolve
@@ -25,7 +26,7 @@ def bundle_resources(bundle: Any) -> list[tuple[str | None, Mapping[str, Any]]]:
     if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
         raise BundleError("not a FHIR Bundle (resourceType must be 'Bundle')")
     out = []
-    for entry in bundle.get("entry") or ():
+    for entry in items(bundle.get("entry")):
         if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping):
             out.append((entry.get("fullUrl"), entry["resource"]))
     return out

@@ -14,6 +14,8 @@ from typing import Any
 
 import requests
 
+from ..jsonutil import items
+
 log = logging.getLogger(__name__)
 
 
@@ -76,7 +78,7 @@ class FhirFetcher:
                     break
                 result.resources.extend(
                     e["resource"]
-                    for e in body.get("entry") or ()
+                    for e in items(body.get("entry"))
                     if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
                 )
                 if "_count=" in query:
@@ -128,7 +130,7 @@ class FetchError(Exception):
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
-    for link in bundle.get("link") or ():
+    for link in items(bundle.get("link")):
         if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..jsonutil import items
 from ..knowledge.model import Knowledge
 from .dates import parse_datetime
 from .model import LabValue
@@ -68,7 +69,7 @@ def _analyte_code(obs: Mapping[str, Any], knowledge: Knowledge) -> tuple[str, st
     code_block = obs.get("code")
     if type(code_block) is not dict:
         return "", None
-    for coding in code_block.get("coding") or ():
+    for coding in items(code_block.get("coding")):
         if type(coding) is dict and coding.get("system") == LOINC:
             analyte = knowledge.loinc_to_analyte.get(coding.get("code")) if type(coding.get("code")) is str else None
             if analyte:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from ..jsonutil import items
 from .dates import parse_datetime
 from .model import Coding, MedicationEntry
 
@@ -15,7 +16,7 @@ def codings_of(concept: Any) -> tuple[Coding, ...]:
     if type(concept) is not dict:  # parsed JSON: plain dicts (faster than an ABC check)
         return ()
     out = []
-    for c in concept.get("coding") or ():
+    for c in items(concept.get("coding")):
         if type(c) is dict:
             out.append(Coding(_str(c.get("system")), _str(c.get("code")), _str(c.get("display"))))
     return tuple(out)
@@ -49,7 +50,7 @@ def parse_medication(
     if medication is not None:
         codings = codings + codings_of(medication.get("code"))
         name = name or concept_text(medication.get("code"))
-        for ingredient in medication.get("ingredient") or ():
+        for ingredient in items(medication.get("ingredient")):
             if not isinstance(ingredient, Mapping):
                 continue
             item = ingredient.get("itemCodeableConcept")
@@ -85,7 +86,7 @@ def _resolve_medication(resource: Mapping[str, Any], medications: Mapping[str, M
         return None
     target = ref["reference"]
     if target.startswith("#"):
-        for contained in resource.get("contained") or ():
+        for contained in items(resource.get("contained")):
             if (
                 isinstance(contained, Mapping)
                 and contained.get("resourceType") == "Medication"

@@ -17,6 +17,10 @@ from typing import Any
 import jwt
 import requests
 
+from .replay import MemoryReplayCache
+
+ReplayCache = Any  # anything with first_use(key, expires_at) -> bool (see replay.py)
+
 ASYMMETRIC = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 DEFAULT_ALGORITHMS = ("ES384", "RS384")
 
@@ -76,32 +80,19 @@ def keys_by_kid(jwks: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class ReplayCache:
-    """jti values seen, kept until their token expires. In memory: per process."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, key: str, expires_at: float) -> bool:
-        now = time.time()
-        with self._lock:
-            if len(self._seen) > 10_000:
-                self._seen = {k: v for k, v in self._seen.items() if v > now}
-            if key in self._seen and self._seen[key] > now:
-                return False
-            self._seen[key] = expires_at
-            return True
-
-
 class TokenVerifier:
     def __init__(
-        self, issuers: tuple[TrustedIssuer, ...], timeout: float = 2.0, max_lifetime: float = 3600, skew: float = 60
+        self,
+        issuers: tuple[TrustedIssuer, ...],
+        timeout: float = 2.0,
+        max_lifetime: float = 3600,
+        skew: float = 60,
+        replay: ReplayCache | None = None,
     ) -> None:
         self.issuers = {i.iss: i for i in issuers}
         self.inline = {i.iss: keys_by_kid(i.jwks) for i in issuers if i.jwks}
         self.cache = JwksCache(timeout)
-        self.replay = ReplayCache()
+        self.replay = replay or MemoryReplayCache()
         self.max_lifetime = max_lifetime
         self.skew = skew
 

@@ -9,7 +9,7 @@ from ..findings import Finding
 def evaluate(ctx: RuleContext) -> list[Finding]:
     lookback = ctx.knowledge.lab_lookbacks["magnesium_days"].value
     mg = ctx.record.latest("magnesium", lookback)
-    if mg is None or not mg.usable:
+    if mg is None or not mg.usable or mg.value <= 0:  # 0 or less is a lab error, not hypomagnesaemia
         return []
     high = mg.ref_high if mg.ref_high is not None else ctx.knowledge.rule("mg-high").value("upper_limit")
     low = mg.ref_low if mg.ref_low is not None else ctx.knowledge.rule("mg-low").value("lower_limit")
