@@ -242,3 +242,21 @@ def test_sandbox_key_only_in_explicit_development_mode(make_app, caplog):
     with caplog.at_level("WARNING"):
         make_app({"security": {"development_trust_sandbox": True}})
     assert "DEVELOPMENT MODE" in caplog.text
+
+
+def test_jwks_is_refetched_once_on_an_unknown_kid(server):
+    """Key rotation: a kid the cache has not seen makes it fetch the JWKS again (at most every 10 s per URL)."""
+    from cds_service.security.jwt_verifier import JwksCache
+
+    _, jwks_base = server
+    url = f"{jwks_base}/jwks.json"
+    cache = JwksCache(timeout=2)
+    assert cache.key(url, "ec-1") is not None
+    new_key = ec.generate_private_key(ec.SECP384R1())
+    JWKS["/jwks.json"]["keys"].append(jwk(new_key, "ec-2", "ES384"))
+    try:
+        assert cache.key(url, "ec-2") is None  # just fetched: no second fetch within 10 s (no kid-spray amplification)
+        cache._fetched_at[url] -= 11
+        assert cache.key(url, "ec-2") is not None  # rotated key found by the refetch
+    finally:
+        JWKS["/jwks.json"]["keys"].pop()
