@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -131,14 +132,16 @@ def start_service(
     """`cds-service serve` (gunicorn) on a loopback port, returned once /healthz answers."""
     port = port or free_port()
     exe = Path(sys.executable).with_name("cds-service")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log_path = Path(tempfile.mkdtemp(prefix="cds-service-")) / "serve.log"  # a file, not a pipe: a pipe could fill
+    with log_path.open("w") as log:  # the child keeps its own handle
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--port", str(port), *args],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -149,7 +152,7 @@ def start_service(
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"cds-service did not start: {proc.stdout.read()[-2000:]}")
+            raise RuntimeError(f"cds-service did not start: {log_path.read_text()[-2000:]}")
         time.sleep(0.2)
 
 
