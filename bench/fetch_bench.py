@@ -28,7 +28,7 @@ from workload import NOW, PATIENT, request
 
 from cds_service.config import settings_from_mapping
 from cds_service.fhir.client import FhirFetcher
-from cds_service.fhir.templates import resolve
+from cds_service.fhir.templates import resolve, templates_for
 from cds_service.protocol.request import parse_request
 from cds_service.service import CdsService
 
@@ -130,7 +130,7 @@ def run(quick: bool = False, latency_ms: float = 50.0) -> dict:
             del no_prefetch["prefetch"]
             no_prefetch["fhirServer"] = proxy_base
             hook_request = parse_request(no_prefetch, SERVICE_ID)
-            templates = next(s["prefetch"] for s in service.discovery["services"] if s["hook"] == "order-sign")
+            templates = templates_for(service.discovery, SERVICE_ID, "order-sign")
             single: dict[str, list[float]] = {key: [] for key in templates}
             totals, raw_parallel = [], []
             queries = [resolve(t, hook_request) for t in templates.values()]

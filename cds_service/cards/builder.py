@@ -30,9 +30,7 @@ class CardBuilder:
         valid_orders: dict[str, bool] = {}  # each EHR order is checked once per request
         return [self.card(f, record, valid_orders) for f in findings]
 
-    def card(
-        self, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool] | None = None
-    ) -> dict[str, Any]:
+    def card(self, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool]) -> dict[str, Any]:
         spec = self.knowledge.rule(finding.rule_id)
         source: dict[str, Any] = {
             "label": self.source_label,
@@ -47,8 +45,7 @@ class CardBuilder:
             "detail": self.detail(finding),
             "source": source,
         }
-        checked = {} if valid_orders is None else valid_orders
-        suggestions = [s for s in (self.suggestion(a, finding, record, checked) for a in finding.suggestions) if s]
+        suggestions = [s for s in (self.suggestion(a, finding, record, valid_orders) for a in finding.suggestions) if s]
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one" if len(suggestions) == 1 else "any"

@@ -45,9 +45,18 @@ class RuleContext:
         lab = self.record.latest("magnesium", within_days)
         return lab if lab is not None and lab.usable else None
 
+    def low_limit(self, lab: LabValue) -> float:
+        """The lab's own referenceRange wins over the default."""
+        return lab.ref_low if lab.ref_low is not None else self.knowledge.rule("mg-low").value("lower_limit")
+
+    def high_limit(self, lab: LabValue) -> float:
+        return lab.ref_high if lab.ref_high is not None else self.knowledge.rule("mg-high").value("upper_limit")
+
     def is_low(self, lab: LabValue) -> bool:
-        low = lab.ref_low if lab.ref_low is not None else self.knowledge.rule("mg-low").value("lower_limit")
-        return lab.value is not None and lab.value < low and lab.comparator not in (">", ">=")
+        return lab.value is not None and lab.value < self.low_limit(lab) and lab.comparator not in (">", ">=")
+
+    def is_high(self, lab: LabValue) -> bool:
+        return lab.value is not None and lab.value > self.high_limit(lab) and lab.comparator not in ("<", "<=")
 
     def finding(
         self,

@@ -94,6 +94,8 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
     rules_table = tables["rules.yaml"]
     override_reasons = {str(k): str(v) for k, v in rules_table["override_reasons"]["codes"].items()}
     rules = {rid: _rule(rid, row, sources, override_reasons) for rid, row in rules_table["rules"].items()}
+    renal_function = _parameters("rules.yaml: renal_function", rules_table["renal_function"], sources)
+    lab_lookbacks = _parameters("rules.yaml: lab_lookbacks", rules_table["lab_lookbacks"], sources)
     knowledge = Knowledge(
         sources=sources,
         unit_aliases=aliases,
@@ -101,12 +103,13 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         loinc_to_analyte=loinc_to_analyte,
         magnesium=_magnesium(tables["magnesium.yaml"], sources),
         conditions=_conditions(tables["conditions.yaml"], sources),
-        renal_function=_parameters("rules.yaml: renal_function", rules_table["renal_function"], sources),
-        lab_lookbacks=_parameters("rules.yaml: lab_lookbacks", rules_table["lab_lookbacks"], sources),
+        renal_function=renal_function,
+        lab_lookbacks=lab_lookbacks,
         override_reason_system=str(rules_table["override_reasons"]["system"]),
         override_reasons=override_reasons,
         rules=rules,
         drug_classes=_drug_classes(tables["drugs.yaml"], sources, rules),
+        lab_retention_days=_retention_days([*renal_function.values(), *lab_lookbacks.values()], rules),
     )
     _check_renal_tiers(knowledge)
     return knowledge
@@ -305,3 +308,10 @@ def _check_renal_tiers(knowledge: Knowledge) -> None:
         raise KnowledgeError(
             "rules: renal tiers must increase: renal-contraindicated.below < renal-severe.below < renal-moderate.below"
         )
+
+
+def _retention_days(params: list[Parameter], rules: Mapping[str, RuleSpec]) -> float:
+    """How far back a lab can matter to any rule: the longest lookback in days, plus the 7-day creatinine-rise
+    window. Labs older than this are parsed only if they are the newest of their kind (record/labs.py)."""
+    params = params + [p for rule in rules.values() for p in rule.parameters.values()]
+    return max(p.value for p in params if p.unit == "d") + 7

@@ -124,6 +124,7 @@ class Knowledge:
     override_reasons: Mapping[str, str]
     rules: Mapping[str, RuleSpec]
     drug_classes: Mapping[str, DrugClass] = field(default_factory=dict)
+    lab_retention_days: float = 0.0  # the longest lookback any rule uses + the 7-day AKI window (derived at load)
 
     def rule(self, rule_id: str) -> RuleSpec:
         return self.rules[rule_id]

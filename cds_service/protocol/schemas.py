@@ -51,11 +51,15 @@ def validate(kind: str, body: Any) -> None:
     error = best_match(validator(kind).iter_errors(body))
     if error is None:  # only the compiled validator objects (e.g. a format): report its first error
         fast_error = next(iter(fast_validator(kind).iter_errors(body)))
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in fast_error.instance_path).lstrip(".")
-        raise ProtocolError(400, path or None, fast_error.message[:300])
+        raise ProtocolError(400, _json_path(fast_error.instance_path), fast_error.message[:300])
     parts = list(error.absolute_path)
     if error.validator == "required" and isinstance(error.instance, dict):
         parts += [name for name in error.validator_value if name not in error.instance][:1]
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+    path = _json_path(parts)
     message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
     raise ProtocolError(400, path or None, message)
+
+
+def _json_path(parts) -> str | None:
+    """context.selections[0] style, as the error names the field."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".") or None

@@ -26,7 +26,7 @@ def lab_series(
     Only what a rule can read is fully parsed: results inside the longest lookback (plus the AKI
     window) and, for each analyte, the newest one, so that a card can say how old it is.
     """
-    horizon = now - timedelta(days=retention_days(knowledge))
+    horizon = now - timedelta(days=knowledge.lab_retention_days)
     latest_allowed = now + FUTURE_TOLERANCE
     candidates: dict[str, list[tuple[datetime, str, dict]]] = {}
     for obs in observations:
@@ -56,13 +56,6 @@ def lab_series(
                 labs.setdefault(lab.reference, lab)  # the same Observation twice counts once
         series[analyte_name] = tuple(labs.values())
     return {name: labs for name, labs in series.items() if labs}
-
-
-def retention_days(knowledge: Knowledge) -> float:
-    """The longest lookback any rule or site setting uses, plus the 7-day creatinine-rise window."""
-    params = [*knowledge.renal_function.values(), *knowledge.lab_lookbacks.values()]
-    params += [p for rule in knowledge.rules.values() for p in rule.parameters.values()]
-    return max(p.value for p in params if p.unit == "d") + 7
 
 
 def _analyte_code(obs: Mapping[str, Any], knowledge: Knowledge) -> tuple[str, str | None]:

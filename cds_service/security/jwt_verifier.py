@@ -17,9 +17,7 @@ from typing import Any
 import jwt
 import requests
 
-from .replay import MemoryReplayCache
-
-ReplayCache = Any  # anything with first_use(key, expires_at) -> bool (see replay.py)
+from .replay import MemoryReplayCache, ReplayCache
 
 ASYMMETRIC = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 DEFAULT_ALGORITHMS = ("ES384", "RS384")

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Protocol
 
 from sqlalchemy import Column, Float, MetaData, String, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 METADATA = MetaData()
+
+
+class ReplayCache(Protocol):
+    def first_use(self, key: str, expires_at: float) -> bool:
+        """True the first time a key is seen before it expires; False for a replay."""
+
+
 REPLAY = Table("jwt_replay", METADATA, Column("key", String(600), primary_key=True), Column("expires_at", Float))
 
 

@@ -11,17 +11,14 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
     mg = ctx.record.latest("magnesium", lookback)
     if mg is None or not mg.usable or mg.value <= 0:  # 0 or less is a lab error, not hypomagnesaemia
         return []
-    high = mg.ref_high if mg.ref_high is not None else ctx.knowledge.rule("mg-high").value("upper_limit")
-    low = mg.ref_low if mg.ref_low is not None else ctx.knowledge.rule("mg-low").value("lower_limit")
     limit_source = (
         "the lab's reference range" if mg.ref_high is not None or mg.ref_low is not None else "the service default"
     )
-    is_high = mg.value > high and mg.comparator not in ("<", "<=")
-    is_low = mg.value < low and mg.comparator not in (">", ">=")
+    is_high, is_low = ctx.is_high(mg), ctx.is_low(mg)
     if not (is_high or is_low):
         return []
     rule_id = "mg-high" if is_high else "mg-low"
-    limit = high if is_high else low
+    limit = ctx.high_limit(mg) if is_high else ctx.low_limit(mg)
     shown_value = f"{mg.comparator or ''}{mg.value:.2g}" if mg.value < 10 else f"{mg.value:.0f}"
     found = (
         f"Serum magnesium **{mg.shown()}** = {mg.value:.2f} mg/dL",

@@ -42,7 +42,9 @@ def _overdue(ctx: RuleContext, order, match) -> Finding | None:
     spec = ctx.knowledge.rule("monitoring-overdue")
     risks = []
     renal = ctx.renal
-    if renal.dialysis is not None or (renal.value is not None and renal.value < 60 and renal.bound != "at least"):
+    impaired_below = ctx.knowledge.renal_function["impaired_below"].value
+    impaired = renal.value is not None and renal.value < impaired_below and renal.bound != "at least"
+    if renal.dialysis is not None or impaired:
         risks.append(f"renal function {renal.shown_value} {renal.unit}" if renal.value is not None else "dialysis")
     wasting = sorted(
         {

@@ -40,7 +40,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         elif renal.value is None:
             reasons = tuple(f"Missing: {r}" for r in renal.unknown_reasons) or ("Missing: no usable renal function",)
             findings.append(ctx.finding("renal-unknown", order, recognised_as(match), found=reasons))
-        elif renal.bound != "at least" or renal.value >= ctx.knowledge.rule("renal-moderate").value("below"):
+        elif renal.bound != "at least":  # a floor ("eGFR >60") places no tier; at or above 60 there is none
             tier = renal_tier(renal.value, ctx)
             if tier is not None:
                 findings.append(
