@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from . import instrumentation, metrics
 from .config import SANDBOX_ISSUER, Settings
-from .feedback import FeedbackStore
+from .feedback import FeedbackStore, StoreUnavailable
+from .feedback.recorder import CardRecorder
 from .fhir.client import FhirFetcher
+from .instrumentation import annotate
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
 from .security import JwtRejected, TokenVerifier
@@ -23,6 +26,7 @@ log = logging.getLogger("cds_service")
 JSON_TYPES = ("application/json", "application/fhir+json")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
+RETRY_AFTER_SECONDS = "5"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -36,11 +40,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.fhir_max_response_bytes,
     )
     service = CdsService(settings, fetcher)
-    store = FeedbackStore(settings.effective_store_url)
-    app.extensions["cds_service"] = service
-    app.extensions["feedback_store"] = store
+    store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments)
+    store.ensure_schema()
+    recorder = CardRecorder(store)
+    app.extensions.update(cds_service=service, feedback_store=store, card_recorder=recorder)
     # A configured database is shared by every worker and replica, so it catches replays across them.
-    replay = SqlReplayCache(store.engine) if settings.store_url else MemoryReplayCache()
+    replay = SqlReplayCache(store.engine) if settings.database_url else MemoryReplayCache()
     verifier = TokenVerifier(
         settings.trusted_issuers,
         settings.fhir_timeout_seconds,
@@ -50,12 +55,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     if any(i.iss == SANDBOX_ISSUER.iss for i in settings.trusted_issuers):
         log.warning("DEVELOPMENT MODE: tokens signed by the public CDS Hooks Sandbox key are trusted")
+    instrumentation.install(app, service.service_ids)
 
     @app.before_request
     def authenticate() -> Response | None:
         """Every CDS endpoint needs the EHR's JWT; with no trusted issuers, only loopback callers."""
-        g.started = time.perf_counter()
-        g.log_fields = {}
         g.issuer = None
         if request.method == "OPTIONS" or request.path in OPEN_PATHS:
             return None
@@ -63,12 +67,15 @@ def create_app(settings: Settings | None = None) -> Flask:
             if request.remote_addr in LOOPBACK:
                 return None
             log.warning("unsigned call from a non-loopback address refused (no trusted issuers configured)")
+            metrics.JWT_REJECTIONS.labels("no trusted issuers configured").inc()
             return _json(operation_outcome(401, "authentication required"), 401)
         audience = (settings.public_base_url or request.host_url.rstrip("/")) + request.path
         try:
             g.issuer, _claims = verifier.verify(request.headers.get("Authorization"), audience)
         except JwtRejected as exc:
             log.info("JWT rejected on %s: %s", request.path, exc.reason)
+            metrics.JWT_REJECTIONS.labels(metrics.jwt_reason_label(exc.reason)).inc()
+            annotate(jwt_rejected=metrics.jwt_reason_label(exc.reason))
             return _json(operation_outcome(401, "authentication required"), 401)
         return None
 
@@ -78,9 +85,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
-        body, rules = service.call(service_id, _json_body(), issuer=g.issuer)
-        g.log_fields = {"service": service_id, "cards": len(rules), "rules": sorted(set(rules))}
-        return _json(body)
+        body = _json_body()
+        response, rules = service.call(service_id, body, issuer=g.issuer)
+        cards = response["cards"]
+        annotate(service=service_id, hook=body["hook"], cards=len(cards), rules=sorted(set(rules)))
+        for card in cards:
+            metrics.CARDS_ISSUED.labels(service_id, _rule(card), card["indicator"]).inc()
+        recorder.record([_issued(card, service_id, body) for card in cards])
+        return _json(response)
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback(service_id: str) -> Response:
@@ -88,8 +100,20 @@ def create_app(settings: Settings | None = None) -> Flask:
             raise ProtocolError(404, None, f"no CDS service with id '{service_id}'")
         body = _json_body()
         validate("feedback", body)
-        stored = store.add(service_id, body["feedback"])
-        return _json({"received": len(body["feedback"]), "stored": stored})
+        try:
+            stored = store.add(service_id, body["feedback"])
+        except StoreUnavailable as exc:
+            log.warning("feedback not stored: store unavailable (%s)", exc)
+            metrics.STORE_ERRORS.labels("feedback").inc()
+            outcome = operation_outcome(503, "feedback store unavailable; nothing was stored, please retry")
+            response = _json(outcome, 503)
+            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+            return response
+        for item in stored:
+            rule = item.rule_id or metrics.UNKNOWN_RULE
+            metrics.FEEDBACK.labels(service_id, rule, item.outcome, item.reason_code or "").inc()
+        annotate(service=service_id, feedback=len(body["feedback"]), stored=len(stored))
+        return _json({"received": len(body["feedback"]), "stored": len(stored)})
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -97,12 +121,18 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
+        """Ready = configuration and knowledge loaded (done at start) and the store reachable and migrated."""
         try:
             store.ping()
-        except Exception as exc:  # any driver error means "not ready", never a 500
-            log.warning("readiness: feedback store unreachable (%s)", type(exc).__name__)
-            return _json({"status": "unavailable", "store": "unreachable"}, 503)
-        return _json({"status": "ok", "rules": len(service.knowledge.rules), "store": "ok"})
+        except StoreUnavailable as exc:
+            log.warning("readiness: feedback store unavailable (%s)", exc)
+            return _json({"status": "unavailable", "store": "unavailable"}, 503)
+        return _json({"status": "ok", "config": "ok", "rules": len(service.knowledge.rules), "store": store.dialect})
+
+    @app.get("/metrics")
+    def metrics_view() -> Response:
+        text, content_type = metrics.exposition()
+        return Response(text, content_type=content_type)
 
     @app.errorhandler(ProtocolError)
     def protocol_error(exc: ProtocolError) -> Response:
@@ -114,23 +144,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, request.url_rule or "unmatched route")
         return _json(operation_outcome(500, "internal error; it has been logged"), 500)
-
-    @app.after_request
-    def log_request(response: Response) -> Response:
-        """One JSON line per request: what happened and how long it took; never patient data or tokens."""
-        started = getattr(g, "started", None)
-        line = {
-            "event": "request",
-            "method": request.method,
-            "path": request.path[:200],
-            "status": response.status_code,
-            "ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
-            **getattr(g, "log_fields", {}),
-        }
-        log.info(json.dumps(line, separators=(",", ":")))
-        return response
 
     @app.after_request
     def cors(response: Response) -> Response:
@@ -143,10 +158,28 @@ def create_app(settings: Settings | None = None) -> Flask:
             response.headers["Vary"] = "Origin"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-Id"
+        response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
         response.headers["Access-Control-Max-Age"] = "600"
         return response
 
     return app
+
+
+def _rule(card: dict[str, Any]) -> str:
+    return card["source"]["topic"]["code"]
+
+
+def _issued(card: dict[str, Any], service_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The row kept for a card issued: ids and codes only, nothing about the patient."""
+    return {
+        "card_uuid": card["uuid"],
+        "service_id": service_id,
+        "hook": body["hook"],
+        "hook_instance": str(body["hookInstance"])[:100],
+        "rule_id": _rule(card),
+        "indicator": card["indicator"],
+        "issued_at": datetime.now(UTC),
+    }
 
 
 def _json_body() -> Any:

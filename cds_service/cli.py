@@ -1,11 +1,16 @@
-"""`cds-service serve | evaluate`: the service under gunicorn, or the rules offline on a bundle."""
+"""`cds-service serve | evaluate | migrate | report`: the service under gunicorn, the rules offline on
+a bundle, the store's schema, and per-rule numbers from the store."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
+import runpy
+import shutil
 import sys
+import tempfile
+import types
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--threads", type=int, default=4)
     serve.add_argument("--config", help="YAML config file (default: $CDS_SERVICE_CONFIG or built-in defaults)")
     serve.add_argument("--now", type=_iso, help="fixed clock for historical synthetic data (ISO datetime)")
+    serve.add_argument(
+        "--gunicorn-config",
+        type=Path,
+        help="gunicorn settings file (workers, timeouts, ...; see deploy/gunicorn.conf.py); the address stays "
+        "--host/--port",
+    )
     evaluate = commands.add_parser("evaluate", help="run the rules on a FHIR bundle offline and print the cards")
     evaluate.add_argument("bundle", type=Path)
     evaluate.add_argument("--hook", choices=("order-select", "order-sign"), default="order-sign")
@@ -38,15 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON")
     evaluate.add_argument("--config")
     evaluate.add_argument("--now", type=_iso, help="fixed clock (ISO datetime); lookbacks are relative to it")
+    migrate = commands.add_parser("migrate", help="create or upgrade the store's schema (also done by serve)")
+    migrate.add_argument("--config")
+    report = commands.add_parser("report", help="per rule: cards issued, accepted, overridden, override rate")
+    report.add_argument("--since", type=_iso, help="only cards issued and feedback received from then on")
+    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.add_argument("--config")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config, now=args.now)
     except ConfigError as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        return _serve(args, settings)
-    return _evaluate(args, settings)
+    commands = {"serve": _serve, "evaluate": _evaluate, "migrate": _migrate, "report": _report}
+    return commands[args.command](args, settings)
 
 
 def _iso(text: str) -> datetime:
@@ -58,23 +74,40 @@ def _iso(text: str) -> datetime:
 
 
 def _serve(args: argparse.Namespace, settings) -> int:
+    file_settings = _gunicorn_file(args.gunicorn_config) if args.gunicorn_config else {}
+    if isinstance(file_settings, str):
+        print(f"cds-service: {file_settings}", file=sys.stderr)
+        return 2
+    _multiprocess_metrics_dir()  # before anything imports prometheus_client
     from gunicorn.app.base import BaseApplication
 
+    from . import logs, metrics
     from .app import create_app
+    from .feedback import StoreUnavailable
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_level)
 
     class Server(BaseApplication):
         def load_config(self) -> None:
+            defaults = {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"}
+            for key, value in {**defaults, "timeout": 30, "graceful_timeout": 20, **file_settings}.items():
+                self.cfg.set(key, value)
             self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("timeout", 30)
-            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("logconfig_dict", logs.logging_config(settings.log_level))
+            self.cfg.set("child_exit", _chain(file_settings.get("child_exit"), _child_exit))
+            self.cfg.set("worker_exit", _chain(file_settings.get("worker_exit"), _worker_exit))
 
         def load(self):
             return create_app(settings)
+
+    def _child_exit(server, worker) -> None:
+        metrics.worker_exited(worker.pid)
+
+    def _worker_exit(server, worker) -> None:
+        """Graceful stop (SIGTERM): write the cards this worker issued before it goes."""
+        recorder = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("card_recorder")
+        if recorder:
+            recorder.close(timeout=5)
 
     if not settings.trusted_issuers:
         if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -89,13 +122,125 @@ def _serve(args: argparse.Namespace, settings) -> int:
             "only (loopback). Configure security.trusted_issuers before connecting an EHR.",
             file=sys.stderr,
         )
-    create_app(settings)  # fail here, with a message, before forking workers
+    try:
+        app = create_app(settings)  # fail here, with a message, before forking workers; migrates the store
+    except StoreUnavailable as exc:
+        print(
+            f"cds-service: the store at {_redacted(settings.effective_store_url)} is unavailable ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    app.extensions["feedback_store"].engine.dispose()  # no pooled connection may cross the fork
+    server = Server()
     print(
         f"cds-service: serving on http://{args.host}:{args.port}/cds-services "
-        f"(store {settings.effective_store_url.split('://')[0]}, {args.workers} workers)",
+        f"(store {settings.effective_store_url.split('://')[0]}, {server.cfg.workers} workers)",
         file=sys.stderr,
     )
-    Server().run()
+    server.run()
+    return 0
+
+
+def _multiprocess_metrics_dir() -> None:
+    """Every gunicorn worker writes its metrics here; a directory left by an earlier run is emptied."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        for stale in Path(path).glob("*.db"):
+            stale.unlink()
+        return
+    path = tempfile.mkdtemp(prefix="cds-service-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    import atexit
+
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+
+
+def _gunicorn_file(path: Path) -> dict | str:
+    """Settings from a gunicorn config file; an error message (str) if it cannot be used."""
+    from gunicorn.config import Config
+
+    try:
+        namespace = runpy.run_path(str(path))
+    except Exception as exc:  # a config file is code: report any failure, with its type
+        return f"gunicorn config {path}: cannot load ({type(exc).__name__}: {exc})"
+    known = Config().settings
+    chosen = {k: v for k, v in namespace.items() if k in known}
+    if "bind" in chosen:
+        return f"gunicorn config {path}: set the address with --host/--port, not bind"
+    unknown = [
+        k
+        for k, v in namespace.items()
+        if not k.startswith("_") and k not in known and not isinstance(v, type | types.ModuleType | types.FunctionType)
+    ]
+    if unknown:
+        return f"gunicorn config {path}: unknown setting '{unknown[0]}'"
+    return chosen
+
+
+def _chain(first, second):
+    if first is None:
+        return second
+
+    def both(*args):
+        first(*args)
+        second(*args)
+
+    return both
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def _migrate(args: argparse.Namespace, settings) -> int:
+    from .feedback import FeedbackStore
+    from .feedback.migrate import upgrade
+
+    store = FeedbackStore(settings.effective_store_url)
+    try:
+        before, after = upgrade(store.engine)
+    except Exception as exc:  # driver errors vary by database; say which, without the URL's password
+        print(
+            f"cds-service: cannot migrate the store at {_redacted(settings.effective_store_url)}: {type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"store {store.dialect}: schema {before or 'empty'} -> {after}")
+    return 0
+
+
+def _report(args: argparse.Namespace, settings) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .feedback import FeedbackStore, StoreUnavailable
+    from .feedback.report import per_rule, render_text, total
+
+    store = FeedbackStore(settings.effective_store_url)
+    try:
+        store.ping()
+        rows = per_rule(store, args.since)
+    except (StoreUnavailable, SQLAlchemyError) as exc:
+        print(
+            f"cds-service: the store at {_redacted(settings.effective_store_url)} is unavailable ({exc}); "
+            "run `cds-service migrate` if it was never set up",
+            file=sys.stderr,
+        )
+        return 2
+    if args.json:
+        body = {
+            "store": store.dialect,
+            "since": args.since.isoformat() if args.since else None,
+            "rules": [r.as_dict() for r in rows],
+            "total": total(rows).as_dict(),
+        }
+        print(json.dumps(body, indent=2))
+    else:
+        print(render_text(rows, args.since, store.dialect))
     return 0
 
 

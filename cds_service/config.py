@@ -6,6 +6,7 @@ start; a wrong one stops the service with a message that names it.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from .security.jwt_verifier import ASYMMETRIC, DEFAULT_ALGORITHMS, TrustedIssuer
 
 TOP_LEVEL_KEYS = {
     "data_dir",
+    "database_url",
     "store_url",
+    "feedback",
     "log_level",
     "public_base_url",
     "security",
@@ -35,6 +38,7 @@ TOP_LEVEL_KEYS = {
 }
 ENV_OVERRIDES = {
     "CDS_SERVICE_DATA_DIR": "data_dir",
+    "CDS_SERVICE_DATABASE_URL": "database_url",
     "CDS_SERVICE_STORE_URL": "store_url",
     "CDS_SERVICE_LOG_LEVEL": "log_level",
 }
@@ -66,7 +70,8 @@ class FhirServerAccess:
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path = Path("data")
-    store_url: str | None = None
+    database_url: str | None = None  # PostgreSQL in deployments; None = SQLite in data_dir
+    keep_user_comments: bool = False
     log_level: str = "INFO"
     max_body_bytes: int = 5_000_000
     fhir_servers: tuple[FhirServerAccess, ...] = ()
@@ -87,7 +92,7 @@ class Settings:
 
     @property
     def effective_store_url(self) -> str:
-        return self.store_url or f"sqlite:///{(self.data_dir / 'feedback.sqlite3').resolve()}"
+        return self.database_url or f"sqlite:///{(self.data_dir / 'feedback.sqlite3').resolve()}"
 
     def fhir_server(self, base_url: str) -> FhirServerAccess | None:
         wanted = base_url.rstrip("/")
@@ -125,7 +130,12 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
         raise ConfigError(f"config: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
-    limits, fhir, cors, cards = (_section(raw, k) for k in ("limits", "fhir", "cors", "cards"))
+    limits, fhir, cors, cards, feedback = (_section(raw, k) for k in ("limits", "fhir", "cors", "cards", "feedback"))
+    _only(feedback, "feedback", {"keep_user_comments"})
+    if not isinstance(feedback.get("keep_user_comments", False), bool):
+        raise ConfigError("config: feedback.keep_user_comments must be true or false")
+    if raw.get("database_url") and raw.get("store_url") and raw["database_url"] != raw["store_url"]:
+        raise ConfigError("config: database_url and store_url (its old name) disagree; set database_url only")
     _only(limits, "limits", {"max_body_bytes"})
     _only(fhir, "fhir", {"servers", "timeout_seconds", "deadline_seconds", "max_pages", "max_response_bytes"})
     _only(cors, "cors", {"allowed_origins"})
@@ -146,7 +156,8 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         raise ConfigError("config: log_level must be DEBUG, INFO, WARNING or ERROR")
     settings = Settings(
         data_dir=Path(str(raw.get("data_dir", "data"))),
-        store_url=_opt_str(raw, "store_url"),
+        database_url=_database_url(raw.get("database_url") or raw.get("store_url")),
+        keep_user_comments=feedback.get("keep_user_comments", False),
         log_level=log_level,
         max_body_bytes=_int(limits, "limits.max_body_bytes", 5_000_000, 1_000, 100_000_000),
         fhir_servers=tuple(_server(s, i) for i, s in enumerate(fhir.get("servers") or [])),
@@ -216,6 +227,18 @@ def _server(row: Any, i: int) -> FhirServerAccess:
     return FhirServerAccess(base, bool(row.get("allow_without_token", False)), allow_http)
 
 
+def _database_url(value: Any) -> str | None:
+    """postgresql://... is taken to mean psycopg 3 (the driver this service ships with)."""
+    if value in (None, ""):
+        return None
+    url = str(value)
+    if url.startswith(("postgres://", "postgresql://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not url.startswith(("postgresql+psycopg://", "sqlite:///")):
+        raise ConfigError("config: database_url must be postgresql://... (psycopg 3) or sqlite:///path")
+    return url
+
+
 def _base_url(value: Any) -> str | None:
     if value in (None, ""):
         return None
@@ -229,11 +252,22 @@ def _loopback(url: str) -> bool:
     return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
+def _jwks_from_file(path: Any, where: str) -> Any:
+    """Public keys mounted from a file (a Kubernetes Secret), so they need not sit in the ConfigMap."""
+    try:
+        return json.loads(Path(str(path)).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config: {where}.jwks_file: cannot read {path} ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise ConfigError(f"config: {where}.jwks_file: {path} is not JSON ({exc})") from exc
+
+
 def _issuer(row: Any, i: int) -> TrustedIssuer:
     where = f"security.trusted_issuers[{i}]"
     if not isinstance(row, Mapping) or not isinstance(row.get("iss"), str) or not row["iss"]:
         raise ConfigError(f"config: {where}.iss: required")
-    _only(row, where, {"iss", "jwks_url", "jwks", "jku_allowed", "algorithms", "tenants", "fhir_servers"})
+    _only(row, where, {"iss", "jwks_url", "jwks", "jwks_file", "jku_allowed", "algorithms", "tenants", "fhir_servers"})
+    row = {**row, "jwks": _jwks_from_file(row["jwks_file"], where)} if row.get("jwks_file") else row
     urls = [row.get("jwks_url"), *(row.get("jku_allowed") or [])]
     for url in (u for u in urls if u is not None):
         if not isinstance(url, str) or not (
@@ -241,7 +275,7 @@ def _issuer(row: Any, i: int) -> TrustedIssuer:
         ):
             raise ConfigError(f"config: {where}: JWKS URLs must be https (http only on loopback), got {url!r}")
     if not row.get("jwks_url") and not row.get("jwks") and not row.get("jku_allowed"):
-        raise ConfigError(f"config: {where}: give jwks_url, jwks (inline public keys) or jku_allowed")
+        raise ConfigError(f"config: {where}: give jwks_url, jwks or jwks_file (public keys) or jku_allowed")
     if row.get("jwks") is not None:
         try:
             keys_by_kid(row["jwks"])

@@ -1,5 +1,5 @@
-"""Feedback store (SQLAlchemy: SQLite by default, PostgreSQL in deployments)."""
+"""Feedback store: cards issued, clinicians' responses, per-rule report."""
 
-from .store import FeedbackStore
+from .store import FeedbackStore, StoredFeedback, StoreUnavailable
 
-__all__ = ["FeedbackStore"]
+__all__ = ["FeedbackStore", "StoreUnavailable", "StoredFeedback"]

@@ -1,79 +1,145 @@
-"""Feedback store: what clinicians did with each card. No patient data and no free text is kept.
+"""The store: cards issued and what clinicians did with them. No patient data is kept, and no free
+text unless `feedback.keep_user_comments` is configured.
 
-SQLite by default (a file in the data folder), any SQLAlchemy URL otherwise (PostgreSQL in
-deployments). Repeats of the same (card, outcome, timestamp) are stored once.
+SQLite by default (a file in the data folder), PostgreSQL (psycopg 3) when `database_url` is set.
+Every write is one transaction, and feedback is acknowledged only after it commits, so a failing
+database loses nothing it acknowledged; callers see `StoreUnavailable` and answer 503.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import migrate
+from .models import CardIssued, FeedbackItem
+
+CONNECT_TIMEOUT_SECONDS = 3
+STATEMENT_TIMEOUT_MS = 5000
 
 
-class Base(DeclarativeBase):
-    pass
+class StoreUnavailable(RuntimeError):
+    """The database could not be reached or did not commit; nothing was stored."""
 
 
-class FeedbackItem(Base):
-    __tablename__ = "feedback"
-    __table_args__ = (UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_repeat"),)
+@dataclass(frozen=True, slots=True)
+class StoredFeedback:
+    """A feedback item newly stored (not a repeat): what the metrics count."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    service_id: Mapped[str] = mapped_column(String(100))
-    card_uuid: Mapped[str] = mapped_column(String(100), index=True)
-    outcome: Mapped[str] = mapped_column(String(20))
-    outcome_timestamp: Mapped[str] = mapped_column(String(40))
-    accepted_suggestions: Mapped[str] = mapped_column(Text, default="[]")
-    override_reason_system: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    override_reason_code: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rule_id: str | None
+    outcome: str
+    reason_code: str | None
 
 
 class FeedbackStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, keep_user_comments: bool = False) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        Base.metadata.create_all(self.engine)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, **_engine_options(url))
+        self.keep_user_comments = keep_user_comments
 
-    def add(self, service_id: str, items: Iterable[Mapping[str, Any]]) -> int:
-        """Store feedback items; returns how many were new (repeats are acknowledged, not duplicated)."""
-        rows = [_row(service_id, item) for item in items]
-        insert = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(FeedbackItem)
-        stored = 0
-        with self.engine.begin() as conn:
-            for row in rows:
-                result = conn.execute(insert.values(**row).on_conflict_do_nothing())
-                stored += result.rowcount or 0
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def ensure_schema(self) -> None:
+        """Migrate to the newest schema unless it already is (the common case: a cheap read)."""
+        if migrate.current_revision(self.engine) != migrate.head_revision():
+            migrate.upgrade(self.engine)
+
+    def record_cards(self, cards: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows for `cards_issued`; a card uuid already there is left as it was."""
+        if not cards:
+            return
+        with _unavailable_on_error(), self.engine.begin() as conn:
+            conn.execute(self._insert(CardIssued).on_conflict_do_nothing(), list(cards))
+
+    def add(self, service_id: str, items: Iterable[Mapping[str, Any]]) -> list[StoredFeedback]:
+        """Store feedback items; returns those that were new (repeats are acknowledged, not duplicated)."""
+        items = list(items)
+        received_at = datetime.now(UTC)
+        stored: list[StoredFeedback] = []
+        with _unavailable_on_error(), self.engine.begin() as conn:
+            uuids = {item["card"] for item in items}
+            issued = {
+                row.card_uuid: row
+                for row in conn.execute(
+                    select(CardIssued.card_uuid, CardIssued.rule_id, CardIssued.hook_instance).where(
+                        CardIssued.card_uuid.in_(uuids)
+                    )
+                )
+            }
+            for item in items:
+                row = self._row(service_id, item, issued.get(item["card"]), received_at)
+                result = conn.execute(self._insert(FeedbackItem).values(**row).on_conflict_do_nothing())
+                if result.rowcount:
+                    stored.append(StoredFeedback(row["rule_id"], row["outcome"], row["override_reason_code"]))
         return stored
 
     def count(self) -> int:
         with self.engine.connect() as conn:
-            return len(conn.execute(select(FeedbackItem.id)).all())
+            return conn.execute(select(func.count()).select_from(FeedbackItem)).scalar_one()
 
-    def ping(self) -> bool:
-        with self.engine.connect() as conn:
-            conn.execute(select(1))
-        return True
+    def ping(self) -> None:
+        """Raises StoreUnavailable unless the database answers and its schema is current."""
+        with _unavailable_on_error():
+            revision = migrate.current_revision(self.engine)
+        if revision != migrate.head_revision():
+            raise StoreUnavailable(f"schema at revision {revision}, expected {migrate.head_revision()}")
+
+    def _insert(self, model: type) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
+
+    def _row(self, service_id: str, item: Mapping[str, Any], issued: Any, received_at: datetime) -> dict[str, Any]:
+        reason = item.get("overrideReason") or {}
+        coding = reason.get("reason") or {}
+        return {
+            "service_id": service_id,
+            "card_uuid": item["card"],
+            "rule_id": issued.rule_id if issued else None,
+            "hook_instance": issued.hook_instance if issued else None,
+            "outcome": item["outcome"],
+            "outcome_timestamp": item["outcomeTimestamp"],
+            "accepted_suggestions": json.dumps([s["id"] for s in item.get("acceptedSuggestions") or ()]),
+            "override_reason_system": coding.get("system"),
+            "override_reason_code": coding.get("code"),
+            "user_comment": reason.get("userComment") if self.keep_user_comments else None,
+            "received_at": received_at,
+        }
 
 
-def _row(service_id: str, item: Mapping[str, Any]) -> dict[str, Any]:
-    reason = (item.get("overrideReason") or {}).get("reason") or {}
-    return {
-        "service_id": service_id,
-        "card_uuid": item["card"],
-        "outcome": item["outcome"],
-        "outcome_timestamp": item["outcomeTimestamp"],
-        "accepted_suggestions": json.dumps([s["id"] for s in item.get("acceptedSuggestions") or ()]),
-        "override_reason_system": reason.get("system"),
-        "override_reason_code": reason.get("code"),
-        "received_at": datetime.now(UTC),
-    }
+def _engine_options(url: str) -> dict[str, Any]:
+    """Bounded waits on PostgreSQL: a database that hangs must not hold a request for long."""
+    if url.startswith("postgresql"):
+        return {
+            "connect_args": {
+                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                "application_name": "cds-service",
+            },
+            "pool_size": 5,
+            "max_overflow": 5,
+            "pool_timeout": CONNECT_TIMEOUT_SECONDS,
+        }
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": STATEMENT_TIMEOUT_MS / 1000}}
+    return {}
+
+
+@contextmanager
+def _unavailable_on_error() -> Iterator[None]:
+    """Any database error becomes StoreUnavailable, naming only the error type (never row data)."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from exc

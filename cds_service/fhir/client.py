@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from .. import metrics
 from ..jsonutil import items
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ class FetchResult:
     key: str
     resources: list[Mapping[str, Any]] = field(default_factory=list)
     error: str | None = None
+    reason: str | None = None  # a short, fixed code for metrics: timeout, http_status, ...
     seconds: float = 0.0
 
 
@@ -56,8 +58,15 @@ class FhirFetcher:
                 results[key] = future.result()
             else:
                 future.cancel()
-                results[key] = FetchResult(key, error=f"no answer within the {self.deadline:g} s deadline")
+                results[key] = FetchResult(
+                    key, error=f"no answer within the {self.deadline:g} s deadline", reason="deadline"
+                )
+                results[key].seconds = self.deadline
         session.close()
+        for result in results.values():
+            metrics.FHIR_FETCH_SECONDS.labels("failed" if result.error else "ok").observe(result.seconds)
+            if result.error:
+                metrics.FHIR_FETCH_FAILURES.labels(result.reason or "other").inc()
         return results
 
     def _fetch_one(self, session: requests.Session, base: str, key: str, query: str, started: float) -> FetchResult:
@@ -67,11 +76,14 @@ class FhirFetcher:
             for _page in range(self.max_pages):
                 remaining = self.deadline - (time.monotonic() - started)
                 if remaining <= 0:
-                    result.error = "deadline reached while paging"
+                    result.error, result.reason = "deadline reached while paging", "deadline"
                     break
                 body = self._get_json(session, url, min(self.timeout, remaining))
                 if body.get("resourceType") == "OperationOutcome":
-                    result.error = "the FHIR server answered with an OperationOutcome"
+                    result.error, result.reason = (
+                        "the FHIR server answered with an OperationOutcome",
+                        "operation_outcome",
+                    )
                     break
                 if body.get("resourceType") != "Bundle":
                     result.resources.append(body)
@@ -88,9 +100,10 @@ class FhirFetcher:
                     break
                 if not url.startswith(base + "/") and not url.startswith(base + "?"):
                     result.error = "a paging link pointed outside the allow-listed server and was not followed"
+                    result.reason = "off_server_link"
                     break
         except FetchError as exc:
-            result.error = str(exc)
+            result.error, result.reason = str(exc), exc.reason
         result.seconds = time.monotonic() - started
         log.debug(
             "fhir fetch key=%s resources=%d seconds=%.3f error=%s",
@@ -105,28 +118,32 @@ class FhirFetcher:
         try:
             with session.get(url, timeout=timeout, allow_redirects=False, stream=True) as response:
                 if response.status_code != 200:
-                    raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
+                    raise FetchError(f"the FHIR server answered HTTP {response.status_code}", "http_status")
                 chunks, size = [], 0
                 for chunk in response.iter_content(65536):
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise FetchError(f"the FHIR server's answer was larger than {self.max_bytes} bytes")
+                        raise FetchError(
+                            f"the FHIR server's answer was larger than {self.max_bytes} bytes", "too_large"
+                        )
                     chunks.append(chunk)
         except requests.Timeout as exc:
-            raise FetchError(f"the FHIR server did not answer within {timeout:.2g} s") from exc
+            raise FetchError(f"the FHIR server did not answer within {timeout:.2g} s", "timeout") from exc
         except requests.RequestException as exc:
-            raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})") from exc
+            raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})", "connection") from exc
         try:
             body = json.loads(b"".join(chunks))
         except (ValueError, RecursionError) as exc:
-            raise FetchError("the FHIR server's answer was not JSON") from exc
+            raise FetchError("the FHIR server's answer was not JSON", "not_json") from exc
         if not isinstance(body, dict):
-            raise FetchError("the FHIR server's answer was not a FHIR resource")
+            raise FetchError("the FHIR server's answer was not a FHIR resource", "not_fhir")
         return body
 
 
 class FetchError(Exception):
-    pass
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:

@@ -3,15 +3,18 @@ gunicorn worker and every replica share."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Protocol
 
-from sqlalchemy import Column, Float, MetaData, String, Table, delete
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-METADATA = MetaData()
+from .. import metrics
+from ..feedback.models import JwtReplay
 
 
 class ReplayCache(Protocol):
@@ -19,7 +22,8 @@ class ReplayCache(Protocol):
         """True the first time a key is seen before it expires; False for a replay."""
 
 
-REPLAY = Table("jwt_replay", METADATA, Column("key", String(600), primary_key=True), Column("expires_at", Float))
+REPLAY = JwtReplay.__table__
+log = logging.getLogger(__name__)
 
 
 class MemoryReplayCache:
@@ -41,18 +45,42 @@ class MemoryReplayCache:
 
 
 class SqlReplayCache:
-    """The first insert of a key wins; a second one (any worker, any replica) is a replay."""
+    """The first insert of a key wins; a second one (any worker, any replica) is a replay.
+    The table comes with the store's migrations.
 
-    def __init__(self, engine: Engine) -> None:
+    If the database fails, hook calls must still be answered: this process falls back to its own
+    memory for `fallback_seconds` (replays across replicas are then not caught), and says so in the
+    log and in cds_store_errors_total{operation="jwt_replay"}.
+    """
+
+    def __init__(self, engine: Engine, fallback_seconds: float = 10.0) -> None:
         self.engine = engine
-        METADATA.create_all(engine)
+        self.fallback_seconds = fallback_seconds
+        self._memory = MemoryReplayCache()
+        self._database_back_at = 0.0
         self._inserts = 0
 
     def first_use(self, key: str, expires_at: float) -> bool:
+        if time.monotonic() >= self._database_back_at:
+            try:
+                return self._first_use_in_database(key, expires_at)
+            except SQLAlchemyError as exc:
+                self._database_back_at = time.monotonic() + self.fallback_seconds
+                metrics.STORE_ERRORS.labels("jwt_replay").inc()
+                log.warning(
+                    "replay cache: database unavailable (%s); this process's memory for %gs",
+                    type(getattr(exc, "orig", None) or exc).__name__,
+                    self.fallback_seconds,
+                )
+        return self._memory.first_use(key, expires_at)
+
+    def _first_use_in_database(self, key: str, expires_at: float) -> bool:
         insert = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(REPLAY)
         with self.engine.begin() as conn:
             self._inserts += 1
             if self._inserts % 500 == 0:
                 conn.execute(delete(REPLAY).where(REPLAY.c.expires_at < time.time()))
             result = conn.execute(insert.values(key=key, expires_at=expires_at).on_conflict_do_nothing())
-            return result.rowcount == 1
+            first = result.rowcount == 1
+        self._memory.first_use(key, expires_at)  # remembered here too, for an outage to come
+        return first

@@ -1,0 +1,1 @@
+"""Alembic migrations of the store. Applied by `cds-service migrate` and at service start."""

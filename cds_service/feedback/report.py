@@ -1,0 +1,100 @@
+"""Per-rule numbers from the store: cards issued, accepted, overridden (by reason), override rate.
+
+The counts are the ones /metrics exports (cds_cards_issued_total, cds_feedback_total), but for the
+whole store and any period, across every replica. Override rate = overridden / (accepted +
+overridden): cards nobody answered are not counted either way, since many EHRs send no feedback
+for a card that was only read.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from .. import metrics
+from .models import CardIssued, FeedbackItem
+from .store import FeedbackStore
+
+
+@dataclass(slots=True)
+class RuleNumbers:
+    rule_id: str
+    issued: int = 0
+    accepted: int = 0
+    overridden: int = 0
+    override_reasons: Counter = field(default_factory=Counter)
+
+    @property
+    def override_rate(self) -> float | None:
+        answered = self.accepted + self.overridden
+        return self.overridden / answered if answered else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule_id,
+            "issued": self.issued,
+            "accepted": self.accepted,
+            "overridden": self.overridden,
+            "overridden_by_reason": dict(sorted(self.override_reasons.items())),
+            "override_rate": None if self.override_rate is None else round(self.override_rate, 4),
+        }
+
+
+def per_rule(store: FeedbackStore, since: datetime | None = None) -> list[RuleNumbers]:
+    since_utc = since.astimezone(UTC) if since else None
+    rules: dict[str, RuleNumbers] = {}
+    issued = select(CardIssued.rule_id, func.count()).group_by(CardIssued.rule_id)
+    rule = func.coalesce(FeedbackItem.rule_id, CardIssued.rule_id, metrics.UNKNOWN_RULE)
+    answers = (
+        select(rule, FeedbackItem.outcome, FeedbackItem.override_reason_code, func.count())
+        .select_from(FeedbackItem)
+        .join(CardIssued, CardIssued.card_uuid == FeedbackItem.card_uuid, isouter=True)
+        .group_by(rule, FeedbackItem.outcome, FeedbackItem.override_reason_code)
+    )
+    if since_utc:
+        issued = issued.where(CardIssued.issued_at >= since_utc)
+        answers = answers.where(FeedbackItem.received_at >= since_utc)
+    with store.engine.connect() as conn:
+        for rule_id, count in conn.execute(issued):
+            rules.setdefault(rule_id, RuleNumbers(rule_id)).issued += count
+        for rule_id, outcome, reason, count in conn.execute(answers):
+            numbers = rules.setdefault(rule_id, RuleNumbers(rule_id))
+            if outcome == "accepted":
+                numbers.accepted += count
+            else:
+                numbers.overridden += count
+                numbers.override_reasons[reason or "(no reason given)"] += count
+    return sorted(rules.values(), key=lambda r: (-r.issued, r.rule_id))
+
+
+def total(rows: list[RuleNumbers]) -> RuleNumbers:
+    whole = RuleNumbers("all rules")
+    for row in rows:
+        whole.issued += row.issued
+        whole.accepted += row.accepted
+        whole.overridden += row.overridden
+        whole.override_reasons.update(row.override_reasons)
+    return whole
+
+
+def render_text(rows: list[RuleNumbers], since: datetime | None, store: str) -> str:
+    period = f"since {since.isoformat()}" if since else "all time"
+    lines = [f"Cards and feedback per rule ({store} store, {period})", ""]
+    header = f"{'rule':<34}{'issued':>8}{'accepted':>10}{'overridden':>12}{'override rate':>15}"
+    lines += [header, "-" * len(header)]
+    for row in [*rows, total(rows)]:
+        if row.rule_id == "all rules":
+            lines.append("-" * len(header))
+        rate = "-" if row.override_rate is None else f"{row.override_rate:.0%}"
+        lines.append(f"{row.rule_id:<34}{row.issued:>8}{row.accepted:>10}{row.overridden:>12}{rate:>15}")
+        if row.override_reasons and row.rule_id != "all rules":
+            reasons = ", ".join(f"{code} {n}" for code, n in sorted(row.override_reasons.items()))
+            lines.append(f"    overridden because: {reasons}")
+    if not rows:
+        lines.append("(no cards issued and no feedback in this period)")
+    lines += ["", "Override rate = overridden / (accepted + overridden); cards with no feedback count in neither."]
+    return "\n".join(lines)

@@ -1,0 +1,73 @@
+"""Per-request bookkeeping around the views: a request id (the caller's X-Request-Id, or a new one),
+one JSON log line, and the request metrics. Views add their own fields with `annotate()`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Container
+
+from flask import Flask, Response, g, request
+
+from . import metrics
+
+log = logging.getLogger("cds_service.request")
+REQUEST_ID_HEADER = "X-Request-Id"
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+ENDPOINTS = {
+    "/cds-services": "discovery",
+    "/cds-services/<service_id>": "service",
+    "/cds-services/<service_id>/feedback": "feedback",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+}
+
+
+def annotate(**fields: object) -> None:
+    """Add fields to this request's log line (ids, counts and codes only, never patient data)."""
+    g.log_fields.update(fields)
+
+
+def install(app: Flask, service_ids: Container[str]) -> None:
+    @app.before_request
+    def start() -> None:
+        g.started = time.perf_counter()
+        g.log_fields = {}
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        started = getattr(g, "started", None)
+        seconds = time.perf_counter() - started if started else 0.0
+        endpoint = ENDPOINTS.get(request.url_rule.rule if request.url_rule else "", "unmatched")
+        wanted = (request.view_args or {}).get("service_id")
+        service = wanted if wanted in service_ids else ("unknown" if wanted else "")
+        status = str(response.status_code)
+        metrics.REQUESTS.labels(endpoint, service, status).inc()
+        metrics.REQUEST_SECONDS.labels(endpoint, service, status).observe(seconds)
+        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        response.headers[REQUEST_ID_HEADER] = request_id
+        fields = {
+            "event": "request",
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.path[:200],
+            "endpoint": endpoint,
+            "status": response.status_code,
+            "ms": round(seconds * 1000, 2),
+            **getattr(g, "log_fields", {}),
+        }
+        if service:
+            fields.setdefault("service", service)
+        level = logging.INFO if endpoint not in ("healthz", "readyz", "metrics") else logging.DEBUG
+        log.log(level, "%s", _line(fields), extra={"json_fields": fields, "request_id": request_id})
+        return response
+
+
+def _line(fields: dict) -> str:
+    return json.dumps(fields, separators=(",", ":"))

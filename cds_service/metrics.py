@@ -1,0 +1,82 @@
+"""Prometheus metrics. Under gunicorn every worker writes its own files in PROMETHEUS_MULTIPROC_DIR
+(set by `cds-service serve` before this module is imported) and /metrics adds them up, so a scrape
+sees the whole pod, not whichever worker answered it.
+
+Labels are bounded sets (endpoint names, service ids, rule ids, indicators, reasons): never a URL, an
+identifier or anything from a patient's record.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+
+REQUESTS = Counter(
+    "cds_http_requests_total",
+    "HTTP requests answered, by endpoint, CDS service and status",
+    ["endpoint", "service", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "cds_http_request_duration_seconds",
+    "Time to answer an HTTP request, by endpoint, CDS service and status",
+    ["endpoint", "service", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+FHIR_FETCH_SECONDS = Histogram(
+    "cds_fhir_fetch_duration_seconds",
+    "Time for one prefetch query fetched from the EHR's FHIR server, by outcome (ok or failed)",
+    ["outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+FHIR_FETCH_FAILURES = Counter(
+    "cds_fhir_fetch_failures_total", "Prefetch queries that could not be fetched, by reason", ["reason"]
+)
+CARDS_ISSUED = Counter(
+    "cds_cards_issued_total",
+    "Cards returned to EHRs, by CDS service, rule and indicator",
+    ["service", "rule", "indicator"],
+)
+FEEDBACK = Counter(
+    "cds_feedback_total",
+    "Feedback items stored (repeats not counted), by CDS service, rule, outcome and override reason code",
+    ["service", "rule", "outcome", "reason"],
+)
+JWT_REJECTIONS = Counter("cds_jwt_rejections_total", "Calls refused because of their JWT, by reason", ["reason"])
+STORE_ERRORS = Counter("cds_store_errors_total", "Database operations that failed, by operation", ["operation"])
+CARDS_UNRECORDED = Counter(
+    "cds_cards_unrecorded_total", "Cards issued but dropped before reaching the store (recording queue full)"
+)
+
+UNKNOWN_RULE = "unknown"  # feedback about a card this store never saw issued
+
+
+def jwt_reason_label(reason: str) -> str:
+    """'algorithm not allowed: HS256' -> 'algorithm not allowed': a bounded label set."""
+    return re.sub(r"\s*[:(].*$", "", reason).strip() or "other"
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text for GET /metrics: every worker's values when running multi-process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def worker_exited(pid: int) -> None:
+    """Gunicorn child_exit hook: fold a dead worker's live values out of the multi-process files."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)
