@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, load_settings
-
 SERVICE_ID = "magnesium-order-check"
 
 
@@ -56,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report.add_argument("--config")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        _multiprocess_metrics_dir()  # before anything imports prometheus_client (the config does)
+    from .config import ConfigError, load_settings
+
     try:
-        settings = load_settings(args.config, now=args.now)
+        settings = load_settings(args.config, now=getattr(args, "now", None))
     except ConfigError as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
@@ -78,7 +80,6 @@ def _serve(args: argparse.Namespace, settings) -> int:
     if isinstance(file_settings, str):
         print(f"cds-service: {file_settings}", file=sys.stderr)
         return 2
-    _multiprocess_metrics_dir()  # before anything imports prometheus_client
     from gunicorn.app.base import BaseApplication
 
     from . import logs, metrics

@@ -21,6 +21,8 @@ import requests
 from cds_service.app import create_app
 from cds_service.config import settings_from_mapping
 
+from . import postgres
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "fixtures" / "scenarios"
 SHARED = ROOT.parent / "shared"
@@ -41,6 +43,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL (libpq URL of a superuser): CDS_TEST_POSTGRES_URL, or a cluster started here.
+    Missing binaries fail the run in CI (CI=true) and skip the PostgreSQL tests elsewhere."""
+    if os.environ.get(postgres.ADMIN_URL_ENV):
+        yield os.environ[postgres.ADMIN_URL_ENV]
+        return
+    if postgres.binaries() is None:
+        message = "PostgreSQL server not installed (Debian: apt-get install postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with postgres.cluster(free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_db(postgres_server) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; its SQLAlchemy URL (psycopg 3)."""
+    with postgres.fresh_database(postgres_server) as url:
+        yield postgres.sqlalchemy_url(url)
 
 
 @pytest.fixture
@@ -142,6 +167,7 @@ def start_service(
             stderr=subprocess.STDOUT,
             text=True,
         )
+    proc.log_path = log_path  # type: ignore[attr-defined]  # tests read the JSON log lines
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

@@ -62,4 +62,4 @@ class JwtReplay(Base):
     __tablename__ = "jwt_replay"
 
     key: Mapped[str] = mapped_column(String(600), primary_key=True)
-    expires_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)

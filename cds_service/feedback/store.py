@@ -81,8 +81,9 @@ class FeedbackStore:
             }
             for item in items:
                 row = self._row(service_id, item, issued.get(item["card"]), received_at)
-                result = conn.execute(self._insert(FeedbackItem).values(**row).on_conflict_do_nothing())
-                if result.rowcount:
+                insert = self._insert(FeedbackItem).values(**row).on_conflict_do_nothing()
+                # RETURNING, not rowcount: rowcount is not reliable for ON CONFLICT across drivers.
+                if conn.execute(insert.returning(FeedbackItem.id)).first() is not None:
                     stored.append(StoredFeedback(row["rule_id"], row["outcome"], row["override_reason_code"]))
         return stored
 

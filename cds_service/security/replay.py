@@ -80,7 +80,7 @@ class SqlReplayCache:
             self._inserts += 1
             if self._inserts % 500 == 0:
                 conn.execute(delete(REPLAY).where(REPLAY.c.expires_at < time.time()))
-            result = conn.execute(insert.values(key=key, expires_at=expires_at).on_conflict_do_nothing())
-            first = result.rowcount == 1
+            statement = insert.values(key=key, expires_at=expires_at).on_conflict_do_nothing()
+            first = conn.execute(statement.returning(REPLAY.c.key)).first() is not None
         self._memory.first_use(key, expires_at)  # remembered here too, for an outage to come
         return first

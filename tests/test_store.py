@@ -1,0 +1,200 @@
+"""The store on SQLite and on a real PostgreSQL: migrations from empty, the schema equal to the
+models, feedback joined to the cards issued, idempotent repeats, the per-rule report, concurrent
+migrations and recording through an outage."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, select, text
+
+from cds_service.feedback import FeedbackStore
+from cds_service.feedback.migrate import current_revision, downgrade, head_revision, upgrade
+from cds_service.feedback.models import Base, CardIssued, FeedbackItem
+from cds_service.feedback.recorder import CardRecorder
+from cds_service.feedback.report import per_rule, render_text, total
+
+from . import postgres
+
+TABLES = {"alembic_version", "cards_issued", "feedback", "jwt_replay"}
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue("postgres_db")
+
+
+def card(rule: str, indicator: str = "warning", at: datetime = T0, hook_instance: str | None = None) -> dict:
+    return {
+        "card_uuid": str(uuid.uuid4()),
+        "service_id": "magnesium-order-check",
+        "hook": "order-sign",
+        "hook_instance": hook_instance or str(uuid.uuid4()),
+        "rule_id": rule,
+        "indicator": indicator,
+        "issued_at": at,
+    }
+
+
+def answer(card_uuid: str, outcome: str, reason: str | None = None, minute: int = 1, comment: str = "") -> dict:
+    item: dict = {"card": card_uuid, "outcome": outcome, "outcomeTimestamp": f"2026-11-20T09:{minute:02d}:00Z"}
+    if outcome == "accepted":
+        item["acceptedSuggestions"] = [{"id": "s-1"}]
+    if reason:
+        item["overrideReason"] = {"reason": {"system": "urn:mg-cds:override-reason", "code": reason}}
+        if comment:
+            item["overrideReason"]["userComment"] = comment
+    return item
+
+
+def migrated(url: str, **options) -> FeedbackStore:
+    store = FeedbackStore(url, **options)
+    store.ensure_schema()
+    return store
+
+
+def test_migrations_build_the_models_schema_from_empty_and_go_back_down(store_url):
+    store = FeedbackStore(store_url)
+    assert current_revision(store.engine) is None
+    assert upgrade(store.engine) == (None, head_revision())
+    assert set(inspect(store.engine).get_table_names()) == TABLES
+    with store.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert differences == [], f"migrations and models disagree: {differences}"
+    downgrade(store.engine, "base")
+    assert set(inspect(store.engine).get_table_names()) == {"alembic_version"}
+    assert upgrade(store.engine) == (None, head_revision())
+    assert upgrade(store.engine) == (head_revision(), head_revision()), "a second run must change nothing"
+
+
+def test_a_store_from_the_first_release_is_stamped_and_upgraded_keeping_its_rows(store_url):
+    engine = create_engine(store_url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:  # the first release made its tables with create_all: no alembic_version
+        conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(
+            text(
+                "INSERT INTO feedback (service_id, card_uuid, outcome, outcome_timestamp, accepted_suggestions, "
+                "received_at) VALUES ('magnesium-order-check', 'old-card', 'accepted', '2026-11-01T00:00:00Z', "
+                "'[]', :at)"
+            ),
+            {"at": T0},
+        )
+    store = migrated(store_url)
+    assert current_revision(store.engine) == head_revision()
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(FeedbackItem.card_uuid, FeedbackItem.rule_id)).all()
+    assert [tuple(r) for r in rows] == [("old-card", None)]
+
+
+def test_feedback_is_joined_to_its_card_stored_once_and_without_free_text(store_url):
+    store = migrated(store_url)
+    issued = card("renal-severe", "critical", hook_instance="hook-1")
+    store.record_cards([issued])
+    items = [answer(issued["card_uuid"], "overridden", "nephrology-directed", comment="Mrs Smith, bed 4")]
+    stored = store.add("magnesium-order-check", items)
+    assert [(s.rule_id, s.outcome, s.reason_code) for s in stored] == [
+        ("renal-severe", "overridden", "nephrology-directed")
+    ]
+    assert store.add("magnesium-order-check", items) == [], "a repeat is acknowledged, not stored twice"
+    store.record_cards([issued])  # a card recorded twice stays one row
+    with store.engine.connect() as conn:
+        row = conn.execute(select(FeedbackItem.rule_id, FeedbackItem.hook_instance, FeedbackItem.user_comment)).one()
+        assert conn.execute(select(CardIssued.card_uuid)).all() == [(issued["card_uuid"],)]
+    assert tuple(row) == ("renal-severe", "hook-1", None)
+    assert store.count() == 1
+
+
+def test_user_comments_are_kept_only_when_configured(tmp_path):
+    store = migrated(f"sqlite:///{tmp_path / 'store.sqlite3'}", keep_user_comments=True)
+    store.add("magnesium-order-check", [answer("c-1", "overridden", "other", comment="pharmacy agreed")])
+    with store.engine.connect() as conn:
+        assert conn.execute(select(FeedbackItem.user_comment)).scalar_one() == "pharmacy agreed"
+
+
+def test_report_counts_per_rule_and_period(store_url):
+    store = migrated(store_url)
+    old, new = T0 - timedelta(days=40), T0
+    cards = [card("renal-severe", "critical", at=old), card("renal-severe", "critical", at=new)]
+    cards += [card("renal-severe", "critical", at=new), card("interaction-fluoroquinolone", "warning", at=new)]
+    store.record_cards(cards)
+    answers = [
+        answer(cards[0]["card_uuid"], "accepted"),
+        answer(cards[1]["card_uuid"], "overridden", "nephrology-directed"),
+        answer(cards[2]["card_uuid"], "overridden", "benefit-outweighs-risk"),
+        answer(cards[3]["card_uuid"], "overridden", "nephrology-directed"),
+        answer("never-issued-here", "overridden"),
+    ]
+    assert len(store.add("magnesium-order-check", answers)) == 5
+    rows = {r.rule_id: r for r in per_rule(store)}
+    expected_issued = Counter(c["rule_id"] for c in cards)
+    assert {k: r.issued for k, r in rows.items()} == {**expected_issued, "unknown": 0}
+    severe = rows["renal-severe"]
+    assert (severe.accepted, severe.overridden) == (1, 2)
+    assert severe.override_reasons == {"nephrology-directed": 1, "benefit-outweighs-risk": 1}
+    assert severe.override_rate == pytest.approx(2 / 3)
+    assert rows["unknown"].override_reasons == {"(no reason given)": 1}
+    whole = total(list(rows.values()))
+    assert (whole.issued, whole.accepted, whole.overridden) == (4, 1, 4)
+    assert rows["interaction-fluoroquinolone"].as_dict()["override_rate"] == 1.0
+    # Feedback counts by when it was received (all just now); cards by when they were issued.
+    recent = {r.rule_id: r for r in per_rule(store, since=T0 - timedelta(days=1))}
+    assert recent["renal-severe"].issued == 2 and recent["renal-severe"].accepted == 1
+    text_report = render_text(list(rows.values()), None, store.dialect)
+    assert "renal-severe" in text_report and "67%" in text_report and "nephrology-directed 1" in text_report
+
+
+def _upgrade_in_a_process(url: str) -> str:
+    engine = create_engine(url)
+    upgrade(engine)
+    return current_revision(engine)
+
+
+def test_replicas_starting_together_migrate_once_on_postgresql(postgres_db):
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        revisions = pool.map(_upgrade_in_a_process, [postgres_db] * 4)
+    assert revisions == [head_revision()] * 4
+    assert set(inspect(create_engine(postgres_db)).get_table_names()) == TABLES
+
+
+def test_cards_issued_during_a_postgresql_outage_are_written_when_it_returns(postgres_server, postgres_db):
+    store = migrated(postgres_db)
+    recorder = CardRecorder(store)
+    postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), False)
+    try:
+        rows = [card("mg-high", "critical") for _ in range(3)]
+        recorder.record(rows)
+        assert recorder.flush(timeout=1.0) is False, "nothing can be written while the database refuses"
+    finally:
+        postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), True)
+    assert recorder.flush(timeout=20) is True
+    with store.engine.connect() as conn:
+        written = {r.card_uuid for r in conn.execute(select(CardIssued.card_uuid))}
+    assert written == {r["card_uuid"] for r in rows}
+    recorder.close()
+
+
+def test_replay_cache_on_postgresql_catches_replays_and_survives_an_outage(postgres_server, postgres_db):
+    from cds_service.security.replay import SqlReplayCache
+
+    store = migrated(postgres_db)
+    cache, other_replica = SqlReplayCache(store.engine), SqlReplayCache(FeedbackStore(postgres_db).engine)
+    expires = datetime.now(UTC).timestamp() + 300
+    assert cache.first_use("iss|jti-1", expires) is True
+    assert other_replica.first_use("iss|jti-1", expires) is False, "another replica must see the replay"
+    postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), False)
+    try:  # the database is gone: hook calls go on, replays within this process are still caught
+        assert cache.first_use("iss|jti-2", expires) is True
+        assert cache.first_use("iss|jti-2", expires) is False
+        assert cache.first_use("iss|jti-1", expires) is False
+    finally:
+        postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), True)
