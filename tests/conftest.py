@@ -152,15 +152,22 @@ def _wait_for(url: str, proc: subprocess.Popen, log_path: Path) -> None:
 
 
 def start_service(
-    *args: str, port: int | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    command: bool = True,
 ) -> tuple[subprocess.Popen, str]:
-    """`cds-service serve` (gunicorn) on a loopback port, returned once /healthz answers."""
+    """`cds-service serve` (gunicorn) on a loopback port, returned once /healthz answers.
+    command=False: `args` is the whole argument list, `--port` included (as a container's CMD)."""
+    if not command:
+        port = int(args[args.index("--port") + 1])
     port = port or free_port()
     exe = Path(sys.executable).with_name("cds-service")
     log_path = Path(tempfile.mkdtemp(prefix="cds-service-")) / "serve.log"  # a file, not a pipe: a pipe could fill
     with log_path.open("w") as log:  # the child keeps its own handle
         proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(port), *args],
+            [str(exe), *(("serve", "--port", str(port)) if command else ()), *args],
             env=env,
             cwd=cwd,
             stdout=log,

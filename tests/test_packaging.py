@@ -35,3 +35,15 @@ def test_every_runtime_import_is_a_declared_dependency():
         if not {_normalise(d) for d in distributions.get(name, [name])} & declared
     }
     assert not missing, f"imported but not in [project.dependencies]: {missing}"
+
+
+def test_every_package_folder_is_listed_for_setuptools():
+    """A folder left out of [tool.setuptools] packages is silently missing from `pip install .`
+    (the security package once was: only editable installs worked)."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "cds_service").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert found - listed == set(), f"packages not listed in pyproject.toml: {sorted(found - listed)}"

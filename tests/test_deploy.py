@@ -1,0 +1,229 @@
+"""The deployment files agree with the code and with each other: they parse, name one image and one
+port, probe endpoints the app serves, reference Secret keys and env variables the service reads,
+and carry a config the service accepts. (No Docker engine or cluster is needed for these checks.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from cds_service.cli import _gunicorn_file
+from cds_service.config import ENV_OVERRIDES, settings_from_mapping
+
+from .conftest import free_port, start_service
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "kubernetes"
+IMAGE = "registry.example.org/mg-cds/cds-service:0.1.0"
+SERVICE_ENV = set(ENV_OVERRIDES) | {
+    "CDS_SERVICE_CONFIG",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "GUNICORN_WORKERS",
+    "GUNICORN_THREADS",
+}
+
+
+def manifests() -> dict[str, dict]:
+    found = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and "kind" in doc and doc["kind"] != "Kustomization":
+                found[doc["kind"]] = doc
+    return found
+
+
+@pytest.fixture(scope="module")
+def k8s() -> dict[str, dict]:
+    return manifests()
+
+
+@pytest.fixture(scope="module")
+def container(k8s) -> dict:
+    (only,) = k8s["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def arg(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_every_manifest_parses_and_kustomization_lists_them(k8s):
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    assert listed == on_disk, "every manifest but the example Secret is applied"
+    wanted = {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "Secret", "PodDisruptionBudget"}
+    assert wanted | {"NetworkPolicy", "Namespace"} == set(k8s)
+    assert kustomization["images"][0]["name"] + ":" + kustomization["images"][0]["newTag"] == IMAGE
+
+
+def test_one_image_everywhere():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    deployment = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert compose["services"]["cds-service"]["image"] == deployment["image"] == IMAGE
+    assert f"-t {IMAGE}" in dockerfile and IMAGE in readme
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    assert IMAGE.endswith(f":{version}"), "the image tag follows the package version"
+
+
+def test_ports_and_probes_match_the_app(k8s, container, make_app):
+    port = int(arg(container["args"], "--port"))
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert f"EXPOSE {port}" in dockerfile and f'"--port", "{port}"' in dockerfile
+    assert f"127.0.0.1:{port}/healthz" in dockerfile
+    service_port = k8s["Service"]["spec"]["ports"][0]
+    assert service_port["targetPort"] == "http"
+    routes = {rule.rule for rule in make_app().url_map.iter_rules()}
+    probes = {name: container[name]["httpGet"] for name in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert {p["path"] for p in probes.values()} == {"/healthz", "/readyz"} <= routes
+    assert probes["readinessProbe"]["path"] == "/readyz" and probes["livenessProbe"]["path"] == "/healthz"
+    assert all(p["port"] == "http" for p in probes.values())
+    annotations = k8s["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] in routes and int(annotations["prometheus.io/port"]) == port
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["cds-service"]
+    assert compose["ports"] == [f"127.0.0.1:{port}:{port}"]
+
+
+def test_pods_are_locked_down_and_sized(k8s, container):
+    pod = k8s["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"]) and container["resources"]["limits"]
+    assert re.search(r"^USER 10001$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    assert "python:3.11-slim" in (DEPLOY / "Dockerfile").read_text()
+    gunicorn = _gunicorn_file(DEPLOY / "gunicorn.conf.py")
+    assert isinstance(gunicorn, dict), gunicorn
+    assert pod["terminationGracePeriodSeconds"] > gunicorn["graceful_timeout"] + 5, "preStop sleep + graceful stop fit"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert "/tmp" in mounts, "the metrics folder and SQLite fallback need a writable /tmp on a read-only root"
+    assert gunicorn["worker_tmp_dir"] == "/dev/shm"
+
+
+def test_labels_and_targets_line_up(k8s):
+    labels = k8s["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    for kind, selector in (
+        ("Deployment", k8s["Deployment"]["spec"]["selector"]["matchLabels"]),
+        ("Service", k8s["Service"]["spec"]["selector"]),
+        ("PodDisruptionBudget", k8s["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]),
+        ("NetworkPolicy", k8s["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"]),
+    ):
+        assert selector.items() <= labels.items(), f"{kind} selects no pod"
+    target = k8s["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", k8s["Deployment"]["metadata"]["name"])
+    hpa = k8s["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["minReplicas"] >= 2 > k8s["PodDisruptionBudget"]["spec"]["minAvailable"]
+
+
+def test_network_policy_allows_egress_only_to_dns_database_and_ehr(k8s):
+    policy = k8s["NetworkPolicy"]["spec"]
+    assert "Egress" in policy["policyTypes"]
+    ports = sorted({p["port"] for rule in policy["egress"] for p in rule["ports"]})
+    assert ports == [53, 443, 5432]
+    assert all(rule.get("to") for rule in policy["egress"]), "no egress rule open to everywhere"
+
+
+def test_env_and_secret_references_are_read_by_the_service(k8s, container):
+    secret = k8s["Secret"]
+    for env in container["env"]:
+        assert env["name"] in SERVICE_ENV, f"{env['name']} is read by nothing"
+        ref = env.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    volumes = {v["name"]: v for v in k8s["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == k8s["ConfigMap"]["metadata"]["name"]
+    assert {i["key"] for i in volumes["keys"]["secret"]["items"]} <= set(secret["stringData"])
+    compose_env = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["cds-service"]["environment"]
+    assert set(compose_env) <= SERVICE_ENV
+
+
+def test_the_shipped_configs_are_accepted_by_the_service(k8s, container, tmp_path):
+    """The ConfigMap's config, with the Secret's key files where the Deployment mounts them."""
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    config_path = next(e["value"] for e in container["env"] if e["name"] == "CDS_SERVICE_CONFIG")
+    assert config_path == f"{mounts['config']}/config.yaml"
+    raw = yaml.safe_load(k8s["ConfigMap"]["data"]["config.yaml"])
+    for issuer in raw["security"]["trusted_issuers"]:
+        mounted = Path(issuer["jwks_file"])
+        assert str(mounted.parent) == mounts["keys"]
+        local = tmp_path / mounted.name
+        local.write_text(k8s["Secret"]["stringData"][mounted.name])
+        issuer["jwks_file"] = str(local)
+    settings = settings_from_mapping({**raw, "database_url": k8s["Secret"]["stringData"]["database-url"]})
+    assert (
+        settings.trusted_issuers
+        and settings.public_base_url
+        and settings.database_url.startswith("postgresql+psycopg://")
+    )
+    example = yaml.safe_load((DEPLOY / "config.example.yaml").read_text())
+    assert settings_from_mapping(example).trusted_issuers[0].jwks_url.startswith("https://")
+
+
+def test_the_image_build_stage_has_what_the_wheel_needs(tmp_path):
+    """The Dockerfile's first stage copies only some files: a wheel built from just those must hold
+    the package data the service loads at run time (knowledge, contracts, migrations)."""
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (DEPLOY / "Dockerfile").read_text(), re.M)
+    sources = [name for line in copied for name in line.split() if not name.startswith("deploy/")]
+    (tmp_path / "src").mkdir()
+    for name in sources:
+        target = tmp_path / "src" / name
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / name, target)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), "."],
+        cwd=tmp_path / "src",
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in (
+        "cds_service/knowledge/rules.yaml",
+        "cds_service/contracts/request.schema.json",
+        "cds_service/feedback/migrations/env.py",
+        "cds_service/feedback/migrations/versions/0002_cards_issued.py",
+        "cds_service/security/replay.py",
+    ):
+        assert needed in names
+
+
+def test_the_containers_command_serves_with_the_shipped_gunicorn_and_example_config(tmp_path):
+    """The image's CMD, run here (on loopback): the example config and gunicorn file are accepted,
+    the server becomes ready, and the HEALTHCHECK command passes."""
+    cmd = json.loads(re.search(r"^CMD (\[.+\])$", (DEPLOY / "Dockerfile").read_text(), re.M).group(1))
+    port = free_port()
+    cmd = [c.replace("/etc/cds-service/gunicorn.conf.py", str(DEPLOY / "gunicorn.conf.py")) for c in cmd]
+    cmd[cmd.index("--host") + 1], cmd[cmd.index("--port") + 1] = "127.0.0.1", str(port)
+    env = {
+        "PATH": str(Path(sys.executable).parent),
+        "CDS_SERVICE_CONFIG": str(DEPLOY / "config.example.yaml"),
+        "CDS_SERVICE_DATA_DIR": str(tmp_path / "data"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    proc, base = start_service(*cmd, env=env, cwd=tmp_path, command=False)
+    try:
+        assert requests.get(f"{base}/readyz", timeout=5).json()["status"] == "ok"
+        healthcheck = re.search(r'"python", "-c", "(.+)"\]$', (DEPLOY / "Dockerfile").read_text(), re.M).group(1)
+        probe = subprocess.run([sys.executable, "-c", healthcheck.replace(":8080/", f":{port}/")], timeout=10)
+        assert probe.returncode == 0
+        unsigned = requests.post(f"{base}/cds-services/magnesium-order-check", json={}, timeout=5)
+        assert unsigned.status_code == 401, "with trusted issuers configured, unsigned calls are refused"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
