@@ -91,6 +91,8 @@ def _serve(args: argparse.Namespace, settings) -> int:
     class Server(BaseApplication):
         def load_config(self) -> None:
             defaults = {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"}
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1: one shared path in $HOME,
+                defaults["control_socket_disable"] = True  # and a runtime admin door nobody here needs
             for key, value in {**defaults, "timeout": 30, "graceful_timeout": 20, **file_settings}.items():
                 self.cfg.set(key, value)
             self.cfg.set("bind", f"{args.host}:{args.port}")

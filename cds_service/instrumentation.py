@@ -65,7 +65,8 @@ def install(app: Flask, service_ids: Container[str]) -> None:
         if service:
             fields.setdefault("service", service)
         level = logging.INFO if endpoint not in ("healthz", "readyz", "metrics") else logging.DEBUG
-        log.log(level, "%s", _line(fields), extra={"json_fields": fields, "request_id": request_id})
+        if log.isEnabledFor(level):
+            log.log(level, "%s", _line(fields), extra={"json_fields": fields, "request_id": request_id})
         return response
 
 

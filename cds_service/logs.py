@@ -64,6 +64,8 @@ def logging_config(level: str) -> dict[str, Any]:
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
             "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
+            # Alembic says "Context impl ..." at every schema check (each /readyz): the store logs upgrades itself.
+            "alembic": {"level": "WARNING", "handlers": [], "propagate": True},
         },
     }
 

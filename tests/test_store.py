@@ -114,6 +114,17 @@ def test_feedback_is_joined_to_its_card_stored_once_and_without_free_text(store_
     assert store.count() == 1
 
 
+def test_feedback_that_overtakes_its_card_is_completed_when_the_card_is_recorded(store_url):
+    store = migrated(store_url)
+    issued = card("mg-low", "warning", hook_instance="hook-9")
+    (early,) = store.add("magnesium-order-check", [answer(issued["card_uuid"], "accepted")])
+    assert early.rule_id is None, "the card was not recorded yet"
+    store.record_cards([issued, card("mg-high")])
+    with store.engine.connect() as conn:
+        row = conn.execute(select(FeedbackItem.rule_id, FeedbackItem.hook_instance)).one()
+    assert tuple(row) == ("mg-low", "hook-9")
+
+
 def test_user_comments_are_kept_only_when_configured(tmp_path):
     store = migrated(f"sqlite:///{tmp_path / 'store.sqlite3'}", keep_user_comments=True)
     store.add("magnesium-order-check", [answer("c-1", "overridden", "other", comment="pharmacy agreed")])
@@ -198,3 +209,30 @@ def test_replay_cache_on_postgresql_catches_replays_and_survives_an_outage(postg
         assert cache.first_use("iss|jti-1", expires) is False
     finally:
         postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"database_url": "mysql://x/y"}, "database_url must be postgresql://"),
+        ({"database_url": "postgresql://a/b", "store_url": "postgresql://a/c"}, "disagree"),
+        ({"feedback": {"keep_user_comments": "yes"}}, "feedback.keep_user_comments must be true or false"),
+        ({"feedback": {"keep_comments": True}}, "feedback.keep_comments: unknown key"),
+        (
+            {"security": {"trusted_issuers": [{"iss": "https://ehr.example.org", "jwks_file": "/nonexistent.json"}]}},
+            "jwks_file: cannot read /nonexistent.json",
+        ),
+    ],
+)
+def test_store_and_key_settings_are_checked_at_start(raw, message):
+    from cds_service.config import ConfigError, settings_from_mapping
+
+    with pytest.raises(ConfigError, match=message):
+        settings_from_mapping(raw)
+
+
+def test_database_url_means_psycopg_3_and_the_old_key_still_works():
+    from cds_service.config import settings_from_mapping
+
+    assert settings_from_mapping({"database_url": "postgres://u@h/db"}).database_url == "postgresql+psycopg://u@h/db"
+    assert settings_from_mapping({"store_url": "sqlite:////tmp/x.db"}).effective_store_url == "sqlite:////tmp/x.db"

@@ -16,6 +16,7 @@ from .store import FeedbackStore, StoreUnavailable
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 MAX_BACKOFF_SECONDS = 30.0
+LINGER_SECONDS = 0.25
 
 
 class CardRecorder:
@@ -76,6 +77,10 @@ class CardRecorder:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending or self._closing)
+                # Linger a moment so one transaction carries many cards: per-row cost falls several-fold.
+                self._cond.wait_for(
+                    lambda: self._closing or self._hurry or len(self._pending) >= BATCH_SIZE, LINGER_SECONDS
+                )
                 if self._closing:
                     return
                 batch = self._pending[:BATCH_SIZE]

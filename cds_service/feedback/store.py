@@ -9,6 +9,7 @@ database loses nothing it acknowledged; callers see `StoreUnavailable` and answe
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import migrate
 from .models import CardIssued, FeedbackItem
 
+log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 3
 STATEMENT_TIMEOUT_MS = 5000
 
@@ -55,7 +57,9 @@ class FeedbackStore:
     def ensure_schema(self) -> None:
         """Migrate to the newest schema unless it already is (the common case: a cheap read)."""
         if migrate.current_revision(self.engine) != migrate.head_revision():
-            migrate.upgrade(self.engine)
+            before, after = migrate.upgrade(self.engine)
+            if before != after:
+                log.info("store (%s): schema upgraded from %s to %s", self.dialect, before or "empty", after)
 
     def record_cards(self, cards: Sequence[Mapping[str, Any]]) -> None:
         """Insert rows for `cards_issued`; a card uuid already there is left as it was."""
@@ -63,6 +67,16 @@ class FeedbackStore:
             return
         with _unavailable_on_error(), self.engine.begin() as conn:
             conn.execute(self._insert(CardIssued).on_conflict_do_nothing(), list(cards))
+            # Feedback can overtake its card (recorded in the background): complete such rows now.
+            issued = select(CardIssued).where(CardIssued.card_uuid == FeedbackItem.card_uuid)
+            conn.execute(
+                update(FeedbackItem)
+                .where(FeedbackItem.rule_id.is_(None), FeedbackItem.card_uuid.in_([c["card_uuid"] for c in cards]))
+                .values(
+                    rule_id=issued.with_only_columns(CardIssued.rule_id).scalar_subquery(),
+                    hook_instance=issued.with_only_columns(CardIssued.hook_instance).scalar_subquery(),
+                )
+            )
 
     def add(self, service_id: str, items: Iterable[Mapping[str, Any]]) -> list[StoredFeedback]:
         """Store feedback items; returns those that were new (repeats are acknowledged, not duplicated)."""
