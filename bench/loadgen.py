@@ -31,18 +31,21 @@ def _client(port: int, path: str, body: bytes, seconds: float, out: multiprocess
     out.put((latencies, errors))
 
 
-def drive(port: int, path: str, body: bytes, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
-    """Latencies (ms) of every request, the error count, and the wall time."""
+def run_clients(target, args: tuple, concurrency: int, seconds: float) -> tuple[list, float]:
+    """Start `concurrency` processes of target(*args, out_queue); their results and the wall time."""
     queue: multiprocessing.Queue = multiprocessing.Queue()
-    procs = [
-        multiprocessing.Process(target=_client, args=(port, path, body, seconds, queue)) for _ in range(concurrency)
-    ]
+    procs = [multiprocessing.Process(target=target, args=(*args, queue)) for _ in range(concurrency)]
     started = time.perf_counter()
     for p in procs:
         p.start()
     results = [queue.get(timeout=seconds + 60) for _ in procs]
     for p in procs:
         p.join(timeout=10)
-    wall = time.perf_counter() - started
+    return results, time.perf_counter() - started
+
+
+def drive(port: int, path: str, body: bytes, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
+    """Latencies (ms) of every request, the error count, and the wall time."""
+    results, wall = run_clients(_client, (port, path, body, seconds), concurrency, seconds)
     latencies = [x for lat, _ in results for x in lat]
     return latencies, sum(e for _, e in results), wall

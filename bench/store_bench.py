@@ -28,7 +28,7 @@ from pathlib import Path
 
 import requests
 from common import machine, percentile, print_table, write_result
-from loadgen import drive
+from loadgen import drive, run_clients
 from workload import request
 
 HERE = Path(__file__).resolve().parent
@@ -81,19 +81,12 @@ def _feedback_client(port: int, seconds: float, out: multiprocessing.Queue) -> N
 
 
 def feedback_load(port: int, concurrency: int, seconds: float) -> tuple[list[float], dict[int, int], float]:
-    queue: multiprocessing.Queue = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_feedback_client, args=(port, seconds, queue)) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=seconds + 60) for _ in procs]
-    for p in procs:
-        p.join(timeout=10)
+    results, wall = run_clients(_feedback_client, (port, seconds), concurrency, seconds)
     statuses: dict[int, int] = {}
     for _, s in results:
         for code, n in s.items():
             statuses[code] = statuses.get(code, 0) + n
-    return [x for lat, _ in results for x in lat], statuses, time.perf_counter() - started
+    return [x for lat, _ in results for x in lat], statuses, wall
 
 
 def row(store: str, what: str, latencies: list[float], wall: float, **extra) -> dict:
