@@ -4,6 +4,7 @@ and carry a config the service accepts. (No Docker engine or cluster is needed f
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -12,6 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 import requests
 import yaml
@@ -65,6 +67,18 @@ def test_every_manifest_parses_and_kustomization_lists_them(k8s):
     wanted = {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap", "Secret", "PodDisruptionBudget"}
     assert wanted | {"NetworkPolicy", "Namespace"} == set(k8s)
     assert kustomization["images"][0]["name"] + ":" + kustomization["images"][0]["newTag"] == IMAGE
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.33"])
+def test_manifests_are_valid_kubernetes_objects(k8s, version):
+    """Strict validation against the Kubernetes OpenAPI schemas (bundled, offline): a misspelt or
+    misplaced field fails here rather than at `kubectl apply`."""
+    for doc in k8s.values():
+        kubernetes_validate.validate(doc, version, strict=True)
+    broken = copy.deepcopy(k8s["Deployment"])
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/readyz"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, version, strict=True)
 
 
 def test_one_image_everywhere():
