@@ -74,8 +74,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             g.issuer, _claims = verifier.verify(request.headers.get("Authorization"), audience)
         except JwtRejected as exc:
             log.info("JWT rejected on %s: %s", request.path, exc.reason)
-            metrics.JWT_REJECTIONS.labels(metrics.jwt_reason_label(exc.reason)).inc()
-            annotate(jwt_rejected=metrics.jwt_reason_label(exc.reason))
+            reason = metrics.jwt_reason_label(exc.reason)
+            metrics.JWT_REJECTIONS.labels(reason).inc()
+            annotate(jwt_rejected=reason)
             return _json(operation_outcome(401, "authentication required"), 401)
         return None
 

@@ -65,10 +65,16 @@ def install(app: Flask, service_ids: Container[str]) -> None:
         if service:
             fields.setdefault("service", service)
         level = logging.INFO if endpoint not in ("healthz", "readyz", "metrics") else logging.DEBUG
-        if log.isEnabledFor(level):
-            log.log(level, "%s", _line(fields), extra={"json_fields": fields, "request_id": request_id})
+        log.log(level, "%s", _JsonText(fields), extra={"json_fields": fields, "request_id": request_id})
         return response
 
 
-def _line(fields: dict) -> str:
-    return json.dumps(fields, separators=(",", ":"))
+class _JsonText:
+    """The fields as JSON text, built only when a handler formats the message: JsonFormatter writes
+    `json_fields` directly, so in service the line is serialised once."""
+
+    def __init__(self, fields: dict) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return json.dumps(self.fields, separators=(",", ":"))

@@ -7,6 +7,7 @@ made by the first releases (tables, no `alembic_version`) is stamped at 0001 and
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -28,7 +29,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@cache
 def head_revision() -> str:
+    """The newest revision shipped; read from the scripts once per process (readiness asks often)."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "no migrations found"
     return head

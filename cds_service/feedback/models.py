@@ -8,8 +8,10 @@ instance (the EHR's id for one hook call); feedback by its outcome and the coded
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import DateTime, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -63,3 +65,9 @@ class JwtReplay(Base):
 
     key: Mapped[str] = mapped_column(String(600), primary_key=True)
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+def insert_ignoring_repeats(dialect: str, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING for the store's two databases (a repeat is not an error)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing()

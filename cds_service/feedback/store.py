@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import migrate
-from .models import CardIssued, FeedbackItem
+from .models import CardIssued, FeedbackItem, insert_ignoring_repeats
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 3
@@ -66,7 +65,7 @@ class FeedbackStore:
         if not cards:
             return
         with _unavailable_on_error(), self.engine.begin() as conn:
-            conn.execute(self._insert(CardIssued).on_conflict_do_nothing(), list(cards))
+            conn.execute(insert_ignoring_repeats(self.dialect, CardIssued), list(cards))
             # Feedback can overtake its card (recorded in the background): complete such rows now.
             issued = select(CardIssued).where(CardIssued.card_uuid == FeedbackItem.card_uuid)
             conn.execute(
@@ -95,7 +94,7 @@ class FeedbackStore:
             }
             for item in items:
                 row = self._row(service_id, item, issued.get(item["card"]), received_at)
-                insert = self._insert(FeedbackItem).values(**row).on_conflict_do_nothing()
+                insert = insert_ignoring_repeats(self.dialect, FeedbackItem).values(**row)
                 # RETURNING, not rowcount: rowcount is not reliable for ON CONFLICT across drivers.
                 if conn.execute(insert.returning(FeedbackItem.id)).first() is not None:
                     stored.append(StoredFeedback(row["rule_id"], row["outcome"], row["override_reason_code"]))
@@ -111,9 +110,6 @@ class FeedbackStore:
             revision = migrate.current_revision(self.engine)
         if revision != migrate.head_revision():
             raise StoreUnavailable(f"schema at revision {revision}, expected {migrate.head_revision()}")
-
-    def _insert(self, model: type) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
 
     def _row(self, service_id: str, item: Mapping[str, Any], issued: Any, received_at: datetime) -> dict[str, Any]:
         reason = item.get("overrideReason") or {}

@@ -58,10 +58,8 @@ class FhirFetcher:
                 results[key] = future.result()
             else:
                 future.cancel()
-                results[key] = FetchResult(
-                    key, error=f"no answer within the {self.deadline:g} s deadline", reason="deadline"
-                )
-                results[key].seconds = self.deadline
+                error = f"no answer within the {self.deadline:g} s deadline"
+                results[key] = FetchResult(key, error=error, reason="deadline", seconds=self.deadline)
         session.close()
         for result in results.values():
             metrics.FHIR_FETCH_SECONDS.labels("failed" if result.error else "ok").observe(result.seconds)

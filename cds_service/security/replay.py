@@ -9,12 +9,11 @@ import time
 from typing import Protocol
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
-from ..feedback.models import JwtReplay
+from ..feedback.models import JwtReplay, insert_ignoring_repeats
 
 
 class ReplayCache(Protocol):
@@ -75,12 +74,11 @@ class SqlReplayCache:
         return self._memory.first_use(key, expires_at)
 
     def _first_use_in_database(self, key: str, expires_at: float) -> bool:
-        insert = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(REPLAY)
         with self.engine.begin() as conn:
             self._inserts += 1
             if self._inserts % 500 == 0:
                 conn.execute(delete(REPLAY).where(REPLAY.c.expires_at < time.time()))
-            statement = insert.values(key=key, expires_at=expires_at).on_conflict_do_nothing()
+            statement = insert_ignoring_repeats(self.engine.dialect.name, REPLAY).values(key=key, expires_at=expires_at)
             first = conn.execute(statement.returning(REPLAY.c.key)).first() is not None
         self._memory.first_use(key, expires_at)  # remembered here too, for an outage to come
         return first
