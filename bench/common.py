@@ -1,17 +1,33 @@
-"""Helpers shared by the benchmark scripts: percentiles, tables, result files, machine description."""
+"""Helpers shared by the benchmark scripts: percentiles, tables, result files, machine description.
+Importing it also makes the test suite's real-server helpers importable (tests/servers.py for a free
+port and the sekmet FHIR server, tests/postgres.py for a throwaway PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import statistics
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def load_figures(latencies: list[float], wall: float) -> dict:
+    """Requests, throughput and p50/p99 (ms) of one load run."""
+    return {
+        "requests": len(latencies),
+        "req_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
+        "p99_ms": round(percentile(latencies, 0.99), 2) if latencies else None,
+    }
 
 
 def machine() -> str:

@@ -10,10 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,7 +20,6 @@ from pathlib import Path
 
 import requests
 from common import machine, print_table, write_result
-from http_bench import free_port
 from workload import NOW, PATIENT, request
 
 from cds_service.config import settings_from_mapping
@@ -31,34 +27,10 @@ from cds_service.fhir.client import FhirFetcher
 from cds_service.fhir.templates import resolve, templates_for
 from cds_service.protocol.request import parse_request
 from cds_service.service import CdsService
+from tests.servers import free_port, sekmet
 
 HERE = Path(__file__).resolve().parent
 SERVICE_ID = "magnesium-order-check"
-
-
-def start_fhir_server(folder: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    (folder / "settings.yaml").write_text(
-        f"host: 127.0.0.1\nport: {port}\nbase_url: {base}\ndata_dir: {folder}/data\n"
-        "simulator: {enabled: false}\nlog_inbound: false\n"
-    )
-    exe = shutil.which("sekmet") or str(Path(sys.executable).with_name("sekmet"))
-    proc = subprocess.Popen(
-        [exe, "serve", "-c", str(folder / "settings.yaml")],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/metadata", timeout=1).status_code == 200:
-                return proc, base
-        except requests.RequestException:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("FHIR server did not start")
 
 
 def load(base: str, body: dict) -> None:
@@ -108,49 +80,44 @@ def start_proxy(target: str, latency_s: float) -> tuple[ThreadingHTTPServer, str
 def run(quick: bool = False, latency_ms: float = 50.0) -> dict:
     rounds = 5 if quick else 15
     body = request(200, 20)
-    with tempfile.TemporaryDirectory() as tmp:
-        fhir, base = start_fhir_server(Path(tmp))
-        try:
-            load(base, body)
-            proxy, proxy_base = start_proxy(base, latency_ms / 1000)
-            settings = settings_from_mapping(
-                {
-                    "data_dir": os.path.join(tmp, "cds"),
-                    "fhir": {
-                        "servers": [{"base_url": proxy_base, "allow_http": True, "allow_without_token": True}],
-                        "timeout_seconds": 5,
-                        "deadline_seconds": 10,
-                    },
+    with tempfile.TemporaryDirectory() as tmp, sekmet(Path(tmp)) as base:
+        load(base, body)
+        proxy, proxy_base = start_proxy(base, latency_ms / 1000)
+        settings = settings_from_mapping(
+            {
+                "data_dir": os.path.join(tmp, "cds"),
+                "fhir": {
+                    "servers": [{"base_url": proxy_base, "allow_http": True, "allow_without_token": True}],
+                    "timeout_seconds": 5,
+                    "deadline_seconds": 10,
                 },
-                now=NOW,
-            )
-            fetcher = FhirFetcher(5, 10, 3, 20_000_000)
-            service = CdsService(settings, fetcher)
-            no_prefetch = copy.deepcopy(body)
-            del no_prefetch["prefetch"]
-            no_prefetch["fhirServer"] = proxy_base
-            hook_request = parse_request(no_prefetch, SERVICE_ID)
-            templates = templates_for(service.discovery, SERVICE_ID, "order-sign")
-            single: dict[str, list[float]] = {key: [] for key in templates}
-            totals, raw_parallel = [], []
-            queries = [resolve(t, hook_request) for t in templates.values()]
-            pool = ThreadPoolExecutor(len(queries))
-            for _ in range(rounds):
-                for key, template in templates.items():
-                    started = time.perf_counter()
-                    requests.get(f"{proxy_base}/{resolve(template, hook_request)}", timeout=30).raise_for_status()
-                    single[key].append((time.perf_counter() - started) * 1000)
-                started = time.perf_counter()  # the ideal: the same queries in parallel, nothing else
-                list(pool.map(lambda q: requests.get(f"{proxy_base}/{q}", timeout=30).raise_for_status(), queries))
-                raw_parallel.append((time.perf_counter() - started) * 1000)
+            },
+            now=NOW,
+        )
+        fetcher = FhirFetcher(5, 10, 3, 20_000_000)
+        service = CdsService(settings, fetcher)
+        no_prefetch = copy.deepcopy(body)
+        del no_prefetch["prefetch"]
+        no_prefetch["fhirServer"] = proxy_base
+        hook_request = parse_request(no_prefetch, SERVICE_ID)
+        templates = templates_for(service.discovery, SERVICE_ID, "order-sign")
+        single: dict[str, list[float]] = {key: [] for key in templates}
+        totals, raw_parallel = [], []
+        queries = [resolve(t, hook_request) for t in templates.values()]
+        pool = ThreadPoolExecutor(len(queries))
+        for _ in range(rounds):
+            for key, template in templates.items():
                 started = time.perf_counter()
-                response, _ = service.call(SERVICE_ID, no_prefetch)
-                totals.append((time.perf_counter() - started) * 1000)
-                assert "extension" not in response, response.get("extension")
-            proxy.shutdown()
-        finally:
-            fhir.terminate()
-            fhir.wait(timeout=20)
+                requests.get(f"{proxy_base}/{resolve(template, hook_request)}", timeout=30).raise_for_status()
+                single[key].append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()  # the ideal: the same queries in parallel, nothing else
+            list(pool.map(lambda q: requests.get(f"{proxy_base}/{q}", timeout=30).raise_for_status(), queries))
+            raw_parallel.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            response, _ = service.call(SERVICE_ID, no_prefetch)
+            totals.append((time.perf_counter() - started) * 1000)
+            assert "extension" not in response, response.get("extension")
+        proxy.shutdown()
     per_key = [{"key": k, "median_ms": round(statistics.median(v), 1)} for k, v in single.items()]
     slowest = max(r["median_ms"] for r in per_key)
     total = statistics.median(totals)

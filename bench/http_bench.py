@@ -12,26 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
-from common import machine, percentile, print_table, write_result
+from common import load_figures, machine, print_table, write_result
 from loadgen import drive
 from workload import request
 
+from tests.servers import free_port
+
 HERE = Path(__file__).resolve().parent
 PATH = "/cds-services/magnesium-order-check"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(kind: str, workers: int, threads: int, data_dir: Path) -> tuple[subprocess.Popen, int]:
@@ -90,18 +84,8 @@ def run(quick: bool = False, workers: int = 2, threads: int = 4, seconds: float 
             drive(port, PATH, body, 2, 1.0)  # warm-up
             for concurrency in levels:
                 latencies, errors, wall = drive(port, PATH, body, concurrency, seconds)
-                rows.append(
-                    {
-                        "app": kind,
-                        "workers": workers,
-                        "concurrency": concurrency,
-                        "requests": len(latencies),
-                        "errors": errors,
-                        "req_per_s": round(len(latencies) / wall, 1),
-                        "p50_ms": round(statistics.median(latencies), 2),
-                        "p99_ms": round(percentile(latencies, 0.99), 2),
-                    }
-                )
+                figures = load_figures(latencies, wall)
+                rows.append({"app": kind, "workers": workers, "concurrency": concurrency, "errors": errors, **figures})
         finally:
             proc.terminate()
             proc.wait(timeout=20)

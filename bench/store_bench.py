@@ -17,8 +17,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,21 +25,16 @@ import uuid
 from pathlib import Path
 
 import requests
-from common import machine, percentile, print_table, write_result
+from common import load_figures, machine, print_table, write_result
 from loadgen import drive, run_clients
 from workload import request
 
+from tests import postgres
+from tests.servers import free_port
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-from tests import postgres  # noqa: E402  (the same throwaway cluster the tests use)
 
 PATH = "/cds-services/magnesium-order-check"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen, int]:
@@ -90,15 +83,7 @@ def feedback_load(port: int, concurrency: int, seconds: float) -> tuple[list[flo
 
 
 def row(store: str, what: str, latencies: list[float], wall: float, **extra) -> dict:
-    return {
-        "store": store,
-        "load": what,
-        "requests": len(latencies),
-        "req_per_s": round(len(latencies) / wall, 1),
-        "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
-        "p99_ms": round(percentile(latencies, 0.99), 2) if latencies else None,
-        **extra,
-    }
+    return {"store": store, "load": what, **load_figures(latencies, wall), **extra}
 
 
 def report(workdir: Path, env: dict[str, str]) -> dict:

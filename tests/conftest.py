@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +19,8 @@ import requests
 from cds_service.app import create_app
 from cds_service.config import settings_from_mapping
 
-from . import postgres
+from . import postgres, servers
+from .servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "fixtures" / "scenarios"
@@ -37,12 +36,6 @@ def scenario_names() -> list[str]:
 
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -89,34 +82,10 @@ def client(make_app):
 @pytest.fixture(scope="session")
 def fhir_server(tmp_path_factory) -> Iterator[str]:
     """A real FHIR R4 server on a loopback port, loaded with every scenario's non-draft data."""
-    folder = tmp_path_factory.mktemp("fhir")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    (folder / "settings.yaml").write_text(
-        f"host: 127.0.0.1\nport: {port}\nbase_url: {base}\ndata_dir: {folder / 'data'}\n"
-        "simulator: {enabled: false}\nlog_inbound: false\n"
-    )
-    exe = shutil.which("sekmet") or str(Path(sys.executable).with_name("sekmet"))
-    log = (folder / "sekmet.log").open("w")
-    proc = subprocess.Popen(
-        [exe, "serve", "-c", str(folder / "settings.yaml")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=folder,
-        env={**os.environ, "SEKMET_CONFIG": str(folder / "settings.yaml")},
-    )
-    try:
-        _wait_for(f"{base}/metadata", proc, folder / "sekmet.log")
+    with servers.sekmet(tmp_path_factory.mktemp("fhir")) as base:
         for name in scenario_names():
             load_bundle(base, load_json(SCENARIOS / name / "bundle.json"))
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def load_bundle(base: str, bundle: dict[str, Any]) -> None:
@@ -135,20 +104,6 @@ def load_bundle(base: str, bundle: dict[str, Any]) -> None:
         timeout=30,
     )
     assert response.status_code in (200, 201), response.text[:500]
-
-
-def _wait_for(url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"FHIR server exited: {log_path.read_text()[-2000:]}")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"FHIR server did not start: {log_path.read_text()[-2000:]}")
 
 
 def start_service(
