@@ -221,15 +221,7 @@ def test_concurrent_feedback_from_several_processes_is_all_stored_once(tmp_path,
     posted = sum(p for p, _ in results)
     assert posted == 200
     assert sum(s for _, s in results) == posted, "every new item acknowledged as stored exactly once"
-    count = subprocess.run(
-        [str(Path(sys.executable).with_name("cds-service")), "report", "--json", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-        env=_serve_env(tmp_path),
-    )
-    report = json.loads(count.stdout)
+    report = _json_report(config, tmp_path)
     assert report["total"]["overridden"] == posted and report["rules"][0]["rule"] == "unknown"
 
 
@@ -303,19 +295,23 @@ def test_scripted_session_report_and_metrics_agree(tmp_path, postgres_db):
     assert set(request_ids) <= logged
 
 
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`cds-service ARGS` run as an operator would, in `cwd` with the serve environment."""
+    exe = str(Path(sys.executable).with_name("cds-service"))
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, env=_serve_env(cwd))
+
+
+def _json_report(config: Path, cwd: Path) -> dict:
+    run = _cli(cwd, "report", "--json", "--config", str(config))
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
 def _report_when_cards_recorded(config: Path, cwd: Path, issued: int, wait: float = 20.0) -> dict:
     """Cards are recorded in the background: wait (briefly) until all of them are in the store."""
     deadline = time.monotonic() + wait
     while True:
-        run = subprocess.run(
-            [str(Path(sys.executable).with_name("cds-service")), "report", "--json", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            cwd=cwd,
-            env=_serve_env(cwd),
-        )
-        assert run.returncode == 0, run.stderr
-        report = json.loads(run.stdout)
+        report = _json_report(config, cwd)
         if report["total"]["issued"] == issued or time.monotonic() > deadline:
             return report
         time.sleep(0.2)
@@ -366,14 +362,11 @@ def test_sigterm_lets_the_call_in_flight_finish_and_records_its_cards(tmp_path):
 
 
 def test_report_on_the_default_sqlite_store_and_a_clear_error_without_one(tmp_path):
-    exe = str(Path(sys.executable).with_name("cds-service"))
-    missing = subprocess.run([exe, "report"], capture_output=True, text=True, cwd=tmp_path, env=_serve_env(tmp_path))
+    missing = _cli(tmp_path, "report")
     assert missing.returncode == 2 and "cds-service migrate" in missing.stderr and "Traceback" not in missing.stderr
-    migrate = subprocess.run([exe, "migrate"], capture_output=True, text=True, cwd=tmp_path, env=_serve_env(tmp_path))
+    migrate = _cli(tmp_path, "migrate")
     assert migrate.returncode == 0 and "schema empty -> 0002" in migrate.stdout
-    shown = subprocess.run(
-        [exe, "report", "--since", "2026-11-01"], capture_output=True, text=True, cwd=tmp_path, env=_serve_env(tmp_path)
-    )
+    shown = _cli(tmp_path, "report", "--since", "2026-11-01")
     assert shown.returncode == 0 and "sqlite store, since 2026-11-01T00:00:00+00:00" in shown.stdout
     assert "(no cards issued and no feedback in this period)" in shown.stdout
 

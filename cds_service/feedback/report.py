@@ -85,16 +85,20 @@ def render_text(rows: list[RuleNumbers], since: datetime | None, store: str) -> 
     period = f"since {since.isoformat()}" if since else "all time"
     lines = [f"Cards and feedback per rule ({store} store, {period})", ""]
     header = f"{'rule':<34}{'issued':>8}{'accepted':>10}{'overridden':>12}{'override rate':>15}"
-    lines += [header, "-" * len(header)]
-    for row in [*rows, total(rows)]:
-        if row.rule_id == "all rules":
-            lines.append("-" * len(header))
-        rate = "-" if row.override_rate is None else f"{row.override_rate:.0%}"
-        lines.append(f"{row.rule_id:<34}{row.issued:>8}{row.accepted:>10}{row.overridden:>12}{rate:>15}")
-        if row.override_reasons and row.rule_id != "all rules":
+    ruler = "-" * len(header)
+    lines += [header, ruler]
+    for row in rows:
+        lines.append(_numbers_line(row))
+        if row.override_reasons:
             reasons = ", ".join(f"{code} {n}" for code, n in sorted(row.override_reasons.items()))
             lines.append(f"    overridden because: {reasons}")
+    lines += [ruler, _numbers_line(total(rows))]
     if not rows:
         lines.append("(no cards issued and no feedback in this period)")
     lines += ["", "Override rate = overridden / (accepted + overridden); cards with no feedback count in neither."]
     return "\n".join(lines)
+
+
+def _numbers_line(row: RuleNumbers) -> str:
+    rate = "-" if row.override_rate is None else f"{row.override_rate:.0%}"
+    return f"{row.rule_id:<34}{row.issued:>8}{row.accepted:>10}{row.overridden:>12}{rate:>15}"
