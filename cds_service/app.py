@@ -16,6 +16,7 @@ from .feedback import FeedbackStore, StoreUnavailable
 from .feedback.recorder import CardRecorder
 from .fhir.client import FhirFetcher
 from .instrumentation import annotate
+from .logs import clip
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
 from .security import JwtRejected, TokenVerifier
@@ -24,8 +25,11 @@ from .service import CdsService
 
 log = logging.getLogger("cds_service")
 JSON_TYPES = ("application/json", "application/fhir+json")
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
+# A reverse proxy on this host makes every caller look like loopback; these headers give it away.
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Host", "X-Forwarded-Proto")
+CHALLENGE = 'Bearer realm="cds-services"'  # RFC 7235 3.1: a 401 says which scheme; never why
 RETRY_AFTER_SECONDS = "5"
 
 
@@ -44,8 +48,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     store.ensure_schema()
     recorder = CardRecorder(store)
     app.extensions.update(cds_service=service, feedback_store=store, card_recorder=recorder)
-    # A configured database is shared by every worker and replica, so it catches replays across them.
-    replay = SqlReplayCache(store.engine) if settings.database_url else MemoryReplayCache()
+    # The store's database (SQLite in data_dir by default) is shared by every worker, every replica on
+    # PostgreSQL, and the next start: a replay is caught across all of them.
+    replay = SqlReplayCache(store.engine) if settings.trusted_issuers else MemoryReplayCache()
     verifier = TokenVerifier(
         settings.trusted_issuers,
         settings.fhir_timeout_seconds,
@@ -59,25 +64,27 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.before_request
     def authenticate() -> Response | None:
-        """Every CDS endpoint needs the EHR's JWT; with no trusted issuers, only loopback callers."""
+        """Every CDS endpoint needs the EHR's JWT; with no trusted issuers, only direct loopback callers."""
         g.issuer = None
         if request.method == "OPTIONS" or request.path in OPEN_PATHS:
             return None
         if not settings.trusted_issuers:
-            if request.remote_addr in LOOPBACK:
+            proxied = any(h in request.headers for h in PROXY_HEADERS)
+            if request.remote_addr in LOOPBACK and not proxied:
                 return None
-            log.warning("unsigned call from a non-loopback address refused (no trusted issuers configured)")
-            metrics.JWT_REJECTIONS.labels("no trusted issuers configured").inc()
-            return _json(operation_outcome(401, "authentication required"), 401)
+            reason = "proxied call without trusted issuers" if proxied else "no trusted issuers configured"
+            log.warning("unsigned call refused: %s (configure security.trusted_issuers)", reason)
+            metrics.JWT_REJECTIONS.labels(reason).inc()
+            return _unauthorized()
         audience = (settings.public_base_url or request.host_url.rstrip("/")) + request.path
         try:
             g.issuer, _claims = verifier.verify(request.headers.get("Authorization"), audience)
         except JwtRejected as exc:
-            log.info("JWT rejected on %s: %s", request.path, exc.reason)
+            log.info("JWT rejected on %s: %s", clip(request.path, 80), exc.reason)
             reason = metrics.jwt_reason_label(exc.reason)
             metrics.JWT_REJECTIONS.labels(reason).inc()
             annotate(jwt_rejected=reason)
-            return _json(operation_outcome(401, "authentication required"), 401)
+            return _unauthorized()
         return None
 
     @app.get("/cds-services")
@@ -129,11 +136,6 @@ def create_app(settings: Settings | None = None) -> Flask:
             log.warning("readiness: feedback store unavailable (%s)", exc)
             return _json({"status": "unavailable", "store": "unavailable"}, 503)
         return _json({"status": "ok", "config": "ok", "rules": len(service.knowledge.rules), "store": store.dialect})
-
-    @app.get("/metrics")
-    def metrics_view() -> Response:
-        text, content_type = metrics.exposition()
-        return Response(text, content_type=content_type)
 
     @app.errorhandler(ProtocolError)
     def protocol_error(exc: ProtocolError) -> Response:
@@ -201,6 +203,13 @@ def _json_body() -> Any:
 def _reject_constant(name: str) -> Any:
     """NaN and Infinity are not JSON (RFC 8259); Python would otherwise accept them as numbers."""
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _unauthorized() -> Response:
+    """401 with an OperationOutcome that says only that authentication is required, and the challenge."""
+    response = _json(operation_outcome(401, "authentication required"), 401)
+    response.headers["WWW-Authenticate"] = CHALLENGE
+    return response
 
 
 def _json(body: Any, status: int = 200) -> Response:

@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the CDS Hooks service under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of GET /metrics, apart from the EHR's port (default: metrics.port in the config, 9464; 0: off)",
+    )
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--threads", type=int, default=4)
     serve.add_argument("--config", help="YAML config file (default: $CDS_SERVICE_CONFIG or built-in defaults)")
@@ -99,9 +104,17 @@ def _serve(args: argparse.Namespace, settings) -> int:
             self.cfg.set("logconfig_dict", logs.logging_config(settings.log_level))
             self.cfg.set("child_exit", _chain(file_settings.get("child_exit"), _child_exit))
             self.cfg.set("worker_exit", _chain(file_settings.get("worker_exit"), _worker_exit))
+            self.cfg.set("when_ready", _chain(file_settings.get("when_ready"), _when_ready))
 
         def load(self):
             return create_app(settings)
+
+    metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+
+    def _when_ready(server) -> None:
+        """The master serves /metrics (every worker's values) on its own port."""
+        if metrics_port:
+            metrics.serve_on_own_port(settings.metrics_host, metrics_port)
 
     def _child_exit(server, worker) -> None:
         metrics.worker_exited(worker.pid)
@@ -122,9 +135,27 @@ def _serve(args: argparse.Namespace, settings) -> int:
             return 2
         print(
             "cds-service: WARNING: no trusted issuers configured: accepting UNSIGNED calls from this machine "
-            "only (loopback). Configure security.trusted_issuers before connecting an EHR.",
+            "only (loopback). A reverse proxy or TLS terminator in front makes every caller loopback, so calls "
+            "with proxy headers (Forwarded, X-Forwarded-For, X-Real-IP) are refused: behind a proxy, configure "
+            "security.trusted_issuers. Configure them before connecting an EHR.",
             file=sys.stderr,
         )
+    else:
+        print(
+            f"cds-service: JWT replay cache shared through the {settings.effective_store_url.split(':')[0]} store "
+            "(all workers, and across restarts)",
+            file=sys.stderr,
+        )
+    for flag, host, port in (("--port", args.host, args.port), ("--metrics-port", settings.metrics_host, metrics_port)):
+        problem = port_problem(host, port) if port else None
+        if problem:
+            print(
+                f"cds-service: cannot listen on {host}:{port} ({problem}); choose another with {flag}", file=sys.stderr
+            )
+            return 2
+    if metrics_port and metrics_port == args.port:
+        print("cds-service: --metrics-port must differ from --port", file=sys.stderr)
+        return 2
     try:
         app = create_app(settings)  # fail here, with a message, before forking workers; migrates the store
     except StoreUnavailable as exc:
@@ -137,11 +168,31 @@ def _serve(args: argparse.Namespace, settings) -> int:
     server = Server()
     print(
         f"cds-service: serving on http://{args.host}:{args.port}/cds-services "
-        f"(store {settings.effective_store_url.split('://')[0]}, {server.cfg.workers} workers)",
+        f"(store {settings.effective_store_url.split('://')[0]}, {server.cfg.workers} workers"
+        + (f"; metrics on http://{settings.metrics_host}:{metrics_port}/metrics)" if metrics_port else "; no metrics)"),
         file=sys.stderr,
     )
     server.run()
     return 0
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the address cannot be listened on (in use, not allowed), or None when it can."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    family, _type, _proto, _name, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does: TIME_WAIT is no conflict
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or type(exc).__name__)
+    return None
 
 
 def _multiprocess_metrics_dir() -> None:

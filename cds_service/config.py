@@ -35,6 +35,7 @@ TOP_LEVEL_KEYS = {
     "rules",
     "renal_function",
     "lab_lookbacks",
+    "metrics",
 }
 ENV_OVERRIDES = {
     "CDS_SERVICE_DATA_DIR": "data_dir",
@@ -89,6 +90,8 @@ class Settings:
     trusted_issuers: tuple[TrustedIssuer, ...] = ()
     max_token_lifetime_seconds: float = 3600
     clock_skew_seconds: float = 60
+    metrics_host: str = "127.0.0.1"  # /metrics on its own port, never on the port the EHR reaches
+    metrics_port: int = 9464  # 0: no metrics server
 
     @property
     def effective_store_url(self) -> str:
@@ -130,7 +133,10 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
     unknown = set(raw) - TOP_LEVEL_KEYS
     if unknown:
         raise ConfigError(f"config: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP_LEVEL_KEYS))})")
-    limits, fhir, cors, cards, feedback = (_section(raw, k) for k in ("limits", "fhir", "cors", "cards", "feedback"))
+    limits, fhir, cors, cards, feedback, metrics = (
+        _section(raw, k) for k in ("limits", "fhir", "cors", "cards", "feedback", "metrics")
+    )
+    _only(metrics, "metrics", {"host", "port"})
     _only(feedback, "feedback", {"keep_user_comments"})
     if not isinstance(feedback.get("keep_user_comments", False), bool):
         raise ConfigError("config: feedback.keep_user_comments must be true or false")
@@ -175,6 +181,8 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         trusted_issuers=issuers,
         max_token_lifetime_seconds=_float(security, "security.max_token_lifetime_seconds", 3600, 10, 3600),
         clock_skew_seconds=_float(security, "security.clock_skew_seconds", 60, 0, 300),
+        metrics_host=str(metrics.get("host", "127.0.0.1")),
+        metrics_port=_int(metrics, "metrics.port", 9464, 0, 65535),
     )
     settings.knowledge()  # fail at start, naming the key, not at the first request
     return settings

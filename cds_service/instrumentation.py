@@ -13,6 +13,7 @@ from collections.abc import Container
 from flask import Flask, Response, g, request
 
 from . import metrics
+from .logs import clip
 
 log = logging.getLogger("cds_service.request")
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -23,7 +24,6 @@ ENDPOINTS = {
     "/cds-services/<service_id>/feedback": "feedback",
     "/healthz": "healthz",
     "/readyz": "readyz",
-    "/metrics": "metrics",
 }
 
 
@@ -56,7 +56,7 @@ def install(app: Flask, service_ids: Container[str]) -> None:
             "event": "request",
             "request_id": request_id,
             "method": request.method,
-            "path": request.path[:200],
+            "path": clip(request.path, 80),
             "endpoint": endpoint,
             "status": response.status_code,
             "ms": round(seconds * 1000, 2),

@@ -16,6 +16,14 @@ from typing import Any
 
 from flask import g, has_request_context
 
+QUOTE_LIMIT = 40  # the most a log line quotes of anything a caller sent (a header value, an id)
+
+
+def clip(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """A caller's value shortened for a log line: never more than `limit` characters, printable only."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value)[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:

@@ -76,6 +76,18 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+def serve_on_own_port(host: str, port: int) -> None:
+    """Serve /metrics from a thread of this (gunicorn master) process on its own port, apart from
+    the port the EHR reaches: counters such as why a token failed are for operators, not callers."""
+    from prometheus_client import start_http_server
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=host, registry=registry)
+
+
 def worker_exited(pid: int) -> None:
     """Gunicorn child_exit hook: fold a dead worker's live values out of the multi-process files."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

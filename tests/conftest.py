@@ -118,6 +118,9 @@ def start_service(
     if not command:
         port = int(args[args.index("--port") + 1])
     port = port or free_port()
+    if "--metrics-port" not in args:  # the default (9464) would collide between test servers
+        args = (*args, "--metrics-port", str(free_port()))
+    metrics_port = args[args.index("--metrics-port") + 1]
     exe = Path(sys.executable).with_name("cds-service")
     log_path = Path(tempfile.mkdtemp(prefix="cds-service-")) / "serve.log"  # a file, not a pipe: a pipe could fill
     with log_path.open("w") as log:  # the child keeps its own handle
@@ -130,6 +133,7 @@ def start_service(
             text=True,
         )
     proc.log_path = log_path  # type: ignore[attr-defined]  # tests read the JSON log lines
+    proc.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"  # type: ignore[attr-defined]
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:

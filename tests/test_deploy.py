@@ -94,9 +94,8 @@ def test_one_image_everywhere():
 
 def test_ports_and_probes_match_the_app(k8s, container, make_app):
     port = int(arg(container["args"], "--port"))
-    assert container["ports"] == [{"name": "http", "containerPort": port}]
     dockerfile = (DEPLOY / "Dockerfile").read_text()
-    assert f"EXPOSE {port}" in dockerfile and f'"--port", "{port}"' in dockerfile
+    assert f"EXPOSE {port} " in dockerfile and f'"--port", "{port}"' in dockerfile
     assert f"127.0.0.1:{port}/healthz" in dockerfile
     service_port = k8s["Service"]["spec"]["ports"][0]
     assert service_port["targetPort"] == "http"
@@ -106,7 +105,10 @@ def test_ports_and_probes_match_the_app(k8s, container, make_app):
     assert probes["readinessProbe"]["path"] == "/readyz" and probes["livenessProbe"]["path"] == "/healthz"
     assert all(p["port"] == "http" for p in probes.values())
     annotations = k8s["Deployment"]["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/path"] in routes and int(annotations["prometheus.io/port"]) == port
+    assert annotations["prometheus.io/path"] == "/metrics" not in routes, "metrics are not on the EHR's port"
+    metrics_port = yaml.safe_load(k8s["ConfigMap"]["data"]["config.yaml"])["metrics"]["port"]
+    assert int(annotations["prometheus.io/port"]) == metrics_port != port
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": port, "metrics": metrics_port}
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["cds-service"]
     assert compose["ports"] == [f"127.0.0.1:{port}:{port}"]
 
@@ -140,6 +142,18 @@ def test_labels_and_targets_line_up(k8s):
     assert (target["kind"], target["name"]) == ("Deployment", k8s["Deployment"]["metadata"]["name"])
     hpa = k8s["HorizontalPodAutoscaler"]["spec"]
     assert hpa["minReplicas"] >= 2 > k8s["PodDisruptionBudget"]["spec"]["minAvailable"]
+
+
+def test_network_policy_lets_the_ingress_reach_only_the_cds_port_and_monitoring_only_metrics(k8s):
+    policy = k8s["NetworkPolicy"]["spec"]
+    reach = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]: sorted(
+            p["port"] for p in rule["ports"]
+        )
+        for rule in policy["ingress"]
+        for peer in rule["from"]
+    }
+    assert reach == {"ingress-nginx": [8080], "monitoring": [9464]}
 
 
 def test_network_policy_allows_egress_only_to_dns_database_and_ehr(k8s):
@@ -224,6 +238,7 @@ def test_the_containers_command_serves_with_the_shipped_gunicorn_and_example_con
     port = free_port()
     cmd = [c.replace("/etc/cds-service/gunicorn.conf.py", str(DEPLOY / "gunicorn.conf.py")) for c in cmd]
     cmd[cmd.index("--host") + 1], cmd[cmd.index("--port") + 1] = "127.0.0.1", str(port)
+    cmd += ["--metrics-port", str(free_port())]  # the example config's 0.0.0.0:9464, moved to a free port
     env = {
         "PATH": str(Path(sys.executable).parent),
         "CDS_SERVICE_CONFIG": str(DEPLOY / "config.example.yaml"),

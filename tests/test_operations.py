@@ -23,6 +23,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from cds_service import metrics
 from cds_service.feedback.models import CardIssued
 from cds_service.logs import JsonFormatter
 
@@ -67,16 +68,20 @@ def feedback_for(card: dict, outcome: str, reason: str | None = None) -> dict:
 # ---- in process: metrics, logs, request ids, readiness, a failing database ----
 
 
+def scrape() -> str:
+    """What the metrics port serves, read in process (the test app has no metrics server)."""
+    return metrics.exposition()[0].decode()
+
+
 def test_metrics_count_requests_cards_and_jwt_rejections(make_app):
     client = make_app().test_client()
-    before = client.get("/metrics").get_data(as_text=True)
+    before = scrape()
     cards = client.post(URL, json=hook_request()).get_json()["cards"]
     client.post(URL, json={"hook": "order-sign"})  # 400
     refused = client.post(URL, json=hook_request(), environ_base={"REMOTE_ADDR": "10.1.2.3"})
     assert refused.status_code == 401
-    after = client.get("/metrics")
-    assert after.status_code == 200 and after.mimetype == "text/plain"
-    text = after.get_data(as_text=True)
+    assert client.get("/metrics").status_code == 404, "metrics are served on their own port, not the EHR's"
+    text = scrape()
 
     def delta(name: str, **labels: str) -> float:
         key = tuple(sorted(labels.items()))
@@ -100,10 +105,10 @@ def test_jwt_rejection_reasons_are_a_bounded_label_set(make_app):
         }
     )
     client = app.test_client()
-    before = samples(client.get("/metrics").get_data(as_text=True), "cds_jwt_rejections_total")
+    before = samples(scrape(), "cds_jwt_rejections_total")
     client.post(URL, json=hook_request())
     client.post(URL, json=hook_request(), headers={"Authorization": "Bearer not.a.jwt"})
-    after = samples(client.get("/metrics").get_data(as_text=True), "cds_jwt_rejections_total")
+    after = samples(scrape(), "cds_jwt_rejections_total")
     grew = {dict(k)["reason"]: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
     assert grew == {"missing bearer token": 1, "malformed token": 1}
 
@@ -263,7 +268,7 @@ def test_scripted_session_report_and_metrics_agree(tmp_path, postgres_db):
                 continue  # read, not answered
             assert requests.post(f"{base}{URL}/feedback", json=body, timeout=30).json()["stored"] == 1
         report = _report_when_cards_recorded(config, tmp_path, len(cards), wait=0)
-        metrics_text = requests.get(f"{base}/metrics", timeout=10).text
+        metrics_text = requests.get(proc.metrics_url, timeout=10).text
     finally:
         proc.terminate()
         proc.wait(timeout=30)

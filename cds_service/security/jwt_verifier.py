@@ -8,19 +8,25 @@ not in the future; lifetime <= 1 h; `jti` not replayed; `tenant` when configured
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ..logs import clip
 from .replay import MemoryReplayCache, ReplayCache
 
+log = logging.getLogger(__name__)
 ASYMMETRIC = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 DEFAULT_ALGORITHMS = ("ES384", "RS384")
+NUMERIC_CLAIMS = ("exp", "iat", "nbf")
 
 
 class JwtRejected(Exception):
@@ -43,30 +49,42 @@ class TrustedIssuer:
 
 
 class JwksCache:
-    """Public keys per JWKS URL; an unknown kid triggers at most one refetch per URL every 10 s."""
+    """Public keys per JWKS URL; an unknown kid triggers at most one refetch per URL every 10 s.
+
+    A JWKS that cannot be fetched is its own failure ("jwks unavailable", logged with the host and
+    the error class), not an unknown kid: an operator must be able to tell an outage from an attack.
+    """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._keys: dict[str, dict[str, Any]] = {}
         self._fetched_at: dict[str, float] = {}
+        self._failed: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def key(self, url: str, kid: str) -> Any | None:
         keys = self._keys.get(url)
         if keys is None or (kid not in keys and time.monotonic() - self._fetched_at.get(url, 0) > 10):
             keys = self._fetch(url)
-        return keys.get(kid)
+        key = keys.get(kid)
+        if key is None and self._failed.get(url):
+            raise JwtRejected("jwks unavailable")
+        return key
 
     def _fetch(self, url: str) -> dict[str, Any]:
+        failed = False
         try:
             response = requests.get(url, timeout=self.timeout, allow_redirects=False)
             response.raise_for_status()
             keys = keys_by_kid(response.json())
-        except (requests.RequestException, ValueError, jwt.PyJWTError):
+        except (requests.RequestException, ValueError, TypeError, KeyError, jwt.PyJWTError) as exc:
+            failed = True
             keys = self._keys.get(url, {})
+            log.warning("JWKS fetch failed: host %s: %s", clip(urlsplit(url).netloc), type(exc).__name__)
         with self._lock:
             self._keys[url] = keys
             self._fetched_at[url] = time.monotonic()
+            self._failed[url] = failed
         return keys
 
 
@@ -95,9 +113,8 @@ class TokenVerifier:
         self.skew = skew
 
     def verify(self, authorization: str | None, audience: str) -> tuple[TrustedIssuer, dict[str, Any]]:
-        if not authorization or not authorization.startswith("Bearer ") or len(authorization) > 16384:
-            raise JwtRejected("missing bearer token")
-        token = authorization[len("Bearer ") :].strip()
+        """The issuer and claims of a valid token; JwtRejected for anything else, whatever went wrong."""
+        token = bearer_token(authorization)
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -105,7 +122,7 @@ class TokenVerifier:
             raise JwtRejected("malformed token") from exc
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in ASYMMETRIC:
-            raise JwtRejected(f"algorithm not allowed: {alg}")
+            raise JwtRejected(f"algorithm not allowed: {clip(alg)}")
         if header.get("typ") not in (None, "JWT"):
             raise JwtRejected("typ is not JWT")
         issuer = self.issuers.get(unverified.get("iss")) if isinstance(unverified.get("iss"), str) else None
@@ -116,6 +133,24 @@ class TokenVerifier:
         if not isinstance(kid, str) or not kid:
             raise JwtRejected("missing kid")
         key = self._key(issuer, header, kid)
+        if not key_fits(key, alg):
+            raise JwtRejected(f"key type does not match the algorithm: {alg}")
+        claims = self._decode(token, key, alg, audience, issuer)
+        now = time.time()
+        if claims["iat"] > now + self.skew:
+            raise JwtRejected("issued in the future")
+        if claims["exp"] - claims["iat"] > self.max_lifetime:
+            raise JwtRejected("lifetime longer than allowed")
+        if issuer.tenants and claims.get("tenant") not in issuer.tenants:
+            raise JwtRejected("untrusted tenant")
+        if not isinstance(claims["jti"], str) or not self.replay.first_use(
+            f"{issuer.iss}|{claims['jti']}", claims["exp"]
+        ):
+            raise JwtRejected("replayed jti")
+        return issuer, claims
+
+    def _decode(self, token: str, key: Any, alg: str, audience: str, issuer: TrustedIssuer) -> dict[str, Any]:
+        """Signature and registered claims by PyJWT; then the types PyJWT lets through (numeric strings)."""
         try:
             claims = jwt.decode(
                 token,
@@ -132,20 +167,13 @@ class TokenVerifier:
             raise JwtRejected("wrong audience") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise JwtRejected(f"missing claim {exc.claim}") from exc
-        except jwt.PyJWTError as exc:
+        except Exception as exc:  # any other failure to verify (PyJWT or the key library) is a 401, never a 500
             raise JwtRejected(f"invalid token ({type(exc).__name__})") from exc
-        now = time.time()
-        if claims["iat"] > now + self.skew:
-            raise JwtRejected("issued in the future")
-        if claims["exp"] - claims["iat"] > self.max_lifetime:
-            raise JwtRejected("lifetime longer than allowed")
-        if issuer.tenants and claims.get("tenant") not in issuer.tenants:
-            raise JwtRejected("untrusted tenant")
-        if not isinstance(claims["jti"], str) or not self.replay.first_use(
-            f"{issuer.iss}|{claims['jti']}", claims["exp"]
-        ):
-            raise JwtRejected("replayed jti")
-        return issuer, claims
+        for name in NUMERIC_CLAIMS:
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise JwtRejected(f"claim {name} is not a number")
+        return claims
 
     def _key(self, issuer: TrustedIssuer, header: Mapping[str, Any], kid: str) -> Any:
         jku = header.get("jku")
@@ -162,3 +190,20 @@ class TokenVerifier:
         if key is None:
             raise JwtRejected("unknown kid")
         return key
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer ...` header; the scheme is case-insensitive (RFC 7235 2.1)."""
+    if not authorization or len(authorization) > 16384:
+        raise JwtRejected("missing bearer token")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise JwtRejected("missing bearer token")
+    return token.strip()
+
+
+def key_fits(key: Any, alg: str) -> bool:
+    """An EC key for ES*, an RSA key for RS*/PS*: PyJWT raises TypeError, not its own error, otherwise."""
+    if alg.startswith("ES"):
+        return isinstance(key, ec.EllipticCurvePublicKey)
+    return isinstance(key, rsa.RSAPublicKey)
