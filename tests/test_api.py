@@ -212,7 +212,7 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ok", "config": "ok", "rules": 25, "store": "sqlite"}
+    assert ready.get_json() == {"status": "ok", "config": "ok", "rules": 27, "store": "sqlite"}
 
 
 FEEDBACK = {
@@ -272,11 +272,15 @@ def test_feedback_for_unknown_service_is_404(client):
     assert_outcome(client.post("/cds-services/nope/feedback", json=FEEDBACK), 404)
 
 
-def test_a_site_can_switch_a_rule_off(make_app):
+def test_a_site_can_switch_a_rule_on_and_off(make_app):
+    """depletion-statin is off by default (low evidence); a site may switch it on, and any rule off."""
     body = load_json(SCENARIOS / "depletion-statin-high" / "request.order-sign.json")
-    on = make_app().test_client().post(URL, json=body).get_json()["cards"]
-    off = make_app({"rules": {"depletion-statin": {"enabled": False}}}).test_client().post(URL, json=body)
-    assert [c["source"]["topic"]["code"] for c in on] == ["depletion-statin"]
+    default = make_app().test_client().post(URL, json=body).get_json()["cards"]
+    on = make_app({"rules": {"depletion-statin": {"enabled": True}}}).test_client().post(URL, json=body)
+    assert default == []
+    assert [c["source"]["topic"]["code"] for c in on.get_json()["cards"]] == ["depletion-statin"]
+    body = load_json(SCENARIOS / "low-mg-digoxin-low" / "request.order-sign.json")
+    off = make_app({"rules": {"low-mg-digoxin": {"enabled": False}}}).test_client().post(URL, json=body)
     assert off.status_code == 200 and off.get_json()["cards"] == []
 
 

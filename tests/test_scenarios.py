@@ -14,14 +14,14 @@ CASES = [(name, hook) for name in scenario_names() for hook in HOOKS]
 
 def _case(name: str, hook: str):
     request = load_json(SCENARIOS / name / f"request.{hook}.json")
-    expected = load_json(SCENARIOS / name / "expected.json")["hooks"][hook]
-    return request, expected
+    expected = load_json(SCENARIOS / name / "expected.json")
+    return request, expected["hooks"][hook], expected.get("config", {})
 
 
 @pytest.mark.parametrize(("name", "hook"), CASES)
-def test_scenario_with_prefetch(client, name, hook):
-    request, expected = _case(name, hook)
-    response = client.post(f"/cds-services/{SERVICE}", json=request)
+def test_scenario_with_prefetch(make_app, name, hook):
+    request, expected, config = _case(name, hook)
+    response = make_app(config).test_client().post(f"/cds-services/{SERVICE}", json=request)
     assert response.status_code == 200, response.get_json()
     assert_cards(response.get_json(), expected)
 
@@ -29,7 +29,7 @@ def test_scenario_with_prefetch(client, name, hook):
 @pytest.mark.fhir_server
 @pytest.mark.parametrize(("name", "hook"), CASES)
 def test_scenario_without_prefetch_from_fhir_server(make_app, fhir_server, name, hook):
-    request, expected = _case(name, hook)
+    request, expected, config = _case(name, hook)
     request = copy.deepcopy(request)
     del request["prefetch"]
     request["fhirServer"] = fhir_server
@@ -40,7 +40,7 @@ def test_scenario_without_prefetch_from_fhir_server(make_app, fhir_server, name,
         "scope": "patient/*.read",
         "subject": "mg-cds",
     }
-    app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
+    app = make_app({**config, "fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
     response = app.test_client().post(f"/cds-services/{SERVICE}", json=request)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()

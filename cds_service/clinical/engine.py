@@ -11,7 +11,7 @@ from .drugs import DrugMatcher
 from .findings import Finding
 from .matching import MagnesiumMatcher
 from .renal_function import assess_renal_function
-from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal
+from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
 
 RuleFamily = Callable[[RuleContext], list[Finding]]
 FAMILIES: tuple[RuleFamily, ...] = (
@@ -22,6 +22,7 @@ FAMILIES: tuple[RuleFamily, ...] = (
     dosing.evaluate,
     monitoring.evaluate,
     conditions.evaluate,
+    risk.evaluate,
 )
 
 

@@ -261,14 +261,19 @@ def _hours(value: Any, where: str) -> float | None:
     return None if value is None else _number(value, where)
 
 
+# chelation: oral magnesium binds the drug (spacing); depletion: the drug wastes magnesium (check the
+# level); risk: a low magnesium makes the drug dangerous (check and correct the level first).
+DRUG_KINDS = ("chelation", "depletion", "risk")
+
+
 def _drug_classes(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:
     out = {}
     for class_id, row in table["classes"].items():
         where = f"drugs.yaml: classes.{class_id}"
         if row.get("rule") not in rules:
             raise KnowledgeError(f"{where}.rule: unknown rule id '{row.get('rule')}'")
-        if row.get("kind") not in ("chelation", "depletion"):
-            raise KnowledgeError(f"{where}.kind: must be chelation or depletion")
+        if row.get("kind") not in DRUG_KINDS:
+            raise KnowledgeError(f"{where}.kind: must be one of {', '.join(DRUG_KINDS)}")
         drugs = []
         for i, d in enumerate(row["drugs"]):
             here = f"{where}.drugs[{i}] ({d.get('name')})"

@@ -103,7 +103,7 @@ class Drug:
 class DrugClass:
     id: str
     rule: str
-    kind: str  # "chelation" | "depletion"
+    kind: str  # "chelation" | "depletion" | "risk"
     label: str
     drugs: tuple[Drug, ...]
 

@@ -1,0 +1,56 @@
+"""low-mg-digoxin and low-mg-qt-drug: a drug that a low magnesium makes dangerous, ordered while the
+latest serum magnesium is low (warning) or not on record in the lookback (info)."""
+
+from __future__ import annotations
+
+from ..context import PartnerDrug, RuleContext
+from ..findings import Finding
+
+
+def evaluate(ctx: RuleContext) -> list[Finding]:
+    return [
+        _finding(ctx, partner)
+        for partner in ctx.partners
+        if partner.in_scope and partner.hit.drug_class.kind == "risk" and _judged(ctx, partner)
+    ]
+
+
+def _judged(ctx: RuleContext, partner: PartnerDrug) -> bool:
+    """Silent when the latest level in the lookback is usable and not low."""
+    spec = ctx.knowledge.rule(partner.hit.drug_class.rule)
+    current = ctx.latest_magnesium(spec.value("lookback_days"))
+    return current is None or ctx.is_low(current)
+
+
+def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding:
+    drug, drug_class = partner.hit.drug, partner.hit.drug_class
+    spec = ctx.knowledge.rule(drug_class.rule)
+    lookback = spec.value("lookback_days")
+    current = ctx.latest_magnesium(lookback)
+    found = [f"Recognised as {drug.name} ({drug_class.label}) by {partner.hit.how}"]
+    if current is None:
+        latest = ctx.record.latest("magnesium")
+        found.append(
+            f"Last serum magnesium {latest.shown()}: not usable or older than {lookback:.0f} days"
+            if latest is not None
+            else f"No serum magnesium on record in the last {lookback:.0f} days"
+        )
+        return ctx.finding(
+            spec.id,
+            partner.entry,
+            f"a {drug_class.label}",
+            found=tuple(found),
+            summary_key="summary_unknown",
+            indicator=spec.escalated_indicator,
+            lookback=f"{lookback:.0f}",
+        )
+    found.append(f"Serum magnesium **{current.shown()}** = {current.value:.2f} mg/dL (low)")
+    return ctx.finding(
+        spec.id,
+        partner.entry,
+        f"a {drug_class.label}",
+        found=tuple(found),
+        value=f"{current.value:.2g}",
+        unit="mg/dL",
+        lookback=f"{lookback:.0f}",
+    )
