@@ -36,6 +36,7 @@ TOP_LEVEL_KEYS = {
     "renal_function",
     "lab_lookbacks",
     "metrics",
+    "gating",
 }
 ENV_OVERRIDES = {
     "CDS_SERVICE_DATA_DIR": "data_dir",
@@ -176,7 +177,7 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         card_source_label=str(cards.get("source_label", "Magnesium product safety (mg-cds)")),
         card_source_url=_opt_str(cards, "source_url"),
         now=now,
-        knowledge_overrides={k: raw[k] for k in ("rules", "renal_function", "lab_lookbacks") if k in raw},
+        knowledge_overrides={k: raw[k] for k in ("rules", "renal_function", "lab_lookbacks", "gating") if k in raw},
         public_base_url=_base_url(raw.get("public_base_url")),
         trusted_issuers=issuers,
         max_token_lifetime_seconds=_float(security, "security.max_token_lifetime_seconds", 3600, 10, 3600),

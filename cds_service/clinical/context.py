@@ -11,6 +11,7 @@ from ..record.model import LabValue, MedicationEntry, PatientRecord
 from .drugs import DrugHit
 from .findings import Finding, SuggestedAction
 from .matching import ProductMatch
+from .order_context import OrderContext
 from .renal_function import RenalAssessment
 
 
@@ -19,6 +20,7 @@ class MagnesiumProduct:
     entry: MedicationEntry
     match: ProductMatch
     in_scope: bool
+    reading: OrderContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,7 @@ class PartnerDrug:
     entry: MedicationEntry
     hit: DrugHit
     in_scope: bool
+    reading: OrderContext
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,21 @@
-"""Run every enabled rule family over a record: pure, no I/O."""
+"""Run every enabled rule family over a record: pure, no I/O.
+
+Each order is read once (route class, use, setting: order_context.py); the gating table then decides
+which rules may speak about it, and every card says how its orders were read.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from ..knowledge.model import Knowledge
-from ..record.model import PatientRecord
+from ..record.model import MedicationEntry, PatientRecord
 from .context import MagnesiumProduct, PartnerDrug, RuleContext
 from .drugs import DrugMatcher
 from .findings import Finding
 from .matching import MagnesiumMatcher
+from .order_context import OrderContext, read_order
 from .renal_function import assess_renal_function
 from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
 
@@ -33,20 +39,39 @@ class RuleEngine:
         self.knowledge = knowledge
         self.magnesium = MagnesiumMatcher(knowledge.magnesium)
         self.drugs = DrugMatcher(knowledge)
+        self.vocabulary = knowledge.order_vocabulary
+        # Route classes some enabled rule judges, per side: a product read otherwise (a bath, an eye
+        # drop, an inhaled antibiotic) is no magnesium product or partner drug for this request at all.
+        self.judged_routes = {
+            side: frozenset(
+                route
+                for gate in knowledge.gates.values()
+                if knowledge.enabled(gate.rule_id) and getattr(gate, side) is not None
+                for route in getattr(gate, side).routes
+            )
+            for side in ("magnesium", "partner")
+        }
 
     def evaluate(self, record: PatientRecord) -> list[Finding]:
         magnesium: list[MagnesiumProduct] = []
         partners: list[PartnerDrug] = []
+        readings: dict[str, tuple[str, OrderContext]] = {}
         entries = [(e, True) for e in record.orders_in_scope]
         entries += [(e, False) for e in (*record.other_drafts, *record.active_medications)]
         for entry, in_scope in entries:
             match = self.magnesium.match(entry)
-            if match is not None:
-                magnesium.append(MagnesiumProduct(entry, match, in_scope))
+            hit = None if match is not None else self.drugs.match(entry)
+            if match is None and hit is None:
                 continue
-            hit = self.drugs.match(entry)
-            if hit is not None:
-                partners.append(PartnerDrug(entry, hit, in_scope))
+            side = "magnesium" if match is not None else "partner"
+            reading = read_order(entry, self.vocabulary)
+            if reading.route not in self.judged_routes[side]:
+                continue
+            readings[entry.reference] = (side, reading)
+            if match is not None:
+                magnesium.append(MagnesiumProduct(entry, match, in_scope, reading))
+            else:
+                partners.append(PartnerDrug(entry, hit, in_scope, reading))
         if not any(p.in_scope for p in (*magnesium, *partners)):
             return []  # nothing this service speaks about among the orders in scope
         ctx = RuleContext(
@@ -59,6 +84,34 @@ class RuleEngine:
         findings: dict[tuple[str, str, str], Finding] = {}
         for family in FAMILIES:
             for finding in family(ctx):
-                if self.knowledge.enabled(finding.rule_id):
-                    findings.setdefault(finding.key, finding)
+                if self.knowledge.enabled(finding.rule_id) and self._gated_in(finding, readings):
+                    findings.setdefault(finding.key, _stamped(finding, readings))
         return list(findings.values())
+
+    def _gated_in(self, finding: Finding, readings: dict[str, tuple[str, OrderContext]]) -> bool:
+        """The rule's gating row admits how each of the card's orders was read."""
+        gate = self.knowledge.gates.get(finding.rule_id)
+        if gate is None:
+            return True
+        for entry in (finding.order, finding.partner):
+            if entry is None or entry.reference not in readings:
+                continue
+            side, reading = readings[entry.reference]
+            allowed = getattr(gate, side)
+            if allowed is not None and not allowed.admits(reading.route, reading.use):
+                return False
+        return True
+
+
+def _stamped(finding: Finding, readings: dict[str, tuple[str, OrderContext]]) -> Finding:
+    """The card says how its orders were read, so a misreading is visible to the clinician."""
+    lines = []
+    for label, entry in (("This order", finding.order), ("Other order", finding.partner)):
+        if entry is not None and entry.reference in readings:
+            lines.append(f"{label} ({_name(entry)}) read as: {readings[entry.reference][1].shown()}")
+    return replace(finding, found=(*finding.found, *lines))
+
+
+def _name(entry: MedicationEntry) -> str:
+    name = " ".join(entry.name.split()) or entry.reference
+    return name if len(name) <= 40 else name[:39] + "…"

@@ -18,15 +18,29 @@ from .model import (
     ConditionSet,
     Drug,
     DrugClass,
+    Gate,
+    GateSide,
     Knowledge,
     MagnesiumTables,
+    OrderVocabulary,
     Parameter,
     RuleSpec,
     Salt,
     Source,
 )
 
-TABLE_FILES = ("sources.yaml", "labs.yaml", "magnesium.yaml", "drugs.yaml", "conditions.yaml", "rules.yaml")
+TABLE_FILES = (
+    "sources.yaml",
+    "labs.yaml",
+    "magnesium.yaml",
+    "drugs.yaml",
+    "conditions.yaml",
+    "rules.yaml",
+    "order_context.yaml",
+    "gating.yaml",
+)
+ROUTE_CLASSES = ("parenteral", "not-absorbed", "rectal", "enteral")
+USES = ("one-time", "short-course", "as-needed", "long-term")
 EVIDENCE_GRADES = frozenset({"high", "moderate", "low", "expert-opinion"})
 SOURCE_STATUSES = frozenset({"VERIFIED", "SECONDARY", "POLICY", "UNVERIFIED"})
 INDICATORS = frozenset({"info", "warning", "critical"})
@@ -43,11 +57,28 @@ def read_tables() -> dict[str, Any]:
 
 
 def load_knowledge(overrides: Mapping[str, Any] | None = None) -> Knowledge:
-    """Validated knowledge with a site's `rules`, `renal_function` and `lab_lookbacks` overrides applied."""
+    """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides."""
     tables = read_tables()
     if overrides:
         tables["rules.yaml"] = apply_overrides(tables["rules.yaml"], overrides)
+        tables["gating.yaml"] = _gating_overrides(tables["gating.yaml"], overrides.get("gating") or {})
     return build_knowledge(tables)
+
+
+def _gating_overrides(table: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A site narrows or widens a rule's row: gating: {<rule>: {magnesium: {routes: [...], uses: [...]}}}."""
+    merged = copy.deepcopy(table)
+    if not isinstance(changes, Mapping):
+        raise KnowledgeError("config: gating must be a mapping of rule ids")
+    for rule_id, change in changes.items():
+        where = f"config: gating.{rule_id}"
+        if not isinstance(change, Mapping) or set(change) - {"magnesium", "partner"}:
+            raise KnowledgeError(f"{where}: give magnesium and/or partner, each with routes and uses")
+        row = merged["rules"].setdefault(rule_id, {"reason": "site configuration", "source": []})
+        for side, value in change.items():
+            row[side] = {**(row.get(side) or {}), **value} if isinstance(value, Mapping) else value
+        row["reason"] = f"{row.get('reason', '')} (changed by the site's configuration)".strip()
+    return merged
 
 
 def apply_overrides(rules_table: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,6 +140,8 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         override_reasons=override_reasons,
         rules=rules,
         drug_classes=_drug_classes(tables["drugs.yaml"], sources, rules),
+        order_vocabulary=_order_vocabulary(tables["order_context.yaml"], sources),
+        gates=_gates(tables["gating.yaml"], sources, rules),
         lab_retention_days=_retention_days([*renal_function.values(), *lab_lookbacks.values()], rules),
     )
     _check_renal_tiers(knowledge)
@@ -304,6 +337,62 @@ def _drug_classes(table: Mapping[str, Any], sources: Mapping[str, Source], rules
             )
         out[class_id] = DrugClass(class_id, row["rule"], row["kind"], row["label"], tuple(drugs))
     return out
+
+
+def _order_vocabulary(table: Mapping[str, Any], sources: Mapping[str, Source]) -> OrderVocabulary:
+    where = "order_context.yaml"
+    route, use, setting = table["route"], table["use"], table["setting"]
+    for section, row in (("route", route), ("use", use), ("setting", setting)):
+        _cited(f"{where}: {section}.source", row.get("source"), sources)
+    codes = {}
+    for i, row in enumerate(route["codes"]):
+        if row.get("class") not in ROUTE_CLASSES:
+            raise KnowledgeError(f"{where}: route.codes[{i}].class: must be one of {', '.join(ROUTE_CLASSES)}")
+        codes[(str(row["system"]), str(row["code"]))] = row["class"]
+    classes = route["classes"]
+    if list(classes) != list(ROUTE_CLASSES):
+        raise KnowledgeError(f"{where}: route.classes: must list {', '.join(ROUTE_CLASSES)} in this order")
+    words = tuple((name, frozenset(str(w).lower() for w in row["words"])) for name, row in classes.items())
+    max_days = _parameters(f"{where}: use", {"short_course_max_days": use["short_course_max_days"]}, sources)
+    kinds = {"inpatient", "outpatient"}
+    if set(setting["codes"].values()) - kinds:
+        raise KnowledgeError(f"{where}: setting.codes: values must be inpatient or outpatient")
+    return OrderVocabulary(
+        route_codes=codes,
+        route_words=words,
+        short_course_max_days=max_days["short_course_max_days"].value,
+        one_time_words=tuple(str(w).lower() for w in use["one_time_words"]),
+        setting_system=str(setting["system"]),
+        setting_codes={str(k): str(v) for k, v in setting["codes"].items()},
+    )
+
+
+def _gates(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:
+    out = {}
+    for rule_id, row in table["rules"].items():
+        where = f"gating.yaml: rules.{rule_id}"
+        if rule_id not in rules:
+            raise KnowledgeError(f"{where}: unknown rule id")
+        if not row.get("reason"):
+            raise KnowledgeError(f"{where}.reason: every row says why")
+        sides = {side: _gate_side(f"{where}.{side}", row.get(side)) for side in ("magnesium", "partner")}
+        if sides["magnesium"] is None and sides["partner"] is None:
+            raise KnowledgeError(f"{where}: give magnesium and/or partner")
+        cited = _cited(f"{where}.source", row.get("source"), sources) if row.get("source") else ()
+        out[rule_id] = Gate(rule_id, sides["magnesium"], sides["partner"], " ".join(str(row["reason"]).split()), cited)
+    return out
+
+
+def _gate_side(where: str, row: Any) -> GateSide | None:
+    if row is None:
+        return None
+    if not isinstance(row, Mapping) or set(row) != {"routes", "uses"}:
+        raise KnowledgeError(f"{where}: must have routes and uses")
+    for key, allowed in (("routes", ROUTE_CLASSES), ("uses", USES)):
+        unknown = [v for v in row[key] or () if v not in allowed]
+        if unknown:
+            raise KnowledgeError(f"{where}.{key}: unknown '{unknown[0]}' (known: {', '.join(allowed)})")
+    return GateSide(frozenset(row["routes"] or ()), frozenset(row["uses"] or ()))
 
 
 def _check_renal_tiers(knowledge: Knowledge) -> None:

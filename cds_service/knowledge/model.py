@@ -109,6 +109,38 @@ class DrugClass:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderVocabulary:
+    """How orders are read (order_context.yaml): route codes and words per class, use and setting."""
+
+    route_codes: Mapping[tuple[str, str], str]
+    route_words: tuple[tuple[str, frozenset[str]], ...]  # in the order the classes are checked
+    short_course_max_days: float
+    one_time_words: tuple[str, ...]
+    setting_system: str
+    setting_codes: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class GateSide:
+    routes: frozenset[str]
+    uses: frozenset[str]
+
+    def admits(self, route: str, use: str) -> bool:
+        return route in self.routes and use in self.uses
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """One row of gating.yaml: which readings of each side a rule judges, and why."""
+
+    rule_id: str
+    magnesium: GateSide | None
+    partner: GateSide | None
+    reason: str
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Knowledge:
     """Everything the record and rule layers need to know, already validated."""
 
@@ -124,6 +156,8 @@ class Knowledge:
     override_reasons: Mapping[str, str]
     rules: Mapping[str, RuleSpec]
     drug_classes: Mapping[str, DrugClass] = field(default_factory=dict)
+    order_vocabulary: OrderVocabulary | None = None
+    gates: Mapping[str, Gate] = field(default_factory=dict)
     lab_retention_days: float = 0.0  # the longest lookback any rule uses + the 7-day AKI window (derived at load)
 
     def rule(self, rule_id: str) -> RuleSpec:

@@ -1,0 +1,188 @@
+"""How an order is read, once, before any rule judges it: route class, use and setting.
+
+A single IV dose, a PRN laxative, a bowel prep and an Epsom salt bath are all "magnesium", but no
+pharmacist would give them the same advice as a daily oral supplement. The gating table
+(knowledge/gating.yaml) decides which rules judge which reading; every card states the reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from ..jsonutil import items
+from ..knowledge.model import OrderVocabulary
+from ..record.dates import parse_datetime
+from ..record.model import MedicationEntry
+from .matching import words_of
+
+RouteClass = Literal["enteral", "rectal", "parenteral", "not-absorbed"]
+Use = Literal["one-time", "short-course", "as-needed", "long-term"]
+Setting = Literal["inpatient", "outpatient", "unknown"]
+ROUTE_LABEL = {"enteral": "enteral", "rectal": "rectal", "parenteral": "parenteral", "not-absorbed": "not absorbed"}
+USE_LABEL = {
+    "one-time": "one-time",
+    "short-course": "short course",
+    "as-needed": "as needed",
+    "long-term": "scheduled long-term",
+}
+DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0, "a": 365.0}
+PER_DAY = {"h": 24.0, "d": 1.0, "wk": 1 / 7, "mo": 1 / 30, "min": 1440.0}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderContext:
+    route: RouteClass
+    route_how: str
+    use: Use
+    use_how: str
+    setting: Setting
+
+    def shown(self) -> str:
+        """'enteral (route Oral route), scheduled long-term (no end stated), outpatient', for the card."""
+        setting = "" if self.setting == "unknown" else f", {self.setting}"
+        return f"{ROUTE_LABEL[self.route]} ({self.route_how}), {USE_LABEL[self.use]} ({self.use_how}){setting}"
+
+
+def read_order(entry: MedicationEntry, vocabulary: OrderVocabulary) -> OrderContext:
+    setting = _setting(entry.resource, vocabulary)
+    route, route_how = _route(entry, vocabulary)
+    use, use_how = _use(entry, vocabulary, setting, route)
+    return OrderContext(route, route_how, use, use_how, setting)
+
+
+def _route(entry: MedicationEntry, vocabulary: OrderVocabulary) -> tuple[RouteClass, str]:
+    for coding in entry.route_codings:
+        found = vocabulary.route_codes.get((coding.system or "", coding.code or ""))
+        if found:
+            return found, f"route {coding.display or coding.code}"
+    route_text = " ".join([entry.route_text, *(c.display or "" for c in entry.route_codings)])
+    form = _form_text(entry.resource)
+    for label, text in (("route", route_text), ("dose form", form), ("name", entry.name)):
+        found = _class_of(text, vocabulary)
+        if found:
+            return found, f"{label} '{found_word(text, vocabulary, found)}'"
+    for text in entry.ingredient_names:
+        found = _class_of(text, vocabulary)
+        if found:
+            return found, "ingredient name"
+    return "enteral", "no route or dose form stated: assumed oral"
+
+
+def _class_of(text: str, vocabulary: OrderVocabulary) -> RouteClass | None:
+    if not text:
+        return None
+    words = set(words_of(text))
+    lowered = f" {text.lower()} "
+    for route_class, class_words in vocabulary.route_words:
+        if words & class_words or any(" " in w and f" {w} " in lowered for w in class_words):
+            return route_class
+    return None
+
+
+def found_word(text: str, vocabulary: OrderVocabulary, route_class: RouteClass) -> str:
+    words = dict(vocabulary.route_words)[route_class]
+    return next((w for w in words_of(text) if w in words), route_class)
+
+
+def _form_text(resource: Mapping[str, Any]) -> str:
+    """Medication.form of a contained Medication (the referenced ones are named in entry.name)."""
+    for contained in items(resource.get("contained")):
+        if isinstance(contained, Mapping) and isinstance(contained.get("form"), Mapping):
+            form = contained["form"]
+            text = form.get("text")
+            if isinstance(text, str):
+                return text
+            return " ".join(str(c.get("display", "")) for c in items(form.get("coding")) if isinstance(c, Mapping))
+    return ""
+
+
+def _use(entry: MedicationEntry, vocabulary: OrderVocabulary, setting: Setting, route: RouteClass) -> tuple[Use, str]:
+    dosage = entry.dosage or {}
+    if dosage.get("asNeededBoolean") is True or isinstance(dosage.get("asNeededCodeableConcept"), Mapping):
+        return "as-needed", "asNeeded"
+    repeat = _repeat(dosage)
+    count = repeat.get("count")
+    if _num(count) and count == 1:
+        return "one-time", "timing count 1"
+    texts = [str(dosage.get("text") or ""), _timing_code_text(dosage), entry.name]
+    for text in texts:
+        word = _phrase_in(text, vocabulary.one_time_words)
+        if word:
+            return "one-time", f"'{word}'"
+    days = _course_days(repeat)
+    if days is not None:
+        if days <= vocabulary.short_course_max_days:
+            return "short-course", f"{days:g} days"
+        return "long-term", f"{days:g} days"
+    if setting == "inpatient" and route == "parenteral":
+        return "short-course", "inpatient parenteral order (repletion protocol)"
+    return "long-term", "no end stated"
+
+
+def _course_days(repeat: Mapping[str, Any]) -> float | None:
+    """Length of a bounded course in days: boundsDuration, boundsPeriod, or count / doses per day."""
+    duration = repeat.get("boundsDuration")
+    if isinstance(duration, Mapping) and _num(duration.get("value")):
+        unit = duration.get("code") or duration.get("unit")
+        if unit in DAYS:
+            return float(duration["value"]) * DAYS[unit]
+    period = repeat.get("boundsPeriod")
+    if isinstance(period, Mapping):
+        start, end = parse_datetime(period.get("start")), parse_datetime(period.get("end"))
+        if start and end and end >= start:
+            return (end - start) / timedelta(days=1)
+    count = repeat.get("count")
+    if _num(count) and count > 0:
+        frequency = repeat.get("frequency") if _num(repeat.get("frequency")) else 1
+        period_value = repeat.get("period") if _num(repeat.get("period")) and repeat["period"] > 0 else 1
+        unit = repeat.get("periodUnit", "d")
+        if unit in PER_DAY and frequency:
+            per_day = frequency * PER_DAY[unit] / period_value
+            return float(count) / per_day
+    return None
+
+
+def _setting(resource: Mapping[str, Any], vocabulary: OrderVocabulary) -> Setting:
+    category = resource.get("category")
+    concepts = [category] if isinstance(category, Mapping) else items(category)  # some EHRs send one object
+    for concept in concepts:
+        if not isinstance(concept, Mapping):
+            continue
+        for coding in items(concept.get("coding")):
+            if isinstance(coding, Mapping) and coding.get("system") == vocabulary.setting_system:
+                found = vocabulary.setting_codes.get(str(coding.get("code")))
+                if found:
+                    return found  # type: ignore[return-value]
+    return "unknown"
+
+
+def _repeat(dosage: Mapping[str, Any]) -> Mapping[str, Any]:
+    timing = dosage.get("timing") if isinstance(dosage.get("timing"), Mapping) else {}
+    repeat = timing.get("repeat")
+    return repeat if isinstance(repeat, Mapping) else {}
+
+
+def _timing_code_text(dosage: Mapping[str, Any]) -> str:
+    timing = dosage.get("timing") if isinstance(dosage.get("timing"), Mapping) else {}
+    code = timing.get("code") if isinstance(timing.get("code"), Mapping) else {}
+    parts = [str(code.get("text") or "")]
+    parts += [str(c.get("code", "")) for c in items(code.get("coding")) if isinstance(c, Mapping)]
+    return " ".join(parts)
+
+
+def _phrase_in(text: str, phrases: tuple[str, ...]) -> str | None:
+    if not text:
+        return None
+    words = set(words_of(text))
+    lowered = f" {' '.join(words_of(text))} "
+    for phrase in phrases:
+        if (" " in phrase and f" {phrase} " in lowered) or phrase in words:
+            return phrase
+    return None
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,100 @@
+"""Order context and the gating table: how an order is read, and that the table (data) decides."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds_service.clinical.order_context import read_order
+from cds_service.config import ConfigError, settings_from_mapping
+from cds_service.knowledge import load_knowledge
+from cds_service.record.medications import parse_medication
+
+from .conftest import SCENARIOS, SERVICE, load_json
+
+VOCABULARY = load_knowledge().order_vocabulary
+URL = f"/cds-services/{SERVICE}"
+
+
+def reading(name: str, **dosage):
+    resource = {
+        "resourceType": "MedicationRequest",
+        "id": "x",
+        "status": "draft",
+        "medicationCodeableConcept": {"text": name},
+        "dosageInstruction": [dosage],
+    }
+    category = dosage.pop("category", None)
+    if category:
+        resource["category"] = {"coding": [{"system": VOCABULARY.setting_system, "code": category}]}  # one object
+    return read_order(parse_medication(resource, "draft", {}), VOCABULARY)
+
+
+@pytest.mark.parametrize(
+    ("name", "dosage", "route", "use"),
+    [
+        ("Magnesium glycinate 500 mg capsule", {}, "enteral", "long-term"),
+        ("Magnesium glycinate 500 mg", {}, "enteral", "long-term"),  # a supplement with no route: assumed oral
+        (
+            "Magnesium sulfate 4 g/100 mL",
+            {"route": {"text": "IV"}, "timing": {"repeat": {"count": 1}}},
+            "parenteral",
+            "one-time",
+        ),
+        (
+            "Magnesium sulfate 50% injection",
+            {"timing": {"repeat": {"count": 4, "frequency": 1, "period": 1, "periodUnit": "h"}}},
+            "parenteral",
+            "short-course",
+        ),
+        ("Milk of magnesia oral suspension", {"asNeededBoolean": True}, "enteral", "as-needed"),
+        ("Magnesium citrate solution for bowel prep", {}, "enteral", "one-time"),
+        ("Epsom salt bath flakes", {}, "not-absorbed", "long-term"),
+        ("Magnesium hydroxide enema", {}, "rectal", "long-term"),
+        (
+            "Pantoprazole 40 mg tablet",
+            {"timing": {"repeat": {"boundsPeriod": {"start": "2026-11-01", "end": "2026-11-08"}}}},
+            "enteral",
+            "short-course",
+        ),
+        (
+            "Pantoprazole 40 mg tablet",
+            {"timing": {"repeat": {"boundsDuration": {"value": 8, "code": "d"}}}},
+            "enteral",
+            "long-term",
+        ),
+    ],
+)
+def test_route_class_and_use_are_read_from_the_order(name, dosage, route, use):
+    got = reading(name, **dosage)
+    assert (got.route, got.use) == (route, use), got.shown()
+
+
+def test_setting_comes_from_the_category_even_as_a_single_object():
+    assert reading("Magnesium oxide 400 mg tablet", category="inpatient").setting == "inpatient"
+    assert reading("Magnesium oxide 400 mg tablet", category="discharge").setting == "outpatient"
+    assert reading("Magnesium oxide 400 mg tablet").setting == "unknown"
+
+
+def test_the_gating_table_decides_and_a_site_can_widen_it(make_app):
+    """The bath on dialysis is silent because of a row in gating.yaml, not because of code."""
+    body = load_json(SCENARIOS / "gate-epsom-bath-dialysis" / "request.order-sign.json")
+    assert make_app().test_client().post(URL, json=body).get_json()["cards"] == []
+    every = ["enteral", "rectal", "parenteral", "not-absorbed"]
+    uses = ["one-time", "short-course", "as-needed", "long-term"]
+    config = {"gating": {"renal-contraindicated": {"magnesium": {"routes": every, "uses": uses}}}}
+    cards = make_app(config).test_client().post(URL, json=body).get_json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-contraindicated"]
+    assert "read as: not absorbed" in cards[0]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("gating", "names"),
+    [
+        ({"renal-severe": {"magnesium": {"routes": ["oral"], "uses": ["one-time"]}}}, "routes: unknown 'oral'"),
+        ({"renal-severe": {"magnesium": "enteral"}}, "must have routes and uses"),
+        ({"no-such-rule": {"magnesium": {"routes": [], "uses": []}}}, "no-such-rule: unknown rule id"),
+    ],
+)
+def test_a_bad_gating_override_stops_the_start_naming_the_key(gating, names):
+    with pytest.raises(ConfigError, match=names):
+        settings_from_mapping({"gating": gating})
