@@ -108,11 +108,11 @@ def _doses_per_day(dosage: Mapping[str, Any]) -> tuple[float | None, str, bool]:
     timing = dosage.get("timing") if isinstance(dosage.get("timing"), Mapping) else {}
     repeat = timing.get("repeat") if isinstance(timing.get("repeat"), Mapping) else {}
     frequency = (
-        repeat.get("frequencyMax") if as_needed and _is_num(repeat.get("frequencyMax")) else repeat.get("frequency")
+        repeat.get("frequencyMax") if as_needed and is_num(repeat.get("frequencyMax")) else repeat.get("frequency")
     )
-    if _is_num(frequency) or _is_num(repeat.get("period")):
-        frequency = float(frequency) if _is_num(frequency) else 1.0
-        period = float(repeat["period"]) if _is_num(repeat.get("period")) and repeat["period"] > 0 else 1.0
+    if is_num(frequency) or is_num(repeat.get("period")):
+        frequency = float(frequency) if is_num(frequency) else 1.0
+        period = float(repeat["period"]) if is_num(repeat.get("period")) and repeat["period"] > 0 else 1.0
         unit = repeat.get("periodUnit", "d")
         if type(unit) is not str or unit not in PERIOD_PER_DAY:
             return None, f"timing period unit '{unit}' not understood", as_needed
@@ -134,7 +134,7 @@ def _amount_per_dose(dosage: Mapping[str, Any], med: MedicationEntry) -> tuple[f
     quantity = first.get("doseQuantity")
     if not isinstance(quantity, Mapping) and isinstance(first.get("doseRange"), Mapping):
         quantity = first["doseRange"].get("high")
-    if not isinstance(quantity, Mapping) or not _is_num(quantity.get("value")):
+    if not isinstance(quantity, Mapping) or not is_num(quantity.get("value")):
         return None, "dose amount not stated in the dosage"
     value = float(quantity["value"])
     unit = str(quantity.get("code") or quantity.get("unit") or "1").strip().lower()
@@ -165,7 +165,7 @@ def _strength_per_unit(med: MedicationEntry) -> float | None:
     return None
 
 
-def _is_num(value: Any) -> bool:
+def is_num(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..knowledge.model import Knowledge
-from ..record.model import MedicationEntry, PatientRecord
-from .context import MagnesiumProduct, PartnerDrug, RuleContext
+from ..record.model import PatientRecord
+from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
 from .drugs import DrugMatcher
 from .findings import Finding
 from .matching import MagnesiumMatcher
@@ -108,10 +108,6 @@ def _stamped(finding: Finding, readings: dict[str, tuple[str, OrderContext]]) ->
     lines = []
     for label, entry in (("This order", finding.order), ("Other order", finding.partner)):
         if entry is not None and entry.reference in readings:
-            lines.append(f"{label} ({_name(entry)}) read as: {readings[entry.reference][1].shown()}")
+            name = short_name(entry.name or entry.reference, 40)
+            lines.append(f"{label} ({name}) read as: {readings[entry.reference][1].shown()}")
     return replace(finding, found=(*finding.found, *lines))
-
-
-def _name(entry: MedicationEntry) -> str:
-    name = " ".join(entry.name.split()) or entry.reference
-    return name if len(name) <= 40 else name[:39] + "…"

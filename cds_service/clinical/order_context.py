@@ -16,6 +16,8 @@ from ..jsonutil import items
 from ..knowledge.model import OrderVocabulary
 from ..record.dates import parse_datetime
 from ..record.model import MedicationEntry
+from .dose import PERIOD_PER_DAY
+from .dose import is_num as _num
 from .matching import words_of
 
 RouteClass = Literal["enteral", "rectal", "parenteral", "not-absorbed"]
@@ -29,7 +31,6 @@ USE_LABEL = {
     "long-term": "scheduled long-term",
 }
 DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0, "a": 365.0}
-PER_DAY = {"h": 24.0, "d": 1.0, "wk": 1 / 7, "mo": 1 / 30, "min": 1440.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +140,8 @@ def _course_days(repeat: Mapping[str, Any]) -> float | None:
         frequency = repeat.get("frequency") if _num(repeat.get("frequency")) else 1
         period_value = repeat.get("period") if _num(repeat.get("period")) and repeat["period"] > 0 else 1
         unit = repeat.get("periodUnit", "d")
-        if unit in PER_DAY and frequency:
-            per_day = frequency * PER_DAY[unit] / period_value
+        if unit in PERIOD_PER_DAY and frequency:
+            per_day = frequency * PERIOD_PER_DAY[unit] / period_value
             return float(count) / per_day
     return None
 
@@ -182,7 +183,3 @@ def _phrase_in(text: str, phrases: tuple[str, ...]) -> str | None:
         if (" " in phrase and f" {phrase} " in lowered) or phrase in words:
             return phrase
     return None
-
-
-def _num(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -8,25 +8,23 @@ from ..findings import Finding
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
-    return [
-        _finding(ctx, partner)
-        for partner in ctx.partners
-        if partner.in_scope and partner.hit.drug_class.kind == "risk" and _judged(ctx, partner)
-    ]
+    findings = []
+    for partner in ctx.partners:
+        if partner.in_scope and partner.hit.drug_class.kind == "risk":
+            finding = _finding(ctx, partner)
+            if finding is not None:
+                findings.append(finding)
+    return findings
 
 
-def _judged(ctx: RuleContext, partner: PartnerDrug) -> bool:
-    """Silent when the latest level in the lookback is usable and not low."""
-    spec = ctx.knowledge.rule(partner.hit.drug_class.rule)
-    current = ctx.latest_magnesium(spec.value("lookback_days"))
-    return current is None or ctx.is_low(current)
-
-
-def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding:
+def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding | None:
+    """None when the latest level in the lookback is usable and not low."""
     drug, drug_class = partner.hit.drug, partner.hit.drug_class
     spec = ctx.knowledge.rule(drug_class.rule)
     lookback = spec.value("lookback_days")
     current = ctx.latest_magnesium(lookback)
+    if current is not None and not ctx.is_low(current):
+        return None
     found = [f"Recognised as {drug.name} ({drug_class.label}) by {partner.hit.how}"]
     if current is None:
         latest = ctx.record.latest("magnesium")
