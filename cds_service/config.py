@@ -35,9 +35,11 @@ TOP_LEVEL_KEYS = {
     "rules",
     "renal_function",
     "lab_lookbacks",
+    "level_checks",
     "metrics",
     "gating",
 }
+KNOWLEDGE_KEYS = ("rules", "renal_function", "lab_lookbacks", "level_checks", "gating")  # knowledge overrides
 ENV_OVERRIDES = {
     "CDS_SERVICE_DATA_DIR": "data_dir",
     "CDS_SERVICE_DATABASE_URL": "database_url",
@@ -177,7 +179,7 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         card_source_label=str(cards.get("source_label", "Magnesium product safety (mg-cds)")),
         card_source_url=_opt_str(cards, "source_url"),
         now=now,
-        knowledge_overrides={k: raw[k] for k in ("rules", "renal_function", "lab_lookbacks", "gating") if k in raw},
+        knowledge_overrides={k: raw[k] for k in KNOWLEDGE_KEYS if k in raw},
         public_base_url=_base_url(raw.get("public_base_url")),
         trusted_issuers=issuers,
         max_token_lifetime_seconds=_float(security, "security.max_token_lifetime_seconds", 3600, 10, 3600),

@@ -41,7 +41,8 @@ def test_evaluate_json_for_order_select(capsys):
     )  # no --order: the status=draft orders
     assert code == 0
     cards = json.loads(out)["cards"]
-    assert sorted(c["source"]["topic"]["code"] for c in cards) == ["monitoring-recheck", "renal-contraindicated"]
+    # monitoring-recheck yields to the renal card, which already says not to start
+    assert sorted(c["source"]["topic"]["code"] for c in cards) == ["renal-contraindicated"]
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,7 @@ def test_console_script_runs(tmp_path):
 # --- third-party Synthea bundles: a magnesium order injected, clock at 2021-04-01 ----------------------
 
 NOW = datetime(2021, 4, 1, tzinfo=UTC)
-CREATININE, WEIGHT, EGFR_MDRD = "38483-4", "29463-7", "33914-3"
+CREATININE, WEIGHT, HEIGHT, EGFR_MDRD = "38483-4", "29463-7", "8302-2", "33914-3"
 
 
 def _latest(resources, code, units=("mg/dL", "kg", "mL/min/{1.73_m2}")):
@@ -109,15 +110,20 @@ def expected_renal_rule(bundle) -> str | None:
     age = int(age_in_years(parse_datetime(patient["birthDate"]).date(), when.date()))
     female = patient["gender"] == "female"
     weight = _latest(resources, WEIGHT)
+    height = _latest(resources, HEIGHT, units=("cm",))
     egfr = _latest(resources, EGFR_MDRD)  # Synthea labels MDRD eGFR 'mL/min': not an eGFR unit, so unused
     newest = max(when, egfr[0]) if egfr else when
+    # Default policy: the lower of Cockcroft-Gault (adjusted body weight when BMI >= 30, Devine ideal
+    # weight + 0.4 x excess) and CKD-EPI 2021 computed from the same creatinine.
+    values = [ckd_epi_2021(age, scr, female)]
     if weight and weight[0] >= NOW - timedelta(days=365):
-        value = cockcroft_gault(age, weight[1], scr, female)
-    elif egfr and egfr[0] >= when - timedelta(days=1) and egfr[0] >= NOW - timedelta(days=365):
-        value = egfr[1]
-    else:
-        value = ckd_epi_2021(age, scr, female)
-    if value < 60 and newest < NOW - timedelta(days=90):
+        kg = weight[1]
+        if height and height[0] >= NOW - timedelta(days=365) and kg / (height[1] / 100) ** 2 >= 30:
+            ideal = (45.5 if female else 50.0) + 2.3 * (height[1] / 2.54 - 60)
+            kg = kg if kg <= ideal else ideal + 0.4 * (kg - ideal)
+        values.append(cockcroft_gault(age, kg, scr, female))
+    value = min(values)
+    if 30 <= value < 60 and newest < NOW - timedelta(days=90):
         return "renal-unknown"
     for limit, rule in ((20, "renal-contraindicated"), (30, "renal-severe"), (60, "renal-moderate")):
         if value < limit:

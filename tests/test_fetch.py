@@ -40,7 +40,7 @@ def test_partial_prefetch_is_merged_with_fetched_keys(make_app, fhir_server):
     app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
     response = app.test_client().post(URL, json=body)
     assert response.status_code == 200
-    assert rule_ids(response) == ["monitoring-recheck", "renal-contraindicated"]
+    assert rule_ids(response) == ["renal-contraindicated"]
     assert "256 umol/L" in json.dumps(response.get_json())
 
 
@@ -55,7 +55,7 @@ def test_open_server_without_token_only_when_configured(make_app, fhir_server):
         {"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True, "allow_without_token": True}]}}
     )
     response = open_.test_client().post(URL, json=body)
-    assert response.status_code == 200 and rule_ids(response) == ["mg-high", "monitoring-recheck"]
+    assert response.status_code == 200 and rule_ids(response) == ["mg-high"]
 
 
 class MisbehavingFhir(BaseHTTPRequestHandler):
@@ -187,7 +187,7 @@ def test_fhir_server_down(make_app):
     app = make_app({"fhir": {"servers": [{"base_url": down, "allow_http": True}]}})
     response = app.test_client().post(URL, json=body)
     assert response.status_code == 200
-    assert rule_ids(response) == ["monitoring-recheck"]  # no Mg level: no level card, and the gap is reported
+    assert rule_ids(response) == []  # no Mg level: no level card, and the gap is reported
     assert response.get_json()["extension"]["mg-cds.data-gaps"][0]["reason"].startswith("the FHIR server could not")
 
 
@@ -202,7 +202,7 @@ def test_prefetch_error_is_refetched_from_the_server(make_app, fhir_server):
     app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True, "allow_without_token": True}]}})
     response = app.test_client().post(URL, json=body)
     assert response.status_code == 200
-    assert rule_ids(response) == ["mg-high", "monitoring-recheck"] and "extension" not in response.get_json()
+    assert rule_ids(response) == ["mg-high"] and "extension" not in response.get_json()
 
 
 def test_fhir_server_must_be_allow_listed_for_the_callers_issuer(make_app):

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds_service.clinical.formulas import bedside_schwartz, ckd_epi_2021, cockcroft_gault
+from cds_service.clinical.formulas import (
+    bedside_schwartz,
+    body_mass_index,
+    ckd_epi_2021,
+    cockcroft_gault,
+    dosing_weight,
+    ideal_body_weight,
+)
 from cds_service.knowledge import load_knowledge
 from cds_service.record.units import to_canonical, ucum_unit
 
@@ -29,6 +36,36 @@ def test_ckd_epi_2021_worked_examples():
     assert ckd_epi_2021(50, 1.0, female=True) == pytest.approx(142 * (1 / 0.7) ** -1.2 * 0.9938**50 * 1.012)
     # male 40 y, SCr 0.7 (below kappa 0.9): the alpha branch applies
     assert ckd_epi_2021(40, 0.7, female=False) == pytest.approx(142 * (0.7 / 0.9) ** -0.302 * 0.9938**40)
+
+
+def test_adjusted_body_weight_worked_example():
+    # man, 175 cm (68.9 in), 109 kg: ideal 50 + 2.3 x 8.9 = 70.5 kg; BMI 35.6; adjusted 70.5 + 0.4 x 38.5 = 85.9
+    assert ideal_body_weight(175, female=False) == pytest.approx(50 + 2.3 * (175 / 2.54 - 60))
+    assert body_mass_index(109, 175) == pytest.approx(35.6, abs=0.05)
+    weight, which = dosing_weight(109, 175, female=False, obese_bmi=30, factor=0.4)
+    assert which == "adjusted" and weight == pytest.approx(85.9, abs=0.05)
+    assert round(cockcroft_gault(45, weight, 2.17, female=False)) == 52
+    assert round(cockcroft_gault(45, 109, 2.17, female=False)) == 66  # actual weight: the overestimate
+
+
+heights = st.floats(min_value=140, max_value=210)
+
+
+@given(st.floats(min_value=30, max_value=250), heights, st.booleans())
+def test_dosing_weight_lies_between_ideal_and_actual(weight, height, female):
+    used, which = dosing_weight(weight, height, female, obese_bmi=30, factor=0.4)
+    ideal = ideal_body_weight(height, female)
+    assert used <= weight + 1e-9
+    if which == "adjusted":
+        assert body_mass_index(weight, height) >= 30 and ideal < used < weight
+    else:
+        assert used == weight  # not obese, or lighter than ideal: actual weight
+
+
+@given(st.floats(min_value=30, max_value=250), st.floats(min_value=30, max_value=250), heights, st.booleans())
+def test_dosing_weight_never_falls_as_weight_rises(a, b, height, female):
+    low, high = sorted((a, b))
+    assert dosing_weight(low, height, female, 30, 0.4)[0] <= dosing_weight(high, height, female, 30, 0.4)[0] + 1e-9
 
 
 def test_bedside_schwartz_worked_example():

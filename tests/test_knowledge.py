@@ -95,10 +95,16 @@ def test_card_texts_fill_with_the_fields_rules_give():
         "due_by": "d2",
         "risk": "r",
         "last": "l",
+        "high": "8.4",
+        "wasting": "furosemide",
+        "recheck": "6 h",
     }
     for rule in load_knowledge().rules.values():
         for key, template in rule.text.items():
             assert "{" not in template.format(**fields), (rule.id, key)
+        for variant in rule.variants.values():
+            for key, template in variant.text.items():
+                assert "{" not in template.format(**fields), (rule.id, variant.name, key)
 
 
 def test_site_overrides_apply():

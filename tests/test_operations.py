@@ -52,7 +52,7 @@ def total_by(values: dict[tuple, float], *labels: str) -> Counter:
     return out
 
 
-def hook_request(name: str = "renal-contraindicated-cg", hook: str = "order-sign") -> dict:
+def hook_request(name: str = "dialysis-hypomag-iv", hook: str = "order-sign") -> dict:
     return load_json(SCENARIOS / name / f"request.{hook}.json")
 
 

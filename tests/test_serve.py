@@ -17,13 +17,13 @@ def test_serve_under_gunicorn_answers_discovery_hooks_and_feedback(tmp_path):
         services = requests.get(f"{base}/cds-services", timeout=5).json()["services"]
         assert {s["hook"] for s in services} == {"order-select", "order-sign"}
         for hook in ("order-select", "order-sign"):
-            body = load_json(SCENARIOS / "renal-contraindicated-cg" / f"request.{hook}.json")
+            body = load_json(SCENARIOS / "dialysis-hypomag-iv" / f"request.{hook}.json")
             response = requests.post(f"{base}/cds-services/{SERVICE}", json=body, timeout=10)
             assert response.status_code == 200
             cards = response.json()["cards"]
             assert sorted((c["source"]["topic"]["code"], c["indicator"]) for c in cards) == [
-                ("monitoring-recheck", "info"),
-                ("renal-contraindicated", "critical"),
+                ("mg-low", "info"),
+                ("renal-contraindicated", "warning"),
             ]
         card = next(c for c in cards if c["source"]["topic"]["code"] == "renal-contraindicated")
         feedback = {

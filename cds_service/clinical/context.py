@@ -13,6 +13,7 @@ from .findings import Finding, SuggestedAction
 from .matching import ProductMatch
 from .order_context import OrderContext
 from .renal_function import RenalAssessment
+from .treatment import TreatmentContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +39,25 @@ class RuleContext:
     magnesium: tuple[MagnesiumProduct, ...]  # in scope first, then drafts and active medications
     partners: tuple[PartnerDrug, ...]
     renal: RenalAssessment
+    treatment: TreatmentContext
 
     @property
     def magnesium_orders(self) -> tuple[tuple[MedicationEntry, ProductMatch], ...]:
         """The magnesium products among the orders in scope (the ones cards may speak about)."""
         return tuple((p.entry, p.match) for p in self.magnesium if p.in_scope)
+
+    def reading_of(self, order: MedicationEntry) -> OrderContext | None:
+        return next((p.reading for p in (*self.magnesium, *self.partners) if p.entry is order), None)
+
+    def level_check(self, order: MedicationEntry) -> tuple[str, timedelta]:
+        """How soon to check serum magnesium after this dose: hours for parenteral, days otherwise."""
+        reading = self.reading_of(order)
+        checks = self.knowledge.level_checks
+        if reading is not None and reading.route == "parenteral":
+            hours = checks["parenteral_hours"].value
+            return f"{hours:g} h", timedelta(hours=hours)
+        days = checks["enteral_days"].value
+        return f"{days:g} days", timedelta(days=days)
 
     def latest_magnesium(self, within_days: float | None = None) -> LabValue | None:
         lab = self.record.latest("magnesium", within_days)
@@ -74,34 +89,47 @@ class RuleContext:
         extra_suggestions: tuple[SuggestedAction, ...] = (),
         merge_key: str = "",
         spec_suggestions: bool = True,
+        variant: str | None = None,
         **fields: Any,
     ) -> Finding:
-        """A Finding with the rule's texts, sources and suggestions filled in for this order."""
+        """A Finding with the rule's texts, sources and suggestions filled in for this order.
+
+        A variant (renal rules in a treatment context) swaps the indicator, texts and suggestions but
+        keeps the rule id, so feedback, metrics and EHR override memory stay per rule."""
         spec = self.knowledge.rule(rule_id)
+        chosen = spec.variants[variant] if variant else None
+        texts = {**spec.text, **(chosen.text if chosen else {})}
+        summary = fit_name(texts[summary_key], order.name or recognised, **fields)
         drug = short_name(order.name or recognised)
-        summary = spec.text[summary_key].format(drug=drug, **fields)
         gaps = tuple(f"Not available: {g.topic} ({g.reason})" for g in self.record.gaps)
+        said = (f"Said as: {chosen.when}",) if chosen else ()
+        keys = chosen.suggestions if chosen else spec.suggestions
         return Finding(
             rule_id=rule_id,
-            indicator=indicator or spec.indicator,
+            indicator=(chosen.indicator if chosen else None) or indicator or spec.indicator,
             order=order,
             summary=summary,
-            found=(*found, f"Order: {drug} ({order.reference}); {recognised}", *gaps),
-            why=spec.text["why"],
-            action=spec.text["action"],
+            found=(*found, f"Order: {drug} ({order.reference}); {recognised}", *said, *gaps),
+            why=texts["why"],
+            action=texts["action"],
             evidence=spec.evidence,
-            sources=spec.sources,
-            suggestions=(*extra_suggestions, *(self.suggestions(spec, order, drug) if spec_suggestions else ())),
+            sources=tuple(dict.fromkeys((*spec.sources, *(chosen.sources if chosen else ())))),
+            suggestions=(*extra_suggestions, *(self.suggestions(spec, order, drug, keys) if spec_suggestions else ())),
             override_reasons=spec.override_reasons,
             partner=partner,
             merge_key=merge_key,
         )
 
-    def suggestions(self, spec: RuleSpec, order: MedicationEntry, drug: str) -> list[SuggestedAction]:
+    def suggestions(
+        self, spec: RuleSpec, order: MedicationEntry, drug: str, keys: tuple[str, ...] | None = None
+    ) -> list[SuggestedAction]:
         now = self.record.now
         out: list[SuggestedAction] = []
-        for key in spec.suggestions:
+        reading = self.reading_of(order)
+        for key in spec.suggestions if keys is None else keys:
             if key == "remove-order":
+                if reading is not None and reading.route == "parenteral" and self.treatment.low_magnesium:
+                    continue  # never suggest removing parenteral repletion while the level is low
                 out.append(
                     SuggestedAction(
                         "remove-order",
@@ -115,6 +143,10 @@ class RuleContext:
             elif key == "order-serum-magnesium-recheck":
                 due = now + timedelta(days=spec.value("recheck_after_days"))
                 out.append(_lab("magnesium", f"Order serum magnesium recheck due {due.date().isoformat()}", due))
+            elif key == "order-serum-magnesium-level-check":
+                shown, delay = self.level_check(order)
+                due = now + delay
+                out.append(_lab("magnesium", f"Order serum magnesium in {shown} ({_when(due, delay)})", due))
             elif key == "order-serum-creatinine":
                 out.append(_lab("creatinine", "Order serum creatinine", now))
             elif key in ("order-potassium-if-missing", "order-calcium-if-missing"):
@@ -147,6 +179,31 @@ def update_with_instruction(order: MedicationEntry, instruction: str, label: str
 
 def _lab(analyte: str, label: str, due: datetime) -> SuggestedAction:
     return SuggestedAction("order-lab", label, lab=analyte, due=due)
+
+
+def _when(due: datetime, delay: timedelta) -> str:
+    return f"due {due.date().isoformat()}" if delay >= timedelta(days=1) else f"due {due:%Y-%m-%d %H:%M} UTC"
+
+
+SUMMARY_LIMIT = 139
+
+
+NAME_FIELDS = ("partner_name", "mg", "other", "condition")  # names a summary may shorten; never its verdict
+
+
+def fit_name(template: str, name: str, **fields: Any) -> str:
+    """Fill a summary, shortening the names in it (never the key words) to keep it under 140 characters."""
+    names = {"drug": " ".join(name.split())}
+    names.update({k: " ".join(str(fields[k]).split()) for k in NAME_FIELDS if k in fields})
+    limits = dict.fromkeys(names, 48)
+    while True:
+        shortened = {k: short_name(v, limits[k]) for k, v in names.items()}
+        summary = template.format(**{**fields, **shortened})
+        over = len(summary) - SUMMARY_LIMIT
+        longest = max(names, key=lambda k: len(shortened[k]))
+        if over <= 0 or limits[longest] <= 12:
+            return summary
+        limits[longest] = max(12, len(shortened[longest]) - over)
 
 
 def short_name(name: str, limit: int = 48) -> str:

@@ -18,6 +18,7 @@ from .matching import MagnesiumMatcher
 from .order_context import OrderContext, read_order
 from .renal_function import assess_renal_function
 from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
+from .treatment import read_treatment
 
 RuleFamily = Callable[[RuleContext], list[Finding]]
 FAMILIES: tuple[RuleFamily, ...] = (
@@ -80,13 +81,23 @@ class RuleEngine:
             magnesium=tuple(magnesium),
             partners=tuple(partners),
             renal=assess_renal_function(record, self.knowledge),
+            treatment=read_treatment(record, self.knowledge, self.knowledge.rule("mg-low").value("lower_limit")),
         )
         findings: dict[tuple[str, str, str], Finding] = {}
         for family in FAMILIES:
             for finding in family(ctx):
                 if self.knowledge.enabled(finding.rule_id) and self._gated_in(finding, readings):
                     findings.setdefault(finding.key, _stamped(finding, readings))
-        return list(findings.values())
+        return _each_lab_once(self._without_repeats(list(findings.values())))
+
+    def _without_repeats(self, findings: list[Finding]) -> list[Finding]:
+        """Drop a card whose rule yields to another card on the same order (it would say the same thing)."""
+        fired = {(f.rule_id, f.order.reference) for f in findings}
+        return [
+            f
+            for f in findings
+            if not any((other, f.order.reference) in fired for other in self.knowledge.rule(f.rule_id).yields_to)
+        ]
 
     def _gated_in(self, finding: Finding, readings: dict[str, tuple[str, OrderContext]]) -> bool:
         """The rule's gating row admits how each of the card's orders was read."""
@@ -111,3 +122,23 @@ def _stamped(finding: Finding, readings: dict[str, tuple[str, OrderContext]]) ->
             name = short_name(entry.name or entry.reference, 40)
             lines.append(f"{label} ({name}) read as: {readings[entry.reference][1].shown()}")
     return replace(finding, found=(*finding.found, *lines))
+
+
+SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+
+
+def _each_lab_once(findings: list[Finding]) -> list[Finding]:
+    """The same lab is suggested once per response: the most urgent ask (most severe card, then the
+    earliest due date) keeps it; the other cards still say why, without a second order button."""
+    best: dict[str, tuple] = {}
+    for i, finding in enumerate(findings):
+        for j, suggestion in enumerate(finding.suggestions):
+            if suggestion.lab is not None:
+                rank = (SEVERITY.get(finding.indicator, 3), suggestion.due, i, j)
+                best[suggestion.lab] = min(best.get(suggestion.lab, rank), rank)
+    kept_at = {(rank[2], rank[3]) for rank in best.values()}
+    out = []
+    for i, finding in enumerate(findings):
+        kept = tuple(s for j, s in enumerate(finding.suggestions) if s.lab is None or (i, j) in kept_at)
+        out.append(finding if kept == finding.suggestions else replace(finding, suggestions=kept))
+    return out

@@ -1,7 +1,8 @@
 """Renal function formulas: pure arithmetic, each with its published constants.
 
 Cockcroft-Gault (Nephron 1976;16:31-41), CKD-EPI 2021 race-free (N Engl J Med 2021;385:1737-49),
-bedside Schwartz 2009 (ages 1-18). Creatinine in mg/dL throughout.
+bedside Schwartz 2009 (ages 1-18), Devine 1974 ideal body weight and the 0.4 adjusted body weight
+used with Cockcroft-Gault in obesity. Creatinine in mg/dL throughout.
 """
 
 from __future__ import annotations
@@ -33,3 +34,30 @@ def _require_positive(**values: float) -> None:
     for name, value in values.items():
         if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
+
+
+def body_mass_index(weight_kg: float, height_cm: float) -> float:
+    """kg/m2."""
+    _require_positive(weight_kg=weight_kg, height_cm=height_cm)
+    return weight_kg / (height_cm / 100.0) ** 2
+
+
+def ideal_body_weight(height_cm: float, female: bool) -> float:
+    """Devine 1974: 50 kg (men) or 45.5 kg (women) + 2.3 kg per inch over 5 feet (never below 0)."""
+    _require_positive(height_cm=height_cm)
+    inches_over_five_feet = height_cm / 2.54 - 60.0
+    return max(0.0, (45.5 if female else 50.0) + 2.3 * inches_over_five_feet)
+
+
+def dosing_weight(
+    weight_kg: float, height_cm: float, female: bool, obese_bmi: float, factor: float
+) -> tuple[float, str]:
+    """The weight for Cockcroft-Gault: adjusted (ideal + factor x excess) when BMI >= obese_bmi, actual
+    when lower than ideal or not obese. Returns the weight and which one it is."""
+    _require_positive(weight_kg=weight_kg, height_cm=height_cm)
+    if body_mass_index(weight_kg, height_cm) < obese_bmi:
+        return weight_kg, "actual"
+    ideal = ideal_body_weight(height_cm, female)
+    if weight_kg <= ideal:
+        return weight_kg, "actual"
+    return ideal + factor * (weight_kg - ideal), "adjusted"

@@ -1,9 +1,12 @@
 """Which renal function estimate to trust for this patient now, and why.
 
-Order of preference (clinical-rules.md): dialysis/ESRD on the problem list; Cockcroft-Gault from
-the latest creatinine, weight, age and sex; else a reported eGFR no older than that creatinine;
-else CKD-EPI 2021 computed; children 1-18 y: bedside Schwartz with height. Old labs are missing,
-never normal; an unknown unit is never guessed.
+From the latest creatinine: Cockcroft-Gault (adjusted body weight when BMI >= 30) and CKD-EPI 2021
+side by side, the tier from the more cautious (a site may pick one); a reported eGFR stands in for
+the computed one unless it disagrees with the same creatinine beyond a margin. Children 1-18 y:
+bedside Schwartz. Then the problem list: dialysis/ESRD (coded) counts as < 15 mL/min unless a current
+laboratory estimate >= 30 says otherwise; a coded CKD stage is a floor when no fresher laboratory
+estimate says better. Old labs are missing, never normal, except that an old estimate below 30 keeps
+its tier as "last known, recheck". An unknown unit is never guessed.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from ..knowledge.model import ConditionSet, Knowledge
+from ..knowledge.model import Knowledge
 from ..record.model import ConditionEntry, LabValue, PatientRecord
-from .formulas import bedside_schwartz, ckd_epi_2021, cockcroft_gault
+from .formulas import bedside_schwartz, body_mass_index, ckd_epi_2021, cockcroft_gault, dosing_weight
+from .problems import code_match, find_condition, how_found
+
+EGFR_UNIT = "mL/min/1.73 m²"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,40 +35,94 @@ class RenalAssessment:
     unit: str = "mL/min"
     method: str = ""
     short: str = ""
-    bound: str | None = None  # "at most" / "at least" when a lab reported < or >
+    bound: str | None = None  # "at most" / "at least" when a lab reported < or >, or a CKD stage floor
     found: tuple[str, ...] = ()
     dialysis: ConditionEntry | None = None
     unknown_reasons: tuple[str, ...] = ()
     rise: CreatinineRise | None = None
+    when: datetime | None = None  # date of the lab the estimate rests on
+    last_known: bool = False  # older than the impaired lookback but kept: "last known, recheck"
 
     @property
     def shown_value(self) -> str:
         prefix = {"at most": "≤", "at least": "≥"}.get(self.bound or "", "")
         return f"{prefix}{self.value:.0f}" if self.value is not None else "unknown"
 
-
-def find_condition(record: PatientRecord, condition_set: ConditionSet) -> ConditionEntry | None:
-    for condition in record.conditions:
-        if any((c.system, c.code) in condition_set.codes for c in condition.codings):
-            return condition
-        text = " ".join([condition.text, *(c.display or "" for c in condition.codings)]).lower()
-        if any(phrase in text for phrase in condition_set.phrases):
-            return condition
-    return None
+    @property
+    def line(self) -> str:
+        """'CrCl 27 mL/min (Cockcroft-Gault ..., 2026-11-10)' for the card."""
+        when = f", {self.when.date().isoformat()}" if self.when else ""
+        return f"{self.short} {self.shown_value} {self.unit} ({self.method}{when})"
 
 
 def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalAssessment:
     p = {name: param.value for name, param in knowledge.renal_function.items()}
-    dialysis = find_condition(record, knowledge.conditions["dialysis_or_esrd"])
+    reasons: list[str] = []
+    lab = _laboratory_estimate(record, knowledge, p, reasons)
+    dialysis_set = knowledge.conditions["dialysis_or_esrd"]
+    dialysis = find_condition(record, dialysis_set)
     if dialysis is not None:
-        label = dialysis.text or next((c.display for c in dialysis.codings if c.display), "dialysis / ESRD")
+        problem = f"Found on the {how_found(dialysis, dialysis_set)}"
+        # "Current" here is the impaired lookback: the problem list says impaired, so an older estimate
+        # cannot overrule it.
+        recent = record.now - timedelta(days=p["creatinine_lookback_impaired_days"])
+        current = lab is not None and not lab.last_known and lab.bound != "at most" and lab.when >= recent
+        if current and lab.value >= p["outranks_problem_list_at"]:
+            return replace(
+                lab,
+                found=(
+                    *lab.found,
+                    f"{problem}: not used, the current laboratory estimate "
+                    f"({lab.short} {lab.shown_value} {lab.unit}) outranks it",
+                ),
+                rise=detect_creatinine_rise(record, knowledge),
+            )
+        also = (f"Laboratory estimate: {lab.line}",) if lab is not None else ()
         return RenalAssessment(
             method="dialysis / ESRD on the problem list",
             short="Dialysis/ESRD",
             dialysis=dialysis,
-            found=(f"Problem list: {label} ({dialysis.reference}); counted as renal function < 15 mL/min",),
+            found=(f"{problem}; counted as renal function < 15 mL/min", *also),
         )
-    reasons: list[str] = []
+    lab = _with_stage_floor(record, knowledge, lab)
+    if lab is None:
+        return RenalAssessment(unknown_reasons=tuple(reasons))
+    return replace(lab, rise=detect_creatinine_rise(record, knowledge))
+
+
+def _with_stage_floor(
+    record: PatientRecord, knowledge: Knowledge, lab: RenalAssessment | None
+) -> RenalAssessment | None:
+    """A coded CKD stage caps the estimate unless a laboratory estimate newer than the entry says better."""
+    stages = knowledge.conditions["ckd_stage"]
+    stage = find_condition(record, stages)
+    key = code_match(stage, stages) if stage is not None else None
+    if stage is None or key is None:
+        return lab
+    at_most = stages.at_most[key]
+    found = f"Found on the {how_found(stage, stages)}"
+    if lab is not None:
+        fresher = not lab.last_known and (stage.recorded is None or (lab.when and lab.when > stage.recorded))
+        if fresher or (lab.value is not None and lab.value <= at_most and lab.bound != "at least"):
+            verdict = "is fresher and used" if fresher else "is no better than the stage and used"
+            return replace(lab, found=(*lab.found, f"{found}: the laboratory estimate {verdict}"))
+    return RenalAssessment(
+        value=at_most,
+        unit=EGFR_UNIT,
+        method="coded CKD stage on the problem list, used as a floor",
+        short="CKD stage: eGFR",
+        bound="at most",
+        found=(
+            f"{found}: eGFR at most {at_most:.0f} {EGFR_UNIT}",
+            *((f"Older laboratory estimate not used: {lab.line}",) if lab is not None else ()),
+        ),
+        when=stage.recorded,
+    )
+
+
+def _laboratory_estimate(
+    record: PatientRecord, knowledge: Knowledge, p: dict[str, float], reasons: list[str]
+) -> RenalAssessment | None:
     gap = record.gap("renal")
     if gap:
         reasons.append(f"creatinine/eGFR results could not be retrieved: {gap.reason}")
@@ -71,7 +131,6 @@ def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalA
         reasons.append(
             "patient demographics (age, sex) unavailable" + (f": {patient_gap.reason}" if patient_gap else "")
         )
-
     lookback = timedelta(days=p["creatinine_lookback_days"])
     creatinine = record.latest("creatinine")
     estimate: RenalAssessment | None = None
@@ -88,24 +147,24 @@ def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalA
             reasons.append(
                 f"no serum creatinine or eGFR on record in the last {p['creatinine_lookback_days']:.0f} days"
             )
-        return RenalAssessment(unknown_reasons=tuple(reasons))
-    newest_input = _newest_renal_lab_date(record)
+        return None
     impaired_lookback = timedelta(days=p["creatinine_lookback_impaired_days"])
-    if (
-        estimate.value is not None
-        and estimate.value < p["impaired_below"]
-        and newest_input is not None
-        and newest_input < record.now - impaired_lookback
-    ):
-        return RenalAssessment(
-            unknown_reasons=(
-                f"last estimate {estimate.short} {estimate.shown_value} {estimate.unit} "
-                f"({newest_input.date().isoformat()}) showed impaired function and is older than "
-                f"{p['creatinine_lookback_impaired_days']:.0f} days",
+    stale = estimate.when is not None and estimate.when < record.now - impaired_lookback
+    if stale and estimate.value is not None and estimate.value < p["impaired_below"]:
+        age = f"{estimate.when.date().isoformat()}, older than {p['creatinine_lookback_impaired_days']:.0f} days"
+        if estimate.value < p["stale_keeps_tier_below"] and estimate.bound != "at least":
+            return replace(
+                estimate,
+                last_known=True,
+                short=f"Last known {estimate.short}",
+                found=(*estimate.found, f"Last known estimate ({age}): its tier is kept; recheck creatinine"),
             )
+        reasons.append(
+            f"last estimate {estimate.short} {estimate.shown_value} {estimate.unit} ({age}) showed impaired "
+            "function and is too old to use"
         )
-    rise = detect_creatinine_rise(record, knowledge)
-    return replace(estimate, rise=rise)
+        return None
+    return estimate
 
 
 def _from_creatinine(
@@ -122,53 +181,110 @@ def _from_creatinine(
     bound = {"<": "at least", "<=": "at least", ">": "at most", ">=": "at most"}.get(scr.comparator or "")
     age_line = f"Age {int(age)} y at the creatinine date; sex {record.sex or 'not recorded'}"
     if exact_age < p["adult_age_years"]:
-        if exact_age < p["child_min_age_years"]:
-            reasons.append("under 1 year: no validated creatinine-based estimate")
-            return None
-        height = record.latest("height", p["height_lookback_days"])
-        if height is None or not height.usable or height.value <= 0:
-            reasons.append("child: body height needed for the bedside Schwartz estimate is missing or not current")
-            return None
-        value = bedside_schwartz(height.value, scr.value)
-        return RenalAssessment(
-            value=value,
-            unit="mL/min/1.73 m²",
-            method="bedside Schwartz eGFR (child)",
-            short="eGFR",
-            bound=bound,
-            found=(f"Creatinine {scr.shown()}", f"Height {height.shown()}", age_line),
-        )
+        return _child(record, scr, p, bound, age_line, reasons)
     if record.sex not in ("male", "female"):
         reasons.append("sex not recorded as male or female, which Cockcroft-Gault and CKD-EPI need")
         return None
     female = record.sex == "female"
-    weight = record.latest("weight", p["weight_lookback_days"])
-    if weight is not None and weight.usable and weight.value > 0:
-        value = cockcroft_gault(age, weight.value, scr.value, female)
-        return RenalAssessment(
-            value=value,
-            unit="mL/min",
-            method="Cockcroft-Gault creatinine clearance (actual body weight)",
-            short="CrCl",
-            bound=bound,
-            found=(f"Creatinine {scr.shown()}", f"Weight {weight.shown()}", age_line),
-        )
-    reported = _reported_egfr(record, knowledge, timedelta(days=p["creatinine_lookback_days"]), scr)
-    if reported is not None:
-        return reported
-    value = ckd_epi_2021(age, scr.value, female)
-    set_aside = tuple(
-        f"Reported eGFR {lab.shown()} not used: unit '{lab.original_unit}' is not an eGFR unit (mL/min/1.73 m²)"
-        for lab in record.series("egfr")[:1]
-        if not lab.usable
-    )
+    lines = [f"Creatinine {scr.shown()}", age_line]
+    crcl = _cockcroft_gault(record, scr, age, female, p, lines)
+    egfr = _egfr_for(record, knowledge, scr, age, female, p, lines)
+    chosen = _choose(crcl, egfr, knowledge.renal_estimate)
+    if crcl is not None and egfr is not None:
+        policy = {
+            "cautious": "the more cautious of the two",
+            "cockcroft-gault": "Cockcroft-Gault (site setting)",
+            "ckd-epi": "eGFR (site setting)",
+        }[knowledge.renal_estimate]
+        lines.append(f"Tier set by {policy}: {chosen[1]} {chosen[0]:.0f} {chosen[3]}")
+    value, short, method, unit = chosen
     return RenalAssessment(
-        value=value,
-        unit="mL/min/1.73 m²",
-        method="eGFR by CKD-EPI 2021, computed (no current weight)",
+        value=value, unit=unit, method=method, short=short, bound=bound, found=tuple(lines), when=scr.when
+    )
+
+
+Candidate = tuple[float, str, str, str]  # value, short name, method, unit
+
+
+def _choose(crcl: Candidate | None, egfr: Candidate | None, policy: str) -> Candidate:
+    options = [c for c in (crcl, egfr) if c is not None]
+    if policy == "cockcroft-gault" and crcl is not None:
+        return crcl
+    if policy == "ckd-epi" and egfr is not None:
+        return egfr
+    return min(options, key=lambda c: c[0])
+
+
+def _cockcroft_gault(
+    record: PatientRecord, scr: LabValue, age: float, female: bool, p: dict[str, float], lines: list[str]
+) -> Candidate | None:
+    weight = record.latest("weight", p["weight_lookback_days"])
+    if weight is None or not weight.usable or weight.value <= 0:
+        lines.append("Cockcroft-Gault not computable: no current body weight")
+        return None
+    height = record.latest("height", p["height_lookback_days"])
+    if height is not None and height.usable and height.value > 0:
+        used, which = dosing_weight(weight.value, height.value, female, p["obese_bmi"], p["adjusted_weight_factor"])
+        bmi = body_mass_index(weight.value, height.value)
+        how = f"{which} body weight {used:.0f} kg; BMI {bmi:.0f}"
+        lines.append(f"Weight {weight.shown()}; height {height.shown()}")
+    else:
+        used, how = weight.value, "actual body weight; no height, so BMI unknown"
+        lines.append(f"Weight {weight.shown()}")
+    value = cockcroft_gault(age, used, scr.value, female)
+    lines.append(f"Cockcroft-Gault CrCl **{value:.0f} mL/min** ({how})")
+    return value, "CrCl", f"Cockcroft-Gault creatinine clearance, {how.split(';')[0]}", "mL/min"
+
+
+def _egfr_for(
+    record: PatientRecord,
+    knowledge: Knowledge,
+    scr: LabValue,
+    age: float,
+    female: bool,
+    p: dict[str, float],
+    lines: list[str],
+) -> Candidate:
+    """CKD-EPI 2021 computed; the lab's own eGFR from the same creatinine stands in when it agrees."""
+    computed = ckd_epi_2021(age, scr.value, female)
+    reported = _reported_egfr(record, knowledge, timedelta(days=p["creatinine_lookback_days"]), scr)
+    for lab in record.series("egfr")[:1]:
+        if not lab.usable:
+            lines.append(
+                f"Reported eGFR {lab.shown()} not used: unit '{lab.original_unit}' is not an eGFR unit (mL/min/1.73 m²)"
+            )
+    if reported is not None and reported.value is not None:
+        margin = p["egfr_disagreement_margin"]
+        if reported.bound is None and abs(reported.value - computed) > margin * computed:
+            lines.append(
+                f"Reported {reported.found[0]} set aside: CKD-EPI 2021 from the same creatinine gives "
+                f"{computed:.0f}, more than {margin:.0%} apart"
+            )
+        elif reported.bound is None:
+            lines.append(f"{reported.found[0]}; CKD-EPI 2021 computed {computed:.0f} {EGFR_UNIT}")
+            return reported.value, "eGFR", reported.method, EGFR_UNIT
+    lines.append(f"CKD-EPI 2021 eGFR **{computed:.0f} {EGFR_UNIT}** (computed)")
+    return computed, "eGFR", "CKD-EPI 2021, computed", EGFR_UNIT
+
+
+def _child(
+    record: PatientRecord, scr: LabValue, p: dict[str, float], bound: str | None, age_line: str, reasons: list[str]
+) -> RenalAssessment | None:
+    if record.age_at(scr.when) < p["child_min_age_years"]:
+        reasons.append("under 1 year: no validated creatinine-based estimate")
+        return None
+    height = record.latest("height", p["height_lookback_days"])
+    if height is None or not height.usable or height.value <= 0:
+        reasons.append("child: body height needed for the bedside Schwartz estimate is missing or not current")
+        return None
+    return RenalAssessment(
+        value=bedside_schwartz(height.value, scr.value),
+        unit=EGFR_UNIT,
+        method="bedside Schwartz eGFR (child)",
         short="eGFR",
         bound=bound,
-        found=(f"Creatinine {scr.shown()}", age_line, *set_aside),
+        found=(f"Creatinine {scr.shown()}", f"Height {height.shown()}", age_line),
+        when=scr.when,
     )
 
 
@@ -189,11 +305,12 @@ def _reported_egfr(
     bound = {"<": "at most", "<=": "at most", ">": "at least", ">=": "at least"}.get(chosen.comparator or "")
     return RenalAssessment(
         value=chosen.value,
-        unit="mL/min/1.73 m²",
+        unit=EGFR_UNIT,
         method=f"eGFR reported by the lab ({method})",
         short="eGFR",
         bound=bound,
         found=(f"eGFR {chosen.shown()} (LOINC {chosen.code})",),
+        when=chosen.when,
     )
 
 
@@ -222,8 +339,3 @@ def detect_creatinine_rise(record: PatientRecord, knowledge: Knowledge) -> Creat
             if best is None or delta > best.latest.value - best.earlier.value:
                 best = CreatinineRise(earlier, latest, text)
     return best
-
-
-def _newest_renal_lab_date(record: PatientRecord) -> datetime | None:
-    dates = [lab.when for analyte in ("creatinine", "egfr") for lab in record.series(analyte)[:1]]
-    return max(dates) if dates else None

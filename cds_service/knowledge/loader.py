@@ -25,6 +25,7 @@ from .model import (
     OrderVocabulary,
     Parameter,
     RuleSpec,
+    RuleVariant,
     Salt,
     Source,
 )
@@ -84,9 +85,15 @@ def _gating_overrides(table: dict[str, Any], changes: Mapping[str, Any]) -> dict
 def apply_overrides(rules_table: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of rules.yaml with site overrides merged in; unknown keys are errors."""
     merged = copy.deepcopy(rules_table)
-    for section in ("renal_function", "lab_lookbacks"):
+    for section in ("renal_function", "lab_lookbacks", "level_checks"):
         for name, value in (overrides.get(section) or {}).items():
             where = f"config: {section}.{name}"
+            if section == "renal_function" and name == "estimate":
+                choices = merged["renal_estimate"]["choices"]
+                if value not in choices:
+                    raise KnowledgeError(f"{where}: must be one of {', '.join(choices)}")
+                merged["renal_estimate"]["value"] = value
+                continue
             if name not in merged[section]:
                 raise KnowledgeError(f"{where}: unknown parameter (known: {', '.join(sorted(merged[section]))})")
             merged[section][name]["value"] = _number(value, where)
@@ -126,6 +133,8 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
     override_reasons = {str(k): str(v) for k, v in rules_table["override_reasons"]["codes"].items()}
     rules = {rid: _rule(rid, row, sources, override_reasons) for rid, row in rules_table["rules"].items()}
     renal_function = _parameters("rules.yaml: renal_function", rules_table["renal_function"], sources)
+    renal_estimate = _renal_estimate(rules_table.get("renal_estimate") or {}, sources)
+    level_checks = _parameters("rules.yaml: level_checks", rules_table["level_checks"], sources)
     lab_lookbacks = _parameters("rules.yaml: lab_lookbacks", rules_table["lab_lookbacks"], sources)
     knowledge = Knowledge(
         sources=sources,
@@ -135,6 +144,8 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         magnesium=_magnesium(tables["magnesium.yaml"], sources),
         conditions=_conditions(tables["conditions.yaml"], sources),
         renal_function=renal_function,
+        renal_estimate=renal_estimate,
+        level_checks=level_checks,
         lab_lookbacks=lab_lookbacks,
         override_reason_system=str(rules_table["override_reasons"]["system"]),
         override_reasons=override_reasons,
@@ -145,6 +156,10 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         lab_retention_days=_retention_days([*renal_function.values(), *lab_lookbacks.values()], rules),
     )
     _check_renal_tiers(knowledge)
+    for rule in rules.values():
+        unknown = [r for r in rule.yields_to if r not in rules]
+        if unknown:
+            raise KnowledgeError(f"rules.yaml: rules.{rule.id}.yields_to: unknown rule id '{unknown[0]}'")
     return knowledge
 
 
@@ -246,12 +261,37 @@ def _magnesium(table: Mapping[str, Any], sources: Mapping[str, Source]) -> Magne
     )
 
 
+def _renal_estimate(row: Mapping[str, Any], sources: Mapping[str, Source]) -> str:
+    where = "rules.yaml: renal_estimate"
+    _cited(f"{where}.source", row.get("source"), sources)
+    if row.get("value") not in (row.get("choices") or ()):
+        raise KnowledgeError(f"{where}.value: must be one of its choices")
+    return str(row["value"])
+
+
 def _conditions(table: Mapping[str, Any], sources: Mapping[str, Source]) -> dict[str, ConditionSet]:
     out = {}
+    coded_systems = frozenset(str(s) for s in table.get("coded_systems") or ())
+    not_when = tuple(str(w).lower() for w in table.get("not_when") or ())
     for name, row in table["conditions"].items():
-        _cited(f"conditions.yaml: {name}.source", row.get("source"), sources)
+        where = f"conditions.yaml: {name}"
+        _cited(f"{where}.source", row.get("source"), sources)
         codes = frozenset((c["system"], str(c["code"])) for c in row["codes"])
-        out[name] = ConditionSet(name, row["label"], codes, tuple(p.lower() for p in row["phrases"]))
+        at_most = {
+            (c["system"], str(c["code"])): _number(c["at_most"], f"{where}.codes.{c['code']}.at_most")
+            for c in row["codes"]
+            if "at_most" in c
+        }
+        out[name] = ConditionSet(
+            name,
+            row["label"],
+            codes,
+            tuple(p.lower() for p in row.get("phrases") or ()),
+            icd10_prefixes=tuple(str(p) for p in row.get("icd10_prefixes") or ()),
+            at_most=at_most,
+            coded_systems=coded_systems,
+            not_when=not_when,
+        )
     return out
 
 
@@ -280,6 +320,29 @@ def _rule(rule_id: str, row: Mapping[str, Any], sources: Mapping[str, Source], r
         override_reasons=tuple(row.get("override_reasons") or ()),
         enabled=bool(row.get("enabled", True)),
         escalated_indicator=_escalated(where, row),
+        variants={
+            name: _variant(f"{where}.variants.{name}", name, v, sources)
+            for name, v in (row.get("variants") or {}).items()
+        },
+        yields_to=tuple(str(r) for r in row.get("yields_to") or ()),
+    )
+
+
+VARIANT_TEXT_KEYS = ("summary", "summary_dialysis", "why", "action")
+
+
+def _variant(where: str, name: str, row: Any, sources: Mapping[str, Source]) -> RuleVariant:
+    if not isinstance(row, Mapping) or not row.get("summary") or not row.get("when"):
+        raise KnowledgeError(f"{where}: needs 'when' and 'summary'")
+    if row.get("indicator") not in INDICATORS:
+        raise KnowledgeError(f"{where}.indicator: must be one of {sorted(INDICATORS)}")
+    return RuleVariant(
+        name=name,
+        when=str(row["when"]),
+        indicator=row["indicator"],
+        text={k: " ".join(str(row[k]).split()) for k in VARIANT_TEXT_KEYS if row.get(k)},
+        suggestions=tuple(row.get("suggestions") or ()),
+        sources=_cited(f"{where}.source", row.get("source"), sources),
     )
 
 

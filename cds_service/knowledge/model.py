@@ -28,6 +28,18 @@ class Parameter:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleVariant:
+    """The same rule said differently for a treatment context (its id, and so its feedback, stays)."""
+
+    name: str
+    when: str
+    indicator: str
+    text: Mapping[str, str]  # replaces the rule's texts of the same key
+    suggestions: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSpec:
     id: str
     title: str
@@ -40,6 +52,8 @@ class RuleSpec:
     override_reasons: tuple[str, ...]
     enabled: bool = True
     escalated_indicator: str | None = None
+    variants: Mapping[str, RuleVariant] = field(default_factory=dict)
+    yields_to: tuple[str, ...] = ()  # rules whose card on the same order already says what this one would
 
     def value(self, name: str) -> float:
         return self.parameters[name].value
@@ -69,6 +83,10 @@ class ConditionSet:
     label: str
     codes: frozenset[tuple[str, str]]
     phrases: tuple[str, ...]
+    icd10_prefixes: tuple[str, ...] = ()
+    at_most: Mapping[tuple[str, str], float] = field(default_factory=dict)  # CKD stage: top of its GFR category
+    coded_systems: frozenset[str] = frozenset()  # a Condition coded in one of these is judged by code alone
+    not_when: tuple[str, ...] = ()  # words that make a free-text problem past or replaced ("history of")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +169,8 @@ class Knowledge:
     magnesium: MagnesiumTables
     conditions: Mapping[str, ConditionSet]
     renal_function: Mapping[str, Parameter]
+    renal_estimate: str  # cautious | cockcroft-gault | ckd-epi: which estimate sets the renal tier
+    level_checks: Mapping[str, Parameter]
     lab_lookbacks: Mapping[str, Parameter]
     override_reason_system: str
     override_reasons: Mapping[str, str]

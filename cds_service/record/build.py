@@ -8,7 +8,7 @@ from typing import Any
 
 from ..knowledge.model import Knowledge
 from ..protocol.request import HookRequest
-from .dates import parse_date
+from .dates import parse_date, parse_datetime
 from .labs import lab_series
 from .medications import codings_of, concept_text, parse_medication
 from .model import ConditionEntry, DataGap, MedicationEntry, PatientRecord
@@ -111,6 +111,7 @@ def _condition(condition: Mapping[str, Any]) -> ConditionEntry | None:
         reference=f"Condition/{condition.get('id') or '(no id)'}",
         codings=codings_of(condition.get("code")),
         text=concept_text(condition.get("code")),
+        recorded=parse_datetime(condition.get("recordedDate")) or parse_datetime(condition.get("onsetDateTime")),
     )
 
 

@@ -76,6 +76,11 @@ class ConditionEntry:
     reference: str
     codings: tuple[Coding, ...]
     text: str
+    recorded: datetime | None = None  # recordedDate, else onsetDateTime: how fresh the problem-list entry is
+
+    @property
+    def label(self) -> str:
+        return self.text or next((c.display for c in self.codings if c.display), "") or self.reference
 
 
 @dataclass(frozen=True, slots=True)

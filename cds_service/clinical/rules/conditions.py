@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from ..context import RuleContext, recognised_as
 from ..findings import Finding
-from ..renal_function import find_condition
+from ..problems import find_condition, how_found
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
     condition = find_condition(ctx.record, ctx.knowledge.conditions["myasthenia_gravis"])
     if condition is None:
         return []
-    label = condition.text or next((c.display for c in condition.codings if c.display), "Myasthenia gravis")
+    label = condition.label
     return [
         ctx.finding(
             "myasthenia-gravis",
             order,
             recognised_as(match),
-            found=(f"Problem list: {label} ({condition.reference})",),
+            found=(f"Found on the {how_found(condition, ctx.knowledge.conditions['myasthenia_gravis'])}",),
             condition=label[:40],
         )
         for order, match in ctx.magnesium_orders

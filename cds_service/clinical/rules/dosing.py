@@ -33,6 +33,8 @@ def _above_upper_limit(ctx: RuleContext) -> list[Finding]:
     for product in ctx.magnesium:
         if not product.in_scope:
             continue
+        if ctx.treatment.preeclampsia is not None and "magnesium sulfate" in product.match.salts:
+            continue  # a treatment dose for seizure prophylaxis: the supplement upper limit does not apply
         dose = daily_elemental_mg(product.entry, product.match, ctx.knowledge.magnesium)
         if limit is None or not dose.known or dose.mg_per_day <= limit:
             continue
@@ -64,18 +66,30 @@ def _duplicates(ctx: RuleContext) -> list[Finding]:
             continue
         for other in ctx.magnesium:
             pair = frozenset((product.entry.reference, other.entry.reference))
-            if other is product or len(pair) < 2 or pair in seen_pairs or same_product(product, other):
+            if other is product or len(pair) < 2 or pair in seen_pairs:
+                continue
+            if same_product(product, other) or one_plan(product, other):
                 continue
             seen_pairs.add(pair)
             findings.append(_duplicate(ctx, product, other))
     return findings
 
 
+def one_plan(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
+    """A parenteral dose beside an enteral one is a repletion plan (IV load, oral follow-on), not a duplicate."""
+    return {a.reading.route, b.reading.route} == {"parenteral", "enteral"}
+
+
 def same_product(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
-    """A renewal of what the patient already takes (same name, or priorPrescription) is not a duplicate."""
+    """A renewal of what the patient already takes (same RxNorm product, same name, or priorPrescription)
+    is a continuation, not a duplicate."""
     prior = a.entry.resource.get("priorPrescription")
     prior = prior.get("reference") if isinstance(prior, dict) else None
     if prior and prior == b.entry.reference:
+        return True
+    rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
+    codes_a = {c.code for c in a.entry.codings if c.system == rxnorm and c.code}
+    if codes_a & {c.code for c in b.entry.codings if c.system == rxnorm and c.code}:
         return True
     return bool(a.entry.name) and " ".join(a.entry.name.lower().split()) == " ".join(b.entry.name.lower().split())
 

@@ -1,9 +1,16 @@
-"""mg-high and mg-low: the latest serum magnesium within its lookback, the lab's own range first."""
+"""mg-high and mg-low: the latest serum magnesium within its lookback, the lab's own range first.
+
+Magnesium sulfate in pre-eclampsia is judged against its therapeutic range (ACOG), not the normal one.
+A low level is a card only where it asks for something: potassium and calcium not on record, a
+magnesium-wasting drug to review, or a laxative dose that does not replete.
+"""
 
 from __future__ import annotations
 
-from ..context import RuleContext, recognised_as
+from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
+
+SULFATE = "magnesium sulfate"
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -11,20 +18,68 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
     mg = ctx.record.latest("magnesium", lookback)
     if mg is None or not mg.usable or mg.value <= 0:  # 0 or less is a lab error, not hypomagnesaemia
         return []
+    findings = []
+    for product in ctx.magnesium:
+        if product.in_scope:
+            finding = _judge(ctx, product, mg)
+            if finding is not None:
+                findings.append(finding)
+    return findings
+
+
+def _judge(ctx: RuleContext, product: MagnesiumProduct, mg) -> Finding | None:
+    spec = ctx.knowledge.rule("mg-high")
     limit_source = (
         "the lab's reference range" if mg.ref_high is not None or mg.ref_low is not None else "the service default"
     )
-    is_high, is_low = ctx.is_high(mg), ctx.is_low(mg)
-    if not (is_high or is_low):
-        return []
-    rule_id = "mg-high" if is_high else "mg-low"
-    limit = ctx.high_limit(mg) if is_high else ctx.low_limit(mg)
     shown_value = f"{mg.comparator or ''}{mg.value:.2g}" if mg.value < 10 else f"{mg.value:.0f}"
-    found = (
-        f"Serum magnesium **{mg.shown()}** = {mg.value:.2f} mg/dL",
-        f"{'Upper' if is_high else 'Lower'} limit {limit:.2f} mg/dL from {limit_source}",
+    measured = f"Serum magnesium **{mg.shown()}** = {mg.value:.2f} mg/dL"
+    order, match = product.entry, product.match
+    if ctx.treatment.preeclampsia is not None and SULFATE in match.salts:
+        low, high = spec.value("preeclampsia_low"), spec.value("preeclampsia_high")
+        if mg.value <= high or mg.comparator in ("<", "<="):
+            return None  # within (or below) the seizure-prophylaxis range: more magnesium sulfate is the plan
+        found = (measured, f"Therapeutic range in pre-eclampsia {low:g}-{high:g} mg/dL (ACOG)", *ctx.treatment.found)
+        return ctx.finding(
+            "mg-high",
+            order,
+            recognised_as(match),
+            found=found,
+            summary_key="summary_preeclampsia",
+            value=shown_value,
+            unit="mg/dL",
+            high=f"{high:g}",
+        )
+    if ctx.is_high(mg):
+        found = (measured, f"Upper limit {ctx.high_limit(mg):.2f} mg/dL from {limit_source}")
+        return ctx.finding("mg-high", order, recognised_as(match), found=found, value=shown_value, unit="mg/dL")
+    if not ctx.is_low(mg):
+        return None
+    found = (measured, f"Lower limit {ctx.low_limit(mg):.2f} mg/dL from {limit_source}")
+    return _low(ctx, product, mg, shown_value, found)
+
+
+def _low(ctx: RuleContext, product: MagnesiumProduct, mg, shown_value: str, found: tuple[str, ...]) -> Finding | None:
+    spec = ctx.knowledge.rule("mg-low")
+    order, match = product.entry, product.match
+    missing = [s for s in ctx.suggestions(spec, order, "") if s.lab]
+    wasting = sorted({p.hit.drug.name for p in ctx.partners if p.hit.drug_class.kind == "depletion"})
+    laxative = product.reading.use in ("one-time", "as-needed") and product.reading.route in ("enteral", "rectal")
+    if wasting:
+        key, extra = "summary_wasting", f"Magnesium-wasting drug ordered or taken: {', '.join(wasting)}"
+    elif laxative:
+        key, extra = "summary_laxative", "This order is a one-time or as-needed dose: it does not replete magnesium"
+    elif missing:
+        key, extra = "summary", None
+    else:
+        return None  # the level only agrees with the order: no card
+    return ctx.finding(
+        "mg-low",
+        order,
+        recognised_as(match),
+        found=(*found, *((extra,) if extra else ())),
+        summary_key=key,
+        value=shown_value,
+        unit="mg/dL",
+        wasting=", ".join(wasting)[:40],
     )
-    return [
-        ctx.finding(rule_id, order, recognised_as(match), found=found, value=shown_value, unit="mg/dL")
-        for order, match in ctx.magnesium_orders
-    ]

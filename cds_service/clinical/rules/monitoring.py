@@ -7,6 +7,7 @@ from datetime import timedelta
 from ..context import RuleContext, recognised_as
 from ..dose import daily_elemental_mg
 from ..findings import Finding
+from .dosing import upper_limit
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -21,25 +22,9 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
     return findings
 
 
-def _recheck(ctx: RuleContext, order, match) -> Finding:
-    spec = ctx.knowledge.rule("monitoring-recheck")
-    now = ctx.record.now
-    due_from = now + timedelta(days=spec.value("recheck_after_days"))
-    due_by = now + timedelta(days=spec.value("recheck_by_days"))
-    dose = daily_elemental_mg(order, match, ctx.knowledge.magnesium)
-    found = ("No active magnesium product: this is a new start", f"Daily elemental magnesium: {dose.how}")
-    return ctx.finding(
-        "monitoring-recheck",
-        order,
-        recognised_as(match),
-        found=found,
-        due_from=due_from.date().isoformat(),
-        due_by=due_by.date().isoformat(),
-    )
-
-
-def _overdue(ctx: RuleContext, order, match) -> Finding | None:
-    spec = ctx.knowledge.rule("monitoring-overdue")
+def risks_of(ctx: RuleContext, order, match, *, age_and_dose: bool = True) -> list[str]:
+    """Why this patient needs magnesium followed: renal function < 60, a wasting drug, and for a new
+    start also age and a dose above the upper limit (the catalogue's "at risk")."""
     risks = []
     renal = ctx.renal
     impaired_below = ctx.knowledge.renal_function["impaired_below"].value
@@ -55,6 +40,43 @@ def _overdue(ctx: RuleContext, order, match) -> Finding | None:
     )
     if wasting:
         risks.append(f"a magnesium-wasting drug ({', '.join(wasting)})")
+    if not age_and_dose:
+        return risks
+    age = ctx.record.age_at(ctx.record.now)
+    if age is not None and age >= ctx.knowledge.rule("monitoring-recheck").value("at_risk_age"):
+        risks.append(f"age {int(age)}")
+    dose = daily_elemental_mg(order, match, ctx.knowledge.magnesium)
+    limit = upper_limit(ctx, age) if age is not None else None
+    if dose.known and limit is not None and dose.mg_per_day > limit:
+        risks.append(f"{dose.mg_per_day:.0f} mg/day, above the upper limit")
+    return risks
+
+
+def _recheck(ctx: RuleContext, order, match) -> Finding | None:
+    spec = ctx.knowledge.rule("monitoring-recheck")
+    risks = risks_of(ctx, order, match)
+    if not risks and not spec.value("every_start"):
+        return None
+    now = ctx.record.now
+    due_from = now + timedelta(days=spec.value("recheck_after_days"))
+    due_by = now + timedelta(days=spec.value("recheck_by_days"))
+    dose = daily_elemental_mg(order, match, ctx.knowledge.magnesium)
+    why = f"At risk: {', '.join(risks)}" if risks else "Recheck after every start (site setting)"
+    found = ("No active magnesium product: this is a new start", why, f"Daily elemental magnesium: {dose.how}")
+    return ctx.finding(
+        "monitoring-recheck",
+        order,
+        recognised_as(match),
+        found=found,
+        due_from=due_from.date().isoformat(),
+        due_by=due_by.date().isoformat(),
+        risk=risks[0].split(" (")[0] if risks else "new start",
+    )
+
+
+def _overdue(ctx: RuleContext, order, match) -> Finding | None:
+    spec = ctx.knowledge.rule("monitoring-overdue")
+    risks = risks_of(ctx, order, match, age_and_dose=False)
     if not risks:
         return None
     interval = spec.value("interval_days")

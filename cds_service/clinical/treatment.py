@@ -1,0 +1,46 @@
+"""What the patient is being treated for, read once per request: it changes what a card should say.
+
+Renal rules on a patient with documented hypomagnesaemia say "reduce the dose and check the level"
+instead of "remove"; magnesium sulfate in pre-eclampsia is judged against its therapeutic range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..knowledge.model import Knowledge
+from ..record.model import ConditionEntry, LabValue, PatientRecord
+from .problems import find_condition, how_found
+
+
+@dataclass(frozen=True, slots=True)
+class TreatmentContext:
+    low_magnesium: LabValue | None  # the latest usable level in the lookback, when it is low
+    hypomagnesaemia: ConditionEntry | None  # on the problem list
+    preeclampsia: ConditionEntry | None
+    found: tuple[str, ...] = ()
+
+    @property
+    def treating_low(self) -> bool:
+        """Documented hypomagnesaemia: a low level in the lookback, or the coded condition."""
+        return self.low_magnesium is not None or self.hypomagnesaemia is not None
+
+
+def read_treatment(record: PatientRecord, knowledge: Knowledge, low_limit: float) -> TreatmentContext:
+    lookback = knowledge.lab_lookbacks["magnesium_days"].value
+    latest = record.latest("magnesium", lookback)
+    low = None
+    if latest is not None and latest.usable and latest.value > 0 and latest.comparator not in (">", ">="):
+        limit = latest.ref_low if latest.ref_low is not None else low_limit
+        low = latest if latest.value < limit else None
+    hypo_set, pre_set = knowledge.conditions["hypomagnesaemia"], knowledge.conditions["preeclampsia"]
+    hypo = find_condition(record, hypo_set)
+    pre = find_condition(record, pre_set)
+    found = []
+    if low is not None:
+        found.append(f"Documented hypomagnesaemia: serum magnesium {low.shown()}")
+    elif hypo is not None:
+        found.append(f"Documented hypomagnesaemia: found on the {how_found(hypo, hypo_set)}")
+    if pre is not None:
+        found.append(f"Pre-eclampsia/eclampsia: found on the {how_found(pre, pre_set)}")
+    return TreatmentContext(low, hypo, pre, tuple(found))
