@@ -98,3 +98,32 @@ def test_the_gating_table_decides_and_a_site_can_widen_it(make_app):
 def test_a_bad_gating_override_stops_the_start_naming_the_key(gating, names):
     with pytest.raises(ConfigError, match=names):
         settings_from_mapping({"gating": gating})
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "setting"),
+    [
+        ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "IMP", "inpatient"),
+        ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "EMER", "inpatient"),
+        ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "AMB", "outpatient"),
+        ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "XYZ", "unknown"),
+        ("http://example.org/local-classes", "IMP", "unknown"),  # a local code system is not guessed
+    ],
+)
+def test_encounter_class_gives_the_setting_when_the_order_has_none(system, code, setting):
+    from cds_service.clinical.order_context import encounter_setting
+    from cds_service.record.model import Coding
+
+    assert encounter_setting(Coding(system, code), VOCABULARY) == setting
+    resource = {
+        "resourceType": "MedicationRequest",
+        "id": "x",
+        "status": "draft",
+        "medicationCodeableConcept": {"text": "Magnesium sulfate 2 g injection"},
+    }
+    read = read_order(
+        parse_medication(resource, "draft", {}), VOCABULARY, encounter_setting(Coding(system, code), VOCABULARY)
+    )
+    assert read.setting == setting
+    categorised = reading("Magnesium sulfate 2 g injection", category="outpatient")
+    assert categorised.setting == "outpatient" and categorised.setting_how == "order category"  # the order wins

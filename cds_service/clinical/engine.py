@@ -15,7 +15,7 @@ from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
 from .drugs import DrugMatcher
 from .findings import Finding
 from .matching import MagnesiumMatcher
-from .order_context import OrderContext, read_order
+from .order_context import OrderContext, encounter_setting, read_order
 from .renal_function import assess_renal_function
 from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
 from .treatment import read_treatment
@@ -57,6 +57,7 @@ class RuleEngine:
         magnesium: list[MagnesiumProduct] = []
         partners: list[PartnerDrug] = []
         readings: dict[str, tuple[str, OrderContext]] = {}
+        encounter = encounter_setting(record.encounter_class, self.vocabulary)
         entries = [(e, True) for e in record.orders_in_scope]
         entries += [(e, False) for e in (*record.other_drafts, *record.active_medications)]
         for entry, in_scope in entries:
@@ -65,7 +66,7 @@ class RuleEngine:
             if match is None and hit is None:
                 continue
             side = "magnesium" if match is not None else "partner"
-            reading = read_order(entry, self.vocabulary)
+            reading = read_order(entry, self.vocabulary, encounter)
             if reading.route not in self.judged_routes[side]:
                 continue
             readings[entry.reference] = (side, reading)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from ..jsonutil import items
 from ..knowledge.model import OrderVocabulary
 from ..record.dates import parse_datetime
-from ..record.model import MedicationEntry
+from ..record.model import Coding, MedicationEntry
 from .dose import PERIOD_PER_DAY
 from .dose import is_num as _num
 from .matching import words_of
@@ -40,18 +40,22 @@ class OrderContext:
     use: Use
     use_how: str
     setting: Setting
+    setting_how: str = ""
 
     def shown(self) -> str:
-        """'enteral (route Oral route), scheduled long-term (no end stated), outpatient', for the card."""
-        setting = "" if self.setting == "unknown" else f", {self.setting}"
+        """'enteral (route Oral route), scheduled long-term (no end stated), outpatient (order category)'."""
+        setting = "" if self.setting == "unknown" else f", {self.setting} ({self.setting_how})"
         return f"{ROUTE_LABEL[self.route]} ({self.route_how}), {USE_LABEL[self.use]} ({self.use_how}){setting}"
 
 
-def read_order(entry: MedicationEntry, vocabulary: OrderVocabulary) -> OrderContext:
-    setting = _setting(entry.resource, vocabulary)
+def read_order(entry: MedicationEntry, vocabulary: OrderVocabulary, encounter: Setting = "unknown") -> OrderContext:
+    """`encounter` is the setting read from the hook's encounter class: used when the order has no category."""
+    setting, setting_how = _setting(entry.resource, vocabulary), "order category"
+    if setting == "unknown":
+        setting, setting_how = encounter, "encounter class"
     route, route_how = _route(entry, vocabulary)
     use, use_how = _use(entry, vocabulary, setting, route)
-    return OrderContext(route, route_how, use, use_how, setting)
+    return OrderContext(route, route_how, use, use_how, setting, setting_how)
 
 
 def _route(entry: MedicationEntry, vocabulary: OrderVocabulary) -> tuple[RouteClass, str]:
@@ -144,6 +148,13 @@ def _course_days(repeat: Mapping[str, Any]) -> float | None:
             per_day = frequency * PERIOD_PER_DAY[unit] / period_value
             return float(count) / per_day
     return None
+
+
+def encounter_setting(encounter_class: Coding | None, vocabulary: OrderVocabulary) -> Setting:
+    """Inpatient or outpatient from Encounter.class (v3 ActCode), unknown when not given or not listed."""
+    if encounter_class is None or encounter_class.system not in (vocabulary.encounter_class_system, None):
+        return "unknown"
+    return vocabulary.encounter_classes.get(encounter_class.code or "", "unknown")  # type: ignore[return-value]
 
 
 def _setting(resource: Mapping[str, Any], vocabulary: OrderVocabulary) -> Setting:

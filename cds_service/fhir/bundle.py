@@ -70,6 +70,9 @@ def request_from_bundle(
             "entry": [{"resource": r} for _, r in drafts] + [{"resource": m} for m in medications],
         },
     }
+    encounter = _current_encounter(entries, patient["id"])
+    if encounter:
+        context["encounterId"] = encounter
     if hook == "order-select":
         context["selections"] = [f"{r['resourceType']}/{r.get('id')}" for _, r in drafts]
     body: dict[str, Any] = {"hook": hook, "hookInstance": hook_instance or str(uuid.uuid4()), "context": context}
@@ -77,6 +80,16 @@ def request_from_bundle(
     refs = {f"Patient/{patient['id']}"} | ({patient_url} if patient_url else set())
     body["prefetch"] = prefetch_from(pool, templates, _placeholder_request(body), refs)
     return body
+
+
+def _current_encounter(entries: Sequence[tuple[str | None, Mapping[str, Any]]], patient_id: str) -> str | None:
+    """The one in-progress Encounter of the patient: the encounter an EHR would name in the hook context."""
+    current = [
+        r.get("id")
+        for _, r in entries
+        if r.get("resourceType") == "Encounter" and r.get("status") == "in-progress" and isinstance(r.get("id"), str)
+    ]
+    return current[0] if len(current) == 1 else None
 
 
 def prefetch_from(
@@ -99,7 +112,7 @@ def _placeholder_request(body: Mapping[str, Any]) -> HookRequest:
         hook_instance=body["hookInstance"],
         patient_id=context["patientId"],
         user_id=context.get("userId"),
-        encounter_id=None,
+        encounter_id=context.get("encounterId"),
         fhir_server=None,
         selections=(),
         draft_orders=(),

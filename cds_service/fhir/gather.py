@@ -26,6 +26,7 @@ TOPICS = {
     "electrolytes": "electrolytes",
     "patient": "patient",
     "conditions": "conditions",
+    "encounter": "encounter",
     "medicationRequests": "medications",
     "medicationStatements": "medications",
 }

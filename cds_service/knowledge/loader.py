@@ -420,6 +420,9 @@ def _order_vocabulary(table: Mapping[str, Any], sources: Mapping[str, Source]) -
     kinds = {"inpatient", "outpatient"}
     if set(setting["codes"].values()) - kinds:
         raise KnowledgeError(f"{where}: setting.codes: values must be inpatient or outpatient")
+    encounter = setting.get("encounter_class") or {}
+    if set((encounter.get("codes") or {}).values()) - kinds:
+        raise KnowledgeError(f"{where}: setting.encounter_class.codes: values must be inpatient or outpatient")
     return OrderVocabulary(
         route_codes=codes,
         route_words=words,
@@ -427,6 +430,8 @@ def _order_vocabulary(table: Mapping[str, Any], sources: Mapping[str, Source]) -
         one_time_words=tuple(str(w).lower() for w in use["one_time_words"]),
         setting_system=str(setting["system"]),
         setting_codes={str(k): str(v) for k, v in setting["codes"].items()},
+        encounter_class_system=str(encounter.get("system", "")),
+        encounter_classes={str(k): str(v) for k, v in (encounter.get("codes") or {}).items()},
     )
 
 

@@ -136,6 +136,8 @@ class OrderVocabulary:
     one_time_words: tuple[str, ...]
     setting_system: str
     setting_codes: Mapping[str, str]
+    encounter_class_system: str = ""
+    encounter_classes: Mapping[str, str] = field(default_factory=dict)  # v3 ActCode -> inpatient/outpatient
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from ..protocol.request import HookRequest
 from .dates import parse_date, parse_datetime
 from .labs import lab_series
 from .medications import codings_of, concept_text, parse_medication
-from .model import ConditionEntry, DataGap, MedicationEntry, PatientRecord
+from .model import Coding, ConditionEntry, DataGap, MedicationEntry, PatientRecord
 
 INACTIVE_CONDITION = frozenset({"inactive", "resolved", "remission"})
 ACTIVE_STATEMENT = frozenset({"active", "intended", "on-hold"})
@@ -60,7 +60,18 @@ def build_record(
         conditions=tuple(_conditions(by_type.get("Condition", ()), unreadable)),
         gaps=(*gaps, *_unreadable_gaps(unreadable)),
         draft_lab_orders=_draft_lab_orders(request.draft_orders, knowledge),
+        encounter_class=_encounter_class(by_type.get("Encounter", ()), request.encounter_id),
     )
+
+
+def _encounter_class(encounters: Iterable[Mapping[str, Any]], encounter_id: str | None) -> Coding | None:
+    """The class (R4: one Coding) of the encounter the hook names; other encounters say nothing."""
+    for encounter in encounters:
+        if encounter_id and encounter.get("id") == encounter_id and isinstance(encounter.get("class"), Mapping):
+            coding = encounter["class"]
+            if isinstance(coding.get("code"), str):
+                return Coding(coding.get("system") if isinstance(coding.get("system"), str) else None, coding["code"])
+    return None
 
 
 READ_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError)

@@ -108,6 +108,7 @@ class PatientRecord:
     conditions: tuple[ConditionEntry, ...]
     gaps: tuple[DataGap, ...] = ()
     draft_lab_orders: frozenset[str] = frozenset()  # analytes already ordered in this session
+    encounter_class: Coding | None = None  # Encounter.class of the hook's encounter, when the EHR gave it
 
     def series(self, analyte: str) -> tuple[LabValue, ...]:
         """All results for an analyte, newest first (unit-unknown values included, flagged)."""
