@@ -78,3 +78,15 @@ def test_atc_codes():
 
 def test_ingredient_names_count():
     assert MATCHER.match(med("Sleep Support Complex", ingredients=("Magnesium glycinate",))) is not None
+
+
+def test_one_drug_in_several_classes_is_judged_by_each():
+    from cds_service.clinical.drugs import DrugMatcher
+
+    drugs = DrugMatcher(load_knowledge())
+    hits = drugs.match_all(med("Crestor 20 mg tablet"))
+    assert sorted(h.drug_class.id for h in hits) == ["other_chelation", "statin"]
+    assert {h.how for h in hits} == {"name 'crestor'"}
+    coded = drugs.match_all(med("", (Coding(RXNORM, "301542", "rosuvastatin"),)))
+    assert sorted(h.drug_class.rule for h in coded) == ["depletion-statin", "interaction-other-chelation"]
+    assert [h.drug.name for h in drugs.match_all(med("Furosemide 40 mg tablet"))] == ["furosemide"]

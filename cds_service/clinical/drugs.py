@@ -19,32 +19,38 @@ class DrugHit:
 class DrugMatcher:
     def __init__(self, knowledge: Knowledge) -> None:
         self._classes = knowledge.drug_classes
-        self._by_rxnorm: dict[str, Drug] = {}
-        self._by_word: dict[str, Drug] = {}
+        # One drug may sit in several classes (rosuvastatin: a statin, and bound by Al/Mg antacids).
+        self._by_rxnorm: dict[str, list[Drug]] = {}
+        self._by_word: dict[str, list[Drug]] = {}
         self._atc: list[tuple[str, Drug]] = []
         for drug_class in self._classes.values():
             for drug in drug_class.drugs:
                 for code in drug.rxnorm_in:
-                    self._by_rxnorm[code] = drug
+                    self._by_rxnorm.setdefault(code, []).append(drug)
                 for code in drug.atc:
                     self._atc.append((code, drug))
                 for word in drug.words:
-                    self._by_word[word.split()[0]] = drug
+                    self._by_word.setdefault(word.split()[0], []).append(drug)
 
     def match(self, med: MedicationEntry) -> DrugHit | None:
+        hits = self.match_all(med)
+        return hits[0] if hits else None
+
+    def match_all(self, med: MedicationEntry) -> list[DrugHit]:
+        """Every class the drug belongs to, found by the most trusted identity (RxNorm, ATC, then name)."""
         for coding in (*med.codings, *med.ingredient_codings):
             if coding.system == RXNORM and coding.code in self._by_rxnorm:
-                return self._hit(self._by_rxnorm[coding.code], f"RxNorm ingredient {coding.code}")
+                return self._hits(self._by_rxnorm[coding.code], f"RxNorm ingredient {coding.code}")
             if coding.system == ATC and coding.code:
                 code = coding.code.upper()
-                for prefix, drug in self._atc:
-                    if code.startswith(prefix):
-                        return self._hit(drug, f"ATC {coding.code}")
+                found = [drug for prefix, drug in self._atc if code.startswith(prefix)]
+                if found:
+                    return self._hits(found, f"ATC {coding.code}")
         for text in (med.name, *med.ingredient_names, *(c.display for c in med.codings if c.display)):
             for word in words_of(text):
                 if word in self._by_word:
-                    return self._hit(self._by_word[word], f"name '{word}'")
-        return None
+                    return self._hits(self._by_word[word], f"name '{word}'")
+        return []
 
-    def _hit(self, drug: Drug, how: str) -> DrugHit:
-        return DrugHit(drug, self._classes[drug.class_id], how)
+    def _hits(self, drugs: list[Drug], how: str) -> list[DrugHit]:
+        return [DrugHit(drug, self._classes[drug.class_id], how) for drug in drugs]

@@ -62,8 +62,8 @@ class RuleEngine:
         entries += [(e, False) for e in (*record.other_drafts, *record.active_medications)]
         for entry, in_scope in entries:
             match = self.magnesium.match(entry)
-            hit = None if match is not None else self.drugs.match(entry)
-            if match is None and hit is None:
+            hits = [] if match is not None else self.drugs.match_all(entry)
+            if match is None and not hits:
                 continue
             side = "magnesium" if match is not None else "partner"
             reading = read_order(entry, self.vocabulary, encounter)
@@ -73,7 +73,7 @@ class RuleEngine:
             if match is not None:
                 magnesium.append(MagnesiumProduct(entry, match, in_scope, reading))
             else:
-                partners.append(PartnerDrug(entry, hit, in_scope, reading))
+                partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
         if not any(p.in_scope for p in (*magnesium, *partners)):
             return []  # nothing this service speaks about among the orders in scope
         ctx = RuleContext(

@@ -396,6 +396,7 @@ def _drug_classes(table: Mapping[str, Any], sources: Mapping[str, Source], rules
                     indicator=d.get("indicator"),
                     min_daily_mg=_hours(d.get("min_daily_mg"), f"{here}.min_daily_mg"),
                     note=d.get("note"),
+                    only_with=tuple(str(w).lower() for w in d.get("only_with") or ()),
                 )
             )
         out[class_id] = DrugClass(class_id, row["rule"], row["kind"], row["label"], tuple(drugs))

@@ -115,6 +115,7 @@ class Drug:
     indicator: str | None = None
     min_daily_mg: float | None = None
     note: str | None = None
+    only_with: tuple[str, ...] = ()  # words the magnesium product must carry (rosuvastatin: Al/Mg antacids only)
 
 
 @dataclass(frozen=True, slots=True)

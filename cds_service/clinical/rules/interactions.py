@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..context import MagnesiumProduct, PartnerDrug, RuleContext, short_name, update_with_instruction
 from ..findings import Finding, SuggestedAction
+from ..matching import words_of
 from ..route import route_of
 
 
@@ -20,7 +21,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             if partner.hit.drug_class.kind != "chelation" or not (mg.in_scope or partner.in_scope):
                 continue
             partner_route = route_of(partner.entry)
-            if partner_route not in ("oral", "unknown"):
+            if partner_route not in ("oral", "unknown") or not _product_fits(mg, partner.hit.drug.only_with):
                 continue
             findings.append(_finding(ctx, mg, partner, partner_route))
     return findings
@@ -72,6 +73,14 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
         mg=mg_name,
         spacing=partner_spacing(drug.name, drug.before_h, drug.after_h) if has_spacing else "",
     )
+
+
+def _product_fits(mg: MagnesiumProduct, words: tuple[str, ...]) -> bool:
+    """A drug bound only by some products (rosuvastatin: Al/Mg hydroxide antacids) needs one of its words."""
+    if not words:
+        return True
+    text = " ".join((mg.entry.name, *mg.entry.ingredient_names, *mg.match.salts)).lower()
+    return bool(set(words) & set(words_of(text)))
 
 
 def partner_spacing(name: str, before_h: float | None, after_h: float | None) -> str:
