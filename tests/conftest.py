@@ -93,7 +93,7 @@ def load_bundle(base: str, bundle: dict[str, Any]) -> None:
     entries = []
     for entry in bundle["entry"]:
         resource = entry["resource"]
-        if resource.get("status") == "draft" or resource["resourceType"] == "Medication":
+        if resource.get("status") == "draft":
             continue
         url = f"{resource['resourceType']}/{resource['id']}"
         entries.append({"resource": resource, "request": {"method": "PUT", "url": url}})

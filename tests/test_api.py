@@ -55,7 +55,10 @@ def test_prefetch_templates_use_only_allowed_tokens_and_queries(client):
             tokens = {t.strip() for t in __import__("re").findall(r"\{\{(.*?)\}\}", template)}
             assert tokens <= allowed, (key, tokens)
             params = {p.split("=")[0] for p in template.partition("?")[2].split("&") if p}
-            assert params <= {"patient", "status", "clinical-status", "code", "_sort", "_count"}, (key, params)
+            assert params <= {"patient", "status", "clinical-status", "code", "_sort", "_count", "_include"}, (
+                key,
+                params,
+            )
 
 
 def test_fixture_request_gets_its_card(client):

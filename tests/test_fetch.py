@@ -240,3 +240,27 @@ def test_fhir_server_must_be_allow_listed_for_the_callers_issuer(make_app):
             issuer_b,
         )
     assert refused.value.status == 412 and "issuer" in refused.value.message
+
+
+@pytest.mark.fhir_server
+def test_a_draft_medication_the_ehr_did_not_send_is_fetched_from_the_server(make_app, fhir_server):
+    """Epic may send a draft with only medicationReference: the Medication is read from the FHIR server."""
+    import requests
+
+    body = scenario_request("referenced-medication")
+    entries = body["context"]["draftOrders"]["entry"]
+    medication = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "Medication")
+    body["context"]["draftOrders"]["entry"] = [e for e in entries if e["resource"] is not medication]
+    url = f"{fhir_server}/Medication/{medication['id']}"
+    assert requests.put(url, json=medication, headers={"Content-Type": "application/fhir+json"}, timeout=10).ok
+    body.update(fhirServer=fhir_server, fhirAuthorization=AUTH)
+    app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
+    response = app.test_client().post(URL, json=body)
+    assert response.status_code == 200
+    assert rule_ids(response) == ["renal-severe"] and "extension" not in response.get_json()
+    assert "magnesium citrate" in json.dumps(response.get_json())
+
+    without_server = scenario_request("referenced-medication")
+    without_server["context"]["draftOrders"]["entry"] = body["context"]["draftOrders"]["entry"]
+    unresolved = make_app().test_client().post(URL, json=without_server)
+    assert unresolved.status_code == 200 and rule_ids(unresolved) == []  # nothing to recognise, nothing guessed

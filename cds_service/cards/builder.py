@@ -79,6 +79,8 @@ class CardBuilder:
     def suggestion(
         self, action: SuggestedAction, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool]
     ) -> dict[str, Any] | None:
+        if action.order is not None and not action.order.has_id:
+            return None  # an order without an id cannot be deleted or updated by reference; the card says why
         out: dict[str, Any] = {"label": action.label[:200], "uuid": str(uuid.uuid4())}
         if action.recommended:
             out["isRecommended"] = True

@@ -46,6 +46,13 @@ class RuleContext:
         """The magnesium products among the orders in scope (the ones cards may speak about)."""
         return tuple((p.entry, p.match) for p in self.magnesium if p.in_scope)
 
+    def known_name(self, order: MedicationEntry) -> str:
+        """For an order sent by code alone: the RxNorm name the product table gives, else the drug's."""
+        for product in self.magnesium:
+            if product.entry is order and product.match.product_name:
+                return product.match.product_name
+        return next((p.hit.drug.name for p in self.partners if p.entry is order), "")
+
     def reading_of(self, order: MedicationEntry) -> OrderContext | None:
         return next((p.reading for p in (*self.magnesium, *self.partners) if p.entry is order), None)
 
@@ -99,8 +106,9 @@ class RuleContext:
         spec = self.knowledge.rule(rule_id)
         chosen = spec.variants[variant] if variant else None
         texts = {**spec.text, **(chosen.text if chosen else {})}
-        summary = fit_name(texts[summary_key], order.name or recognised, **fields)
-        drug = short_name(order.name or recognised)
+        name = order.name or self.known_name(order) or recognised
+        summary = fit_name(texts[summary_key], name, **fields)
+        drug = short_name(name)
         gaps = tuple(f"Not available: {g.topic} ({g.reason})" for g in self.record.gaps)
         said = (f"Said as: {chosen.when}",) if chosen else ()
         keys = chosen.suggestions if chosen else spec.suggestions

@@ -23,8 +23,11 @@ class DrugMatcher:
         self._by_rxnorm: dict[str, list[Drug]] = {}
         self._by_word: dict[str, list[Drug]] = {}
         self._atc: list[tuple[str, Drug]] = []
+        self._products = knowledge.magnesium.rxnorm_products  # RxCUI -> its partner drugs, by name
+        self._by_name: dict[str, list[Drug]] = {}
         for drug_class in self._classes.values():
             for drug in drug_class.drugs:
+                self._by_name.setdefault(drug.name, []).append(drug)
                 for code in drug.rxnorm_in:
                     self._by_rxnorm.setdefault(code, []).append(drug)
                 for code in drug.atc:
@@ -41,6 +44,10 @@ class DrugMatcher:
         for coding in (*med.codings, *med.ingredient_codings):
             if coding.system == RXNORM and coding.code in self._by_rxnorm:
                 return self._hits(self._by_rxnorm[coding.code], f"RxNorm ingredient {coding.code}")
+            product = self._products.get(coding.code or "") if coding.system == RXNORM else None
+            if product is not None and product.drugs:
+                drugs = [drug for name in product.drugs for drug in self._by_name.get(name, ())]
+                return self._hits(drugs, f"RxNorm {product.kind} {coding.code} ({product.name})")
             if coding.system == ATC and coding.code:
                 code = coding.code.upper()
                 found = [drug for prefix, drug in self._atc if code.startswith(prefix)]

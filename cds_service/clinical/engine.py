@@ -61,18 +61,17 @@ class RuleEngine:
         entries = [(e, True) for e in record.orders_in_scope]
         entries += [(e, False) for e in (*record.other_drafts, *record.active_medications)]
         for entry, in_scope in entries:
+            # A combination (omeprazole with magnesium hydroxide) is both a magnesium product and a partner.
             match = self.magnesium.match(entry)
-            hits = [] if match is not None else self.drugs.match_all(entry)
+            hits = self.drugs.match_all(entry)
             if match is None and not hits:
                 continue
-            side = "magnesium" if match is not None else "partner"
             reading = read_order(entry, self.vocabulary, encounter)
-            if reading.route not in self.judged_routes[side]:
-                continue
-            readings[entry.reference] = (side, reading)
-            if match is not None:
+            if match is not None and reading.route in self.judged_routes["magnesium"]:
+                readings[entry.reference] = ("magnesium", reading)
                 magnesium.append(MagnesiumProduct(entry, match, in_scope, reading))
-            else:
+            if hits and reading.route in self.judged_routes["partner"]:
+                readings.setdefault(entry.reference, ("partner", reading))
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
         if not any(p.in_scope for p in (*magnesium, *partners)):
             return []  # nothing this service speaks about among the orders in scope

@@ -6,85 +6,87 @@ Text is needed because most magnesium glycinate supplements have no RxNorm code.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from ..knowledge.model import MagnesiumTables
+from ..knowledge.model import Ingredient, MagnesiumTables
 from ..record.model import MedicationEntry
+from .products import read_ingredients
+from .text import words_of
+
+__all__ = ["ATC", "RXNORM", "MagnesiumMatcher", "ProductMatch", "words_of"]
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
-_NON_WORD = re.compile(r"[^a-z0-9\-]+")
-_NUMBER = re.compile(r"^\d+([.,]\d+)?$")
 
 
 @dataclass(frozen=True, slots=True)
 class ProductMatch:
     salts: tuple[str, ...]
     how: str
+    ingredients: tuple[Ingredient, ...] = ()  # every ingredient, magnesium or not, when the product was read
+    product_name: str = ""  # the RxNorm name, when the order was known by its code alone
 
     @property
     def salt_label(self) -> str:
         return ", ".join(self.salts) if self.salts else "magnesium (salt not stated)"
 
+    @property
+    def magnesium(self) -> tuple[Ingredient, ...]:
+        return tuple(i for i in self.ingredients if i.magnesium)
+
 
 class MagnesiumMatcher:
+    """RxNorm ingredient or product code (the derived table), then ATC, then the product's words."""
+
     def __init__(self, tables: MagnesiumTables) -> None:
+        self._tables = tables
         self._ingredients = {s.rxnorm_in: s.name for s in tables.salts if s.rxnorm_in}
         self._products = dict(tables.product_ingredient)
+        self._rxnorm = tables.rxnorm_products
         self._atc = tables.atc_prefixes
-        self._salt_by_word = {w: s.name for s in tables.salts for w in s.words}
-        self._words = frozenset(tables.words)
-        self._brands = frozenset(tables.brands)
-        self._abbreviation = tables.abbreviation
 
     def match(self, med: MedicationEntry) -> ProductMatch | None:
         for coding in (*med.codings, *med.ingredient_codings):
             if coding.system == RXNORM and coding.code:
                 if coding.code in self._ingredients:
-                    return ProductMatch((self._ingredients[coding.code],), f"RxNorm ingredient {coding.code}")
+                    salt = self._ingredients[coding.code]
+                    return ProductMatch((salt,), f"RxNorm ingredient {coding.code}", self._read(med))
+                product = self._rxnorm.get(coding.code)
+                if product is not None:  # the table knows this code: it decides, whatever the text says
+                    if not product.magnesium:
+                        return None  # esomeprazole magnesium, a salicylate, a PPI: not a magnesium product
+                    salts = tuple(dict.fromkeys(i.salt for i in product.magnesium if i.salt))
+                    how = f"RxNorm {product.kind} {coding.code} ({product.name})"
+                    return ProductMatch(salts, how, product.ingredients, product.name)
                 if coding.code in self._products:
-                    return ProductMatch((self._products[coding.code],), f"RxNorm product {coding.code}")
+                    salt = self._products[coding.code]
+                    return ProductMatch((salt,), f"RxNorm product {coding.code}", self._read(med))
             if coding.system == ATC and coding.code and coding.code.upper().startswith(self._atc):
-                return ProductMatch(self._salts_in_text(med), f"ATC {coding.code}")
-        texts = [med.name, *med.ingredient_names, *(c.display for c in med.codings if c.display)]
-        for text in texts:
-            hit = self._text_hit(text)
-            if hit:
-                return ProductMatch(self._salts_in_text(med), f"name '{hit}'")
+                ingredients = self._read(med)
+                return ProductMatch(_salts(ingredients), f"ATC {coding.code}", ingredients)
+        for text in (med.name, *(c.display for c in med.codings if c.display)):
+            ingredients = read_ingredients(text, self._tables) if text else ()
+            hit = next((i for i in ingredients if i.magnesium), None)
+            if hit is not None:
+                return ProductMatch(_salts(ingredients), f"name '{short(hit.name)}'", ingredients)
+        for name in med.ingredient_names:  # Medication.ingredient: each one is an ingredient of its own
+            ingredients = read_ingredients(name, self._tables)
+            hit = next((i for i in ingredients if i.magnesium), None)
+            if hit is not None:
+                return ProductMatch(_salts(self._read(med)), f"ingredient '{short(hit.name)}'", self._read(med))
         return None
 
-    def _text_hit(self, text: str) -> str | None:
-        tokens = words_of(text)
-        for i, token in enumerate(tokens):
-            if token in self._words or token in self._brands:
-                return token
-            if (
-                token == self._abbreviation
-                and i + 1 < len(tokens)
-                and tokens[i + 1] in self._salt_by_word
-                and not (i > 0 and _NUMBER.match(tokens[i - 1]))
-            ):
-                return f"{token} {tokens[i + 1]}"
-        return None
-
-    def _salts_in_text(self, med: MedicationEntry) -> tuple[str, ...]:
-        found: list[str] = []
-        for text in (med.name, *med.ingredient_names):
-            for token in words_of(text):
-                salt = self._salt_by_word.get(token)
-                if salt and salt not in found:
-                    found.append(salt)
-        return tuple(found)
+    def _read(self, med: MedicationEntry) -> tuple[Ingredient, ...]:
+        """The product's ingredients from its Medication.ingredient list, else from its name."""
+        if med.ingredient_names:
+            return tuple(i for name in med.ingredient_names for i in read_ingredients(name, self._tables))
+        return read_ingredients(med.name, self._tables) if med.name else ()
 
 
-def words_of(text: str) -> list[str]:
-    """Lower-case words; a hyphenated word counts whole ("mag-ox") and by its parts ("magnesium-oxide")."""
-    out: list[str] = []
-    for token in _NON_WORD.split(text.lower()):
-        token = token.strip("-")
-        if token:
-            out.append(token)
-            if "-" in token:
-                out.extend(part for part in token.split("-") if part)
-    return out
+def _salts(ingredients: tuple[Ingredient, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i.salt for i in ingredients if i.magnesium and i.salt))
+
+
+def short(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -6,6 +6,7 @@ from the bundle with the service's own prefetch templates, so offline runs see w
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from .local import run_query
 from .templates import resolve
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest", "NutritionOrder")
+ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 class BundleError(ValueError):
@@ -23,13 +25,32 @@ class BundleError(ValueError):
 
 
 def bundle_resources(bundle: Any) -> list[tuple[str | None, Mapping[str, Any]]]:
+    """(fullUrl, resource) pairs. A transaction bundle's resources often have no id (the server would
+    assign one): each gets one here, on a copy, from its urn:uuid fullUrl, else from its position."""
     if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
         raise BundleError("not a FHIR Bundle (resourceType must be 'Bundle')")
     out = []
-    for entry in items(bundle.get("entry")):
+    for i, entry in enumerate(items(bundle.get("entry"))):
         if isinstance(entry, Mapping) and isinstance(entry.get("resource"), Mapping):
-            out.append((entry.get("fullUrl"), entry["resource"]))
+            resource, url = entry["resource"], entry.get("fullUrl")
+            if not isinstance(resource.get("id"), str) or not resource["id"]:
+                resource = {**resource, "id": _id_from(url, i)}
+            out.append((url, resource))
     return out
+
+
+def _reference_of(order: Mapping[str, Any]) -> str | None:
+    ref = order.get("medicationReference")
+    return ref.get("reference") if isinstance(ref, Mapping) and isinstance(ref.get("reference"), str) else None
+
+
+def _id_from(full_url: Any, position: int) -> str:
+    """'urn:uuid:6d36...' -> '6d36...' (a valid FHIR id); 'Patient/7' -> '7'; else 'entry-<n>'."""
+    if isinstance(full_url, str) and full_url:
+        tail = full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+        if ID.fullmatch(tail):
+            return tail
+    return f"entry-{position}"
 
 
 def request_from_bundle(
@@ -60,7 +81,13 @@ def request_from_bundle(
     if not drafts:
         raise BundleError("no draft orders: name them with --order ID or give them status 'draft'")
     draft_ids = {id(r) for _, r in drafts}
-    medications = [r for _, r in entries if r.get("resourceType") == "Medication"]
+    # Only the Medications the drafts reference travel with them; the others come by prefetch (_include).
+    referenced = {_reference_of(r) for _, r in drafts}
+    medications = [
+        r
+        for url, r in entries
+        if r.get("resourceType") == "Medication" and ({f"Medication/{r.get('id')}", url} & referenced)
+    ]
     context: dict[str, Any] = {
         "userId": user_id,
         "patientId": patient["id"],

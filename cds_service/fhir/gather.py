@@ -4,6 +4,7 @@ an OperationOutcome is an error for that key."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from .client import FhirFetcher
 from .templates import resolve
 
 # What each prefetch key provides, for messages on cards ("renal labs could not be retrieved").
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 TOPICS = {
     "magnesium": "magnesium",
     "renal": "renal",
@@ -69,6 +71,9 @@ def gather(
         )
         failed_in_prefetch = {}
     to_fetch.update(failed_in_prefetch)
+    for medication_id in _unresolved_draft_medications(request, resources):
+        if to_fetch or _can_fetch(request, settings, issuer):
+            to_fetch[f"medication:{medication_id}"] = f"Medication/{medication_id}"
     if to_fetch:
         base, token = _fetch_target(request, settings, to_fetch, issuer)
         results = fetcher.fetch_all(base, to_fetch, token) if fetcher else {}
@@ -76,10 +81,26 @@ def gather(
             result = results.get(key)
             if result is None or result.error:
                 reason = result.error if result else "not fetched"
-                gaps.append(DataGap(TOPICS.get(key, key), reason))
+                gaps.append(DataGap(TOPICS.get(key, "medications" if key.startswith("medication:") else key), reason))
             else:
                 resources.extend(result.resources)
     return GatheredData(tuple(resources), tuple(gaps), tuple(to_fetch))
+
+
+def _unresolved_draft_medications(request: HookRequest, resources: list[Mapping[str, Any]]) -> list[str]:
+    """Ids of Medications the draft orders reference but neither the draftOrders bundle nor the prefetch
+    carried (Epic may send only medicationReference): fetched from the FHIR server when there is one."""
+    have = {f"Medication/{r.get('id')}" for r in resources if r.get("resourceType") == "Medication"}
+    have |= set(request.draft_medications)
+    wanted = []
+    for order in request.draft_orders:
+        ref = order.get("medicationReference")
+        target = ref.get("reference") if isinstance(ref, Mapping) else None
+        if isinstance(target, str) and target.startswith("Medication/") and target not in have:
+            medication_id = target.split("/", 1)[1]
+            if _ID.fullmatch(medication_id) and medication_id not in wanted:
+                wanted.append(medication_id)
+    return wanted
 
 
 def _can_fetch(request: HookRequest, settings: Settings, issuer: TrustedIssuer | None) -> bool:

@@ -17,6 +17,7 @@ SEARCHSET = "searchset"
 
 def run_query(query_text: str, resources: Iterable[Mapping[str, Any]], patient_refs: set[str]) -> Any:
     query = parse_query(query_text)
+    resources = list(resources)
     pool = [r for r in resources if r.get("resourceType") == query.resource_type]
     if query.resource_id:
         return next((r for r in pool if r.get("id") == query.resource_id), None)
@@ -26,12 +27,20 @@ def run_query(query_text: str, resources: Iterable[Mapping[str, Any]], patient_r
     count = query.param("_count")
     if count and count.isdigit():
         matched = matched[: int(count)]
-    return {
-        "resourceType": "Bundle",
-        "type": SEARCHSET,
-        "total": len(matched),
-        "entry": [{"resource": r} for r in matched],
+    entries: list[dict[str, Any]] = [{"resource": r, "search": {"mode": "match"}} for r in matched]
+    if (query.param("_include") or "").endswith(":medication"):  # the Medications the matched orders reference
+        entries += [{"resource": m, "search": {"mode": "include"}} for m in _medications_of(matched, resources)]
+    return {"resourceType": "Bundle", "type": SEARCHSET, "total": len(matched), "entry": entries}
+
+
+def _medications_of(orders: list[Mapping[str, Any]], resources: Iterable[Mapping[str, Any]]) -> list:
+    wanted = {
+        o["medicationReference"]["reference"].rsplit("/", 1)[-1]
+        for o in orders
+        if isinstance(o.get("medicationReference"), Mapping)
+        and isinstance(o["medicationReference"].get("reference"), str)
     }
+    return [r for r in resources if r.get("resourceType") == "Medication" and r.get("id") in wanted]
 
 
 def _matches(resource: Mapping[str, Any], query: Query, patient_refs: set[str]) -> bool:

@@ -7,6 +7,7 @@ message naming the file and key, instead of producing wrong cards later.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -20,12 +21,14 @@ from .model import (
     DrugClass,
     Gate,
     GateSide,
+    Ingredient,
     Knowledge,
     MagnesiumTables,
     OrderVocabulary,
     Parameter,
     RuleSpec,
     RuleVariant,
+    RxNormProduct,
     Salt,
     Source,
 )
@@ -40,6 +43,7 @@ TABLE_FILES = (
     "order_context.yaml",
     "gating.yaml",
 )
+RXNORM_TABLE = "rxnorm_products.json"  # derived by rxnorm_derive.py; absent while it is being derived
 ROUTE_CLASSES = ("parenteral", "not-absorbed", "rectal", "enteral")
 USES = ("one-time", "short-course", "as-needed", "long-term")
 EVIDENCE_GRADES = frozenset({"high", "moderate", "low", "expert-opinion"})
@@ -52,9 +56,12 @@ class KnowledgeError(ValueError):
 
 
 def read_tables() -> dict[str, Any]:
-    """The raw YAML tables shipped with the package, keyed by file name."""
+    """The raw tables shipped with the package, keyed by file name (the derived RxNorm table is JSON)."""
     folder = resources.files("cds_service.knowledge")
-    return {name: yaml.safe_load(folder.joinpath(name).read_text(encoding="utf-8")) for name in TABLE_FILES}
+    tables = {name: yaml.safe_load(folder.joinpath(name).read_text(encoding="utf-8")) for name in TABLE_FILES}
+    derived = folder.joinpath(RXNORM_TABLE)
+    tables[RXNORM_TABLE] = json.loads(derived.read_text(encoding="utf-8")) if derived.is_file() else None
+    return tables
 
 
 def load_knowledge(overrides: Mapping[str, Any] | None = None) -> Knowledge:
@@ -141,7 +148,7 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         unit_aliases=aliases,
         analytes=analytes,
         loinc_to_analyte=loinc_to_analyte,
-        magnesium=_magnesium(tables["magnesium.yaml"], sources),
+        magnesium=_magnesium(tables["magnesium.yaml"], sources, _derived(tables, sources), _drug_words(tables)),
         conditions=_conditions(tables["conditions.yaml"], sources),
         renal_function=renal_function,
         renal_estimate=renal_estimate,
@@ -231,7 +238,12 @@ def _analyte(name: str, row: Mapping[str, Any], sources: Mapping[str, Source]) -
     return Analyte(name, row["label"], row["canonical_unit"], factors, tuple(codes), methods)
 
 
-def _magnesium(table: Mapping[str, Any], sources: Mapping[str, Source]) -> MagnesiumTables:
+def _magnesium(
+    table: Mapping[str, Any],
+    sources: Mapping[str, Source],
+    derived: Mapping[str, Any] | None,
+    drug_words: frozenset[str] = frozenset(),
+) -> MagnesiumTables:
     salts = []
     for i, row in enumerate(table["salts"]):
         _cited(f"magnesium.yaml: salts[{i}] ({row.get('name')}).source", row.get("source"), sources)
@@ -258,7 +270,46 @@ def _magnesium(table: Mapping[str, Any], sources: Mapping[str, Source]) -> Magne
         words=tuple(w.lower() for w in text["words"]),
         brands=tuple(b["name"].lower() for b in text["brands"]),
         abbreviation=str(text["abbreviation"]).lower(),
+        counter_ion_words=frozenset(str(w).lower() for w in text.get("counter_ion_words") or ()),
+        drug_words=drug_words,
+        elemental_mg_per={
+            unit: p.value
+            for unit, p in _parameters("magnesium.yaml: elemental_units", table["elemental_units"], sources).items()
+        },
+        rxnorm_products=_rxnorm_products(derived, names),
     )
+
+
+def _derived(tables: Mapping[str, Any], sources: Mapping[str, Source]) -> Mapping[str, Any] | None:
+    derived = tables.get(RXNORM_TABLE)
+    if derived:
+        _cited(f"{RXNORM_TABLE}: provenance.source", derived["provenance"].get("source"), sources)
+    return derived
+
+
+def _drug_words(tables: Mapping[str, Any]) -> frozenset[str]:
+    """Every word naming a drugs.yaml drug: magnesium after one of them is its counter-ion."""
+    words = set()
+    for row in tables["drugs.yaml"]["classes"].values():
+        for drug in row["drugs"]:
+            for text in (drug["name"], *(drug.get("words") or ()), *(drug.get("brands") or ())):
+                words.update(w for w in str(text).lower().split() if len(w) > 3)
+    return frozenset(words)
+
+
+def _rxnorm_products(derived: Mapping[str, Any] | None, salts: set[str]) -> dict[str, RxNormProduct]:
+    """The derived table, checked: every salt it names is one magnesium.yaml knows."""
+    if not derived:
+        return {}
+    columns = derived["columns"]
+    out = {}
+    for rxcui, row in derived["products"].items():
+        ingredients = tuple(Ingredient(**dict(zip(columns, values, strict=True))) for values in row["ingredients"])
+        unknown = [i.salt for i in ingredients if i.salt and i.salt not in salts]
+        if unknown:
+            raise KnowledgeError(f"{RXNORM_TABLE}: {rxcui}: unknown salt '{unknown[0]}' (re-derive the table)")
+        out[str(rxcui)] = RxNormProduct(str(rxcui), row["name"], row["kind"], ingredients, tuple(row["drugs"]))
+    return out
 
 
 def _renal_estimate(row: Mapping[str, Any], sources: Mapping[str, Source]) -> str:

@@ -69,6 +69,44 @@ class Analyte:
     methods: Mapping[str, str] = field(default_factory=dict)
 
 
+MASS_MG = {"mg": 1.0, "g": 1000.0, "mcg": 0.001}
+
+
+@dataclass(frozen=True, slots=True)
+class Ingredient:
+    """One ingredient of a product: as written, what it is, and how much per unit (mg, or mg per mL)."""
+
+    name: str
+    magnesium: bool  # magnesium in its own right (a salt, or "magnesium" with no salt named)
+    salt: str | None  # the magnesium salt, when named (magnesium.yaml)
+    amount: float | None = None  # in `unit` per dose unit (tablet) or per `per_ml` mL
+    unit: str | None = None  # mg, meq, mmol, unt
+    per_ml: float | None = None  # the volume the amount is in, for liquids ("200 mg/5 mL": 5)
+    elemental: bool = False  # the amount is labelled as elemental magnesium
+
+    @property
+    def mg(self) -> float | None:
+        """The amount in mg, when it is a mass."""
+        if self.amount is None or self.unit not in MASS_MG:
+            return None
+        return self.amount * MASS_MG[self.unit]
+
+
+@dataclass(frozen=True, slots=True)
+class RxNormProduct:
+    """One RxCUI of the derived product table (rxnorm_products.json): what it contains, per unit."""
+
+    rxcui: str
+    name: str
+    kind: str  # clinical drug, branded drug, component, dose-form group
+    ingredients: tuple[Ingredient, ...]
+    drugs: tuple[str, ...]  # partner drugs (drugs.yaml names) among its ingredients
+
+    @property
+    def magnesium(self) -> tuple[Ingredient, ...]:
+        return tuple(i for i in self.ingredients if i.magnesium)
+
+
 @dataclass(frozen=True, slots=True)
 class Salt:
     name: str
@@ -97,6 +135,10 @@ class MagnesiumTables:
     words: tuple[str, ...]
     brands: tuple[str, ...]
     abbreviation: str
+    counter_ion_words: frozenset[str] = frozenset()  # "magnesium salicylate" is a salicylate
+    rxnorm_products: Mapping[str, RxNormProduct] = field(default_factory=dict)  # derived from the Sandbox table
+    elemental_mg_per: Mapping[str, float] = field(default_factory=dict)  # mmol, meq -> mg elemental magnesium
+    drug_words: frozenset[str] = frozenset()  # drugs.yaml names: "esomeprazole magnesium" is esomeprazole
 
 
 @dataclass(frozen=True, slots=True)

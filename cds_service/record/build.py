@@ -36,8 +36,8 @@ def build_record(
             medications[f"Medication/{med['id']}"] = med
 
     in_scope, other_drafts = [], []
-    for resource in request.draft_orders:
-        entry = _read(parse_medication, resource, unreadable, "draft", medications)
+    for i, resource in enumerate(request.draft_orders, start=1):
+        entry = _read(parse_medication, resource, unreadable, "draft", medications, f"draft order {i}")
         if entry is not None:
             (in_scope if request.in_scope(resource) else other_drafts).append(entry)
     draft_refs = {e.reference for e in (*in_scope, *other_drafts)}
@@ -98,9 +98,9 @@ def _active_medications(
 ) -> Iterable[MedicationEntry]:
     seen = set()
     for rtype, statuses in (("MedicationRequest", ("active",)), ("MedicationStatement", ACTIVE_STATEMENT)):
-        for resource in by_type.get(rtype, ()):
+        for i, resource in enumerate(by_type.get(rtype, ()), start=1):
             if type(resource.get("status")) is str and resource["status"] in statuses:
-                entry = _read(parse_medication, resource, unreadable, "active", medications)
+                entry = _read(parse_medication, resource, unreadable, "active", medications, f"active {i}")
                 if entry and entry.reference not in seen:
                     seen.add(entry.reference)
                     yield entry

@@ -35,15 +35,19 @@ def parse_medication(
     resource: Mapping[str, Any],
     origin: Literal["draft", "active"],
     medications: Mapping[str, Mapping[str, Any]],
+    position: str = "",
 ) -> MedicationEntry | None:
-    """A MedicationEntry, or None for resource types the rules do not read (e.g. DSTU2 MedicationOrder)."""
+    """A MedicationEntry, or None for resource types the rules do not read (e.g. DSTU2 MedicationOrder).
+
+    A resource without an id is told apart by its `position` ("draft 2"): two id-less orders are two
+    orders, never one, and never taken for each other."""
     rtype = resource.get("resourceType")
     if rtype not in MEDICATION_TYPES:
         return None
     medication = _resolve_medication(resource, medications)
     concept = resource.get("medicationCodeableConcept")
     codings = codings_of(concept)
-    name = concept_text(concept)
+    name = concept_text(concept) or _reference_display(resource, medication)
     ingredient_codings: list[Coding] = []
     ingredient_names: list[str] = []
     strengths: list[tuple[str, float, str]] = []
@@ -64,7 +68,7 @@ def parse_medication(
     route = _first(dosage).get("route") if isinstance(_first(dosage), Mapping) else None
     when = resource.get("authoredOn") if rtype == "MedicationRequest" else resource.get("effectiveDateTime")
     return MedicationEntry(
-        reference=f"{rtype}/{resource.get('id') or '(no id)'}",
+        reference=f"{rtype}/{resource['id']}" if _str(resource.get("id")) else f"{rtype}/(no id: {position or '?'})",
         resource_type=rtype,
         origin=origin,
         status=_str(resource.get("status")),
@@ -78,6 +82,14 @@ def parse_medication(
         resource=resource,
         strengths=tuple(strengths),
     )
+
+
+def _reference_display(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> str:
+    """What Epic sends when it omits the Medication: medicationReference.display, read as the name."""
+    ref = resource.get("medicationReference")
+    if medication is None and isinstance(ref, Mapping) and isinstance(ref.get("display"), str):
+        return ref["display"].strip()
+    return ""
 
 
 def _resolve_medication(resource: Mapping[str, Any], medications: Mapping[str, Mapping[str, Any]]) -> Mapping | None:
@@ -108,7 +120,9 @@ def _strength(ratio: Any) -> tuple[float, str] | None:
     unit = numerator.get("code") or numerator.get("unit")
     if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(per, int | float) or not per:
         return None
-    return float(value) / float(per), str(unit or "")
+    per_unit = denominator.get("code") or denominator.get("unit") if isinstance(denominator, Mapping) else None
+    liquid = isinstance(per_unit, str) and per_unit.lower() == "ml"
+    return float(value) / float(per), str(unit or "") + ("/mL" if liquid else "")  # "mg/mL": per millilitre
 
 
 def _first(value: Any) -> Any:

@@ -65,6 +65,11 @@ class MedicationEntry:
     strengths: tuple[tuple[str, float, str], ...] = ()  # (ingredient, amount per unit, unit) from Medication
 
     @property
+    def has_id(self) -> bool:
+        """Only an order with an id can be the target of a delete or update suggestion."""
+        return "(no id" not in self.reference
+
+    @property
     def dosage(self) -> Mapping[str, Any] | None:
         """The first dosage instruction (MedicationRequest) or dosage (MedicationStatement)."""
         items = self.resource.get("dosageInstruction" if self.resource_type == "MedicationRequest" else "dosage")

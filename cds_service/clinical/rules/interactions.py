@@ -20,6 +20,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         for partner in ctx.partners:
             if partner.hit.drug_class.kind != "chelation" or not (mg.in_scope or partner.in_scope):
                 continue
+            if partner.entry is mg.entry:
+                continue  # the ingredients of one product are formulated together
             partner_route = route_of(partner.entry)
             if partner_route not in ("oral", "unknown") or not _product_fits(mg, partner.hit.drug.only_with):
                 continue
