@@ -12,20 +12,7 @@ MATCHER = MagnesiumMatcher(load_knowledge().magnesium)
 
 
 def med(name: str = "", codings: tuple[Coding, ...] = (), ingredients: tuple[str, ...] = ()) -> MedicationEntry:
-    return MedicationEntry(
-        reference="MedicationRequest/x",
-        resource_type="MedicationRequest",
-        origin="draft",
-        status="draft",
-        name=name,
-        codings=codings,
-        ingredient_codings=(),
-        ingredient_names=ingredients,
-        route_codings=(),
-        route_text="",
-        authored_on=None,
-        resource={},
-    )
+    return MedicationEntry.named(name, codings, ingredients)
 
 
 @pytest.mark.parametrize(

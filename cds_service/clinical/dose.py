@@ -257,15 +257,11 @@ def _doses_per_day(dosage: Mapping[str, Any]) -> tuple[float | None, str, bool]:
 
 
 def _amount_per_dose(dosage: Mapping[str, Any], med: MedicationEntry) -> tuple[float | None, str]:
-    rates = dosage.get("doseAndRate") if isinstance(dosage.get("doseAndRate"), list) else []
-    first = rates[0] if rates and isinstance(rates[0], Mapping) else {}
-    quantity = first.get("doseQuantity")
-    if not isinstance(quantity, Mapping) and isinstance(first.get("doseRange"), Mapping):
-        quantity = first["doseRange"].get("high")
-    if not isinstance(quantity, Mapping) or not is_num(quantity.get("value")):
+    """Milligrams of the product per dose (a statin's daily dose): the product's own strength."""
+    quantity = _dose_quantity(dosage)
+    if quantity is None:
         return None, "dose amount not stated in the dosage"
-    value = float(quantity["value"])
-    unit = unit_of(quantity)
+    value, unit = quantity
     if unit in MASS_MG:
         return value * MASS_MG[unit], f"{_num(value)} {unit}"
     if unit == "ml":

@@ -46,7 +46,7 @@ def derive(source: dict[str, Any], source_bytes: bytes) -> dict[str, Any]:
     for rxcui, name in sorted(source["cuiToName"].items(), key=lambda kv: int(kv[0])):
         ingredients = read_ingredients(name, knowledge.magnesium)
         partners = sorted(
-            {hit.drug.name for i in ingredients for hit in drugs.match_all(_named(MedicationEntry, i.name))}
+            {hit.drug.name for i in ingredients for hit in drugs.match_all(MedicationEntry.named(i.name))}
         )
         if not partners and not any(i.magnesium for i in ingredients):
             continue
@@ -64,23 +64,6 @@ def derive(source: dict[str, Any], source_bytes: bytes) -> dict[str, Any]:
         "columns": ["name", "salt", "magnesium", "amount", "unit", "per_ml", "elemental"],
         "products": products,
     }
-
-
-def _named(entry_type, name: str):
-    return entry_type(
-        reference="Medication/derive",
-        resource_type="Medication",
-        origin="draft",
-        status=None,
-        name=name,
-        codings=(),
-        ingredient_codings=(),
-        ingredient_names=(),
-        route_codings=(),
-        route_text="",
-        authored_on=None,
-        resource={},
-    )
 
 
 def _kind(name: str) -> str:

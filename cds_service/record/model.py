@@ -64,6 +64,24 @@ class MedicationEntry:
     resource: Mapping[str, Any] = field(repr=False, compare=False, hash=False)
     strengths: tuple[tuple[str, float, str], ...] = ()  # (ingredient, amount per unit, unit) from Medication
 
+    @classmethod
+    def named(cls, name: str, codings: tuple[Coding, ...] = (), ingredients: tuple[str, ...] = ()) -> MedicationEntry:
+        """An order known only by its name (and codes): for tools and tests that read names."""
+        return cls(
+            reference="MedicationRequest/named",
+            resource_type="MedicationRequest",
+            origin="draft",
+            status="draft",
+            name=name,
+            codings=codings,
+            ingredient_codings=(),
+            ingredient_names=ingredients,
+            route_codings=(),
+            route_text="",
+            authored_on=None,
+            resource={},
+        )
+
     @property
     def has_id(self) -> bool:
         """Only an order with an id can be the target of a delete or update suggestion."""
