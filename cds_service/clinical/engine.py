@@ -12,6 +12,7 @@ from dataclasses import replace
 from ..knowledge.model import Knowledge
 from ..record.model import PatientRecord
 from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
+from .dose import daily_elemental_mg
 from .drugs import DrugMatcher
 from .findings import Finding
 from .matching import MagnesiumMatcher
@@ -83,12 +84,36 @@ class RuleEngine:
             renal=assess_renal_function(record, self.knowledge),
             treatment=read_treatment(record, self.knowledge, self.knowledge.rule("mg-low").value("lower_limit")),
         )
+        trace = self._trace_products(ctx)
         findings: dict[tuple[str, str, str], Finding] = {}
         for family in FAMILIES:
             for finding in family(ctx):
-                if self.knowledge.enabled(finding.rule_id) and self._gated_in(finding, readings):
+                if self._judged(finding, readings, trace):
+                    if finding.order.reference in trace:
+                        finding = replace(finding, found=(*finding.found, trace[finding.order.reference]))
                     findings.setdefault(finding.key, _stamped(finding, readings))
         return _each_lab_once(self._without_repeats(list(findings.values())))
+
+    def _judged(self, finding: Finding, readings: dict[str, tuple[str, OrderContext]], trace: dict[str, str]) -> bool:
+        """Enabled, admitted by the gating row, and not about a trace-magnesium combination (unless chelation)."""
+        if not self.knowledge.enabled(finding.rule_id) or not self._gated_in(finding, readings):
+            return False
+        about = {e.reference for e in (finding.order, finding.partner) if e is not None}
+        return finding.rule_id in self.knowledge.trace_rules or not (about & trace.keys())
+
+    def _trace_products(self, ctx: RuleContext) -> dict[str, str]:
+        """Combination products giving less magnesium a day than the gating table's threshold, and why."""
+        limit = self.knowledge.trace_below_mg_per_day
+        out = {}
+        for product in ctx.magnesium:
+            if limit and any(not i.magnesium for i in product.match.ingredients):
+                dose = daily_elemental_mg(product.entry, product.match, self.knowledge.magnesium)
+                if dose.known and dose.mg_per_day < limit:
+                    out[product.entry.reference] = (
+                        f"Combination product with {dose.mg_per_day:.0f} mg elemental Mg/day (< {limit:g}): "
+                        "judged for chelation only"
+                    )
+        return out
 
     def _without_repeats(self, findings: list[Finding]) -> list[Finding]:
         """Drop a card whose rule yields to another card on the same order (it would say the same thing)."""

@@ -160,6 +160,7 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         drug_classes=_drug_classes(tables["drugs.yaml"], sources, rules),
         order_vocabulary=_order_vocabulary(tables["order_context.yaml"], sources),
         gates=_gates(tables["gating.yaml"], sources, rules),
+        **_trace(tables["gating.yaml"].get("trace_magnesium") or {}, sources, rules),
         lab_retention_days=_retention_days([*renal_function.values(), *lab_lookbacks.values()], rules),
     )
     _check_renal_tiers(knowledge)
@@ -501,6 +502,17 @@ def _gates(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mappi
         cited = _cited(f"{where}.source", row.get("source"), sources) if row.get("source") else ()
         out[rule_id] = Gate(rule_id, sides["magnesium"], sides["partner"], " ".join(str(row["reason"]).split()), cited)
     return out
+
+
+def _trace(row: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:
+    if not row:
+        return {}
+    where = "gating.yaml: trace_magnesium"
+    threshold = _parameters(where, {"below_mg_per_day": row["below_mg_per_day"]}, sources)["below_mg_per_day"]
+    unknown = [r for r in row.get("rules") or () if r not in rules]
+    if unknown or not row.get("reason"):
+        raise KnowledgeError(f"{where}: " + (f"unknown rule id '{unknown[0]}'" if unknown else "say why (reason)"))
+    return {"trace_below_mg_per_day": threshold.value, "trace_rules": frozenset(row["rules"])}
 
 
 def _gate_side(where: str, row: Any) -> GateSide | None:

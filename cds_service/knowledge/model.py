@@ -223,6 +223,8 @@ class Knowledge:
     drug_classes: Mapping[str, DrugClass] = field(default_factory=dict)
     order_vocabulary: OrderVocabulary | None = None
     gates: Mapping[str, Gate] = field(default_factory=dict)
+    trace_below_mg_per_day: float = 0.0  # a combination product giving less magnesium than this a day ...
+    trace_rules: frozenset[str] = frozenset()  # ... is judged by these rules only (gating.yaml trace_magnesium)
     lab_retention_days: float = 0.0  # the longest lookback any rule uses + the 7-day AKI window (derived at load)
 
     def rule(self, rule_id: str) -> RuleSpec:
