@@ -20,7 +20,7 @@ from workload import NOW, request
 from cds_service.config import Settings
 from cds_service.service import CdsService
 
-SERVICE_ID = "magnesium-order-check"
+SERVICE_ID = "magnesium-order-sign"
 
 
 def measure(service: CdsService, body: dict, rounds: int) -> dict:

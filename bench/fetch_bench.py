@@ -30,7 +30,7 @@ from cds_service.service import CdsService
 from tests.servers import free_port, sekmet
 
 HERE = Path(__file__).resolve().parent
-SERVICE_ID = "magnesium-order-check"
+SERVICE_ID = "magnesium-order-sign"
 
 
 def load(base: str, body: dict) -> None:

@@ -25,7 +25,7 @@ from workload import request
 from tests.servers import free_port
 
 HERE = Path(__file__).resolve().parent
-PATH = "/cds-services/magnesium-order-check"
+PATH = "/cds-services/magnesium-order-sign"
 
 
 def start(kind: str, workers: int, threads: int, data_dir: Path) -> tuple[subprocess.Popen, int]:

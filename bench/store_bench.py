@@ -34,7 +34,7 @@ from tests.servers import free_port
 
 HERE = Path(__file__).resolve().parent
 
-PATH = "/cds-services/magnesium-order-check"
+PATH = "/cds-services/magnesium-order-sign"
 
 
 def start(env: dict[str, str], workdir: Path) -> tuple[subprocess.Popen, int]:

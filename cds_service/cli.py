@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SERVICE_ID = "magnesium-order-check"
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
@@ -41,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluate = commands.add_parser("evaluate", help="run the rules on a FHIR bundle offline and print the cards")
     evaluate.add_argument("bundle", type=Path)
-    evaluate.add_argument("--hook", choices=("order-select", "order-sign"), default="order-sign")
+    evaluate.add_argument("--hook", choices=("order-select", "order-sign", "patient-view"), default="order-sign")
     evaluate.add_argument(
         "--order",
         action="append",
@@ -312,9 +310,9 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
     service = CdsService(settings)
     try:
         body = request_from_bundle(
-            bundle, args.hook, args.order, templates_for(service.discovery, SERVICE_ID, args.hook)
+            bundle, args.hook, args.order, templates_for(service.discovery, service.listed_id(args.hook), args.hook)
         )
-        response, _ = service.call(SERVICE_ID, body)
+        response, _ = service.call(service.listed_id(args.hook), body)
     except BundleError as exc:
         print(f"cds-service: {args.bundle}: {exc}", file=sys.stderr)
         return 2

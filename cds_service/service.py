@@ -15,13 +15,14 @@ from .fhir.client import FhirFetcher
 from .fhir.gather import gather
 from .fhir.templates import templates_for
 from .protocol.errors import ProtocolError
-from .protocol.request import parse_request
+from .protocol.request import ORDER_HOOKS, parse_request
 from .protocol.schemas import discovery_document, validate
 from .record import build_record
 from .security import TrustedIssuer
 
 log = logging.getLogger(__name__)
 DATA_GAPS_EXTENSION = "mg-cds.data-gaps"
+LEGACY_ID = "magnesium-order-check"
 
 
 class CdsService:
@@ -33,7 +34,11 @@ class CdsService:
             self.knowledge, settings.card_topic_system, settings.card_source_label, settings.card_source_url
         )
         self.discovery = discovery_document()
-        self.service_ids = {s["id"] for s in self.discovery["services"]}
+        # One service per hook (CDS Hooks 2.0: clients key services by id). The wave-1 id answers both
+        # order hooks, unlisted, so a registration made against it keeps working.
+        self.hooks: dict[str, tuple[str, ...]] = {s["id"]: (s["hook"],) for s in self.discovery["services"]}
+        self.hooks[LEGACY_ID] = ORDER_HOOKS
+        self.service_ids = set(self.hooks)
         self.fetcher = fetcher
 
     def now(self) -> datetime:
@@ -44,8 +49,8 @@ class CdsService:
         if service_id not in self.service_ids:
             raise ProtocolError(404, None, f"no CDS service with id '{service_id}'")
         validate("request", body)
-        request = parse_request(body, service_id)
-        templates = templates_for(self.discovery, service_id, request.hook)
+        request = parse_request(body, service_id, self.hooks[service_id])
+        templates = templates_for(self.discovery, self.listed_id(request.hook), request.hook)
         data = gather(request, templates, self.settings, self.fetcher, issuer)
         record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())
         findings = self.engine.evaluate(record)
@@ -53,6 +58,10 @@ class CdsService:
         if data.gaps:
             response["extension"] = {DATA_GAPS_EXTENSION: [{"topic": g.topic, "reason": g.reason} for g in data.gaps]}
         return response, [f.rule_id for f in findings]
+
+    def listed_id(self, hook: str) -> str:
+        """The discovery id that answers this hook (where the legacy id takes its prefetch from)."""
+        return next(s["id"] for s in self.discovery["services"] if s["hook"] == hook)
 
     def describe(self) -> Mapping[str, Any]:
         return self.discovery

@@ -26,8 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "fixtures" / "scenarios"
 SHARED = ROOT.parent / "shared"
 FIXTURE_NOW = datetime.fromisoformat("2026-11-15T12:00:00+00:00")
-SERVICE = "magnesium-order-check"
+SERVICE = "magnesium-order-check"  # the wave-1 id: still answers both order hooks (unlisted)
 HOOKS = ("order-select", "order-sign")
+SERVICE_FOR = {
+    "order-select": "magnesium-order-select",
+    "order-sign": "magnesium-order-sign",
+    "patient-view": "magnesium-patient-review",
+}
+
+
+def scenario_cases() -> list[tuple[str, str]]:
+    """(scenario, hook) for every hook each scenario's expected.json names."""
+    return [(n, hook) for n in scenario_names() for hook in load_json(SCENARIOS / n / "expected.json")["hooks"]]
 
 
 def scenario_names() -> list[str]:

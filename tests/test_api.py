@@ -9,7 +9,7 @@ import pytest
 
 from cds_service.protocol.schemas import validate
 
-from .conftest import SCENARIOS, SERVICE, load_json
+from .conftest import SCENARIOS, SERVICE, SERVICE_FOR, load_json
 
 URL = f"/cds-services/{SERVICE}"
 BASE = load_json(SCENARIOS / "renal-contraindicated-cg" / "request.order-select.json")
@@ -32,12 +32,36 @@ def assert_outcome(response, status, field=None):
     assert "Traceback" not in response.get_data(as_text=True)
 
 
-def test_discovery_lists_one_service_for_both_hooks(client):
+def test_discovery_lists_one_service_per_hook_with_unique_ids(client):
     response = client.get("/cds-services")
     assert response.status_code == 200
     body = response.get_json()
     validate("discovery", body)
-    assert {(s["id"], s["hook"]) for s in body["services"]} == {(SERVICE, "order-select"), (SERVICE, "order-sign")}
+    ids = [s["id"] for s in body["services"]]
+    assert len(ids) == len(set(ids)), "clients key services by id: two entries with one id lose one"
+    assert {(s["id"], s["hook"]) for s in body["services"]} == {(v, k) for k, v in SERVICE_FOR.items()}
+    assert SERVICE not in ids  # the wave-1 id still answers (below) but is no longer listed
+
+
+def _hook_body(hook: str) -> dict:
+    name = "patient-view-chronic-mg-crcl-25" if hook == "patient-view" else "renal-contraindicated-cg"
+    return load_json(SCENARIOS / name / f"request.{hook}.json")
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign", "patient-view"])
+@pytest.mark.parametrize(
+    "service", ["magnesium-order-select", "magnesium-order-sign", "magnesium-patient-review", SERVICE]
+)
+def test_each_id_answers_its_hook_and_refuses_the_others(client, service, hook):
+    response = client.post(f"/cds-services/{service}", json=_hook_body(hook))
+    answers = {SERVICE: ("order-select", "order-sign")}.get(service) or (
+        next(k for k, v in SERVICE_FOR.items() if v == service),
+    )
+    if hook in answers:
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["cards"], "the right hook gets its cards"
+    else:
+        assert_outcome(response, 400, "hook")
 
 
 def test_prefetch_templates_use_only_allowed_tokens_and_queries(client):

@@ -18,7 +18,7 @@ import yaml
 from cds_service.cli import main
 from cds_service.knowledge import load_knowledge
 
-from .conftest import HOOKS, SCENARIOS, load_json, scenario_names
+from .conftest import SCENARIOS, load_json, scenario_cases
 
 KNOWLEDGE = load_knowledge()
 PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
@@ -98,8 +98,7 @@ def keeps_key_words(card: dict) -> bool:
     return False
 
 
-@pytest.mark.parametrize("hook", HOOKS)
-@pytest.mark.parametrize("name", scenario_names())
+@pytest.mark.parametrize(("name", "hook"), scenario_cases())
 def test_no_card_contradicts_another(name, hook, tmp_path, capsys):
     assert contradictions(evaluate(name, hook, tmp_path, capsys)) == []
 

@@ -10,7 +10,7 @@ import logging
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import SCENARIOS, SERVICE, load_json, scenario_names
+from .conftest import SCENARIOS, SERVICE, SERVICE_FOR, load_json, scenario_names
 
 VALID = load_json(SCENARIOS / "fq-cipro-magnesium-ordered" / "request.order-select.json")
 ENDPOINTS = [f"/cds-services/{SERVICE}", f"/cds-services/{SERVICE}/feedback", "/cds-services", "/cds-services/x"]
@@ -136,9 +136,10 @@ def test_no_patient_data_or_secrets_in_debug_logs(make_app, caplog):
             bundle = load_json(SCENARIOS / name / "bundle.json")
             patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
             needles |= {patient["id"], patient["birthDate"], patient["name"][0]["given"][0]}
-            for hook in ("order-select", "order-sign"):
+            for hook in load_json(SCENARIOS / name / "expected.json")["hooks"]:
                 body = load_json(SCENARIOS / name / f"request.{hook}.json")
-                client.post(f"/cds-services/{SERVICE}", json=body, headers={"Authorization": f"Bearer {secrets[1]}"})
+                url = f"/cds-services/{SERVICE_FOR[hook]}"
+                client.post(url, json=body, headers={"Authorization": f"Bearer {secrets[1]}"})
         body = copy.deepcopy(VALID)
         del body["prefetch"]["renal"]
         body.update(

@@ -7,9 +7,9 @@ import copy
 import pytest
 
 from .cards_check import assert_cards
-from .conftest import HOOKS, SCENARIOS, SERVICE, load_json, scenario_names
+from .conftest import SCENARIOS, SERVICE_FOR, load_json, scenario_cases
 
-CASES = [(name, hook) for name in scenario_names() for hook in HOOKS]
+CASES = scenario_cases()
 
 
 def _case(name: str, hook: str):
@@ -21,7 +21,7 @@ def _case(name: str, hook: str):
 @pytest.mark.parametrize(("name", "hook"), CASES)
 def test_scenario_with_prefetch(make_app, name, hook):
     request, expected, config = _case(name, hook)
-    response = make_app(config).test_client().post(f"/cds-services/{SERVICE}", json=request)
+    response = make_app(config).test_client().post(f"/cds-services/{SERVICE_FOR[hook]}", json=request)
     assert response.status_code == 200, response.get_json()
     assert_cards(response.get_json(), expected)
 
@@ -41,7 +41,7 @@ def test_scenario_without_prefetch_from_fhir_server(make_app, fhir_server, name,
         "subject": "mg-cds",
     }
     app = make_app({**config, "fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
-    response = app.test_client().post(f"/cds-services/{SERVICE}", json=request)
+    response = app.test_client().post(f"/cds-services/{SERVICE_FOR[hook]}", json=request)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert "extension" not in body, body.get("extension")  # every key was fetched without a gap

@@ -15,7 +15,7 @@ def test_serve_under_gunicorn_answers_discovery_hooks_and_feedback(tmp_path):
     proc, base = start_service("--workers", "2", "--now", "2026-11-15T12:00:00Z", env=env, cwd=tmp_path)
     try:
         services = requests.get(f"{base}/cds-services", timeout=5).json()["services"]
-        assert {s["hook"] for s in services} == {"order-select", "order-sign"}
+        assert {s["hook"] for s in services} == {"order-select", "order-sign", "patient-view"}
         for hook in ("order-select", "order-sign"):
             body = load_json(SCENARIOS / "dialysis-hypomag-iv" / f"request.{hook}.json")
             response = requests.post(f"{base}/cds-services/{SERVICE}", json=body, timeout=10)

@@ -46,6 +46,12 @@ class CardBuilder:
             "source": source,
         }
         suggestions = [s for s in (self.suggestion(a, finding, record, valid_orders) for a in finding.suggestions) if s]
+        dropped = [a for a in finding.suggestions if a.kind == "update-order" and a.order is not None]
+        if any(not valid_orders.get(a.order.reference, True) for a in dropped):
+            card["detail"] += (
+                "\n\n**Note:** the advice could not be offered as a one-click update: the EHR's draft order is "
+                "not valid FHIR R4 even after repair; apply it by hand."
+            )
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one" if len(suggestions) == 1 else "any"
@@ -99,7 +105,7 @@ class CardBuilder:
             # The update adds only Dosage strings to the EHR's own order: the order's validity decides.
             order = action.order
             if order.reference not in valid_orders:
-                valid_orders[order.reference] = valid_medication_request(dict(order.resource))
+                valid_orders[order.reference] = valid_medication_request(dict(action.resource))
             if not valid_orders[order.reference]:
                 log.info("update suggestion for rule %s dropped: the order is not valid R4", finding.rule_id)
                 return None  # the card still states the advice; an EHR cannot apply an invalid update

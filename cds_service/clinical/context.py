@@ -171,7 +171,7 @@ class RuleContext:
 
 def update_with_instruction(order: MedicationEntry, instruction: str, label: str) -> SuggestedAction:
     """An `update` of the in-scope order whose dosage carries the instruction (the whole resource)."""
-    resource: dict[str, Any] = dict(order.resource)  # only the dosage dicts change: copy just those
+    resource: dict[str, Any] = repaired(order.resource)  # only the dosage dicts change: copy just those
     dosages = resource.get("dosageInstruction")
     dosages = (
         [dict(d) if isinstance(d, dict) else d for d in dosages] if isinstance(dosages, list) and dosages else [{}]
@@ -183,6 +183,34 @@ def update_with_instruction(order: MedicationEntry, instruction: str, label: str
             dosage["text"] = f"{dosage['text']}; {instruction}" if dosage.get("text") else instruction
     resource["dosageInstruction"] = dosages
     return SuggestedAction("update-order", label, order=order, resource=resource)
+
+
+# MedicationRequest elements that are lists in R4 but that some EHRs (the CDS Hooks Sandbox) send as one object.
+R4_LISTS = (
+    "identifier",
+    "category",
+    "reasonCode",
+    "reasonReference",
+    "note",
+    "dosageInstruction",
+    "basedOn",
+    "insurance",
+    "supportingInformation",
+    "detectedIssue",
+    "eventHistory",
+    "instantiatesCanonical",
+    "instantiatesUri",
+)
+
+
+def repaired(resource: Any) -> dict[str, Any]:
+    """A copy with the well-known cardinality slips fixed (one object where R4 has a list), so that an
+    update built from it is valid R4. Nothing else is changed."""
+    out = dict(resource)
+    for name in R4_LISTS:
+        if isinstance(out.get(name), dict | str):
+            out[name] = [out[name]]
+    return out
 
 
 def _lab(analyte: str, label: str, due: datetime) -> SuggestedAction:

@@ -76,6 +76,8 @@ class RuleEngine:
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
         if not any(p.in_scope for p in (*magnesium, *partners)):
             return []  # nothing this service speaks about among the orders in scope
+        if record.hook == "patient-view" and not magnesium:
+            return []  # the review speaks only about patients on a magnesium product
         ctx = RuleContext(
             record=record,
             knowledge=self.knowledge,
@@ -92,7 +94,10 @@ class RuleEngine:
                     if finding.order.reference in trace:
                         finding = replace(finding, found=(*finding.found, trace[finding.order.reference]))
                     findings.setdefault(finding.key, _stamped(finding, readings))
-        return _each_lab_once(self._without_repeats(list(findings.values())))
+        out = _each_lab_once(self._without_repeats(list(findings.values())))
+        if record.hook == "patient-view":  # no edits of orders that are not in front of the clinician
+            out = [replace(f, suggestions=tuple(s for s in f.suggestions if s.kind == "order-lab")) for f in out]
+        return out
 
     def _judged(self, finding: Finding, readings: dict[str, tuple[str, OrderContext]], trace: dict[str, str]) -> bool:
         """Enabled, admitted by the gating row, and not about a trace-magnesium combination (unless chelation)."""

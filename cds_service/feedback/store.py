@@ -112,8 +112,7 @@ class FeedbackStore:
             raise StoreUnavailable(f"schema at revision {revision}, expected {migrate.head_revision()}")
 
     def _row(self, service_id: str, item: Mapping[str, Any], issued: Any, received_at: datetime) -> dict[str, Any]:
-        reason = item.get("overrideReason") or {}
-        coding = reason.get("reason") or {}
+        reason, coding = override_reason_of(item)
         return {
             "service_id": service_id,
             "card_uuid": item["card"],
@@ -127,6 +126,36 @@ class FeedbackStore:
             "user_comment": reason.get("userComment") if self.keep_user_comments else None,
             "received_at": received_at,
         }
+
+
+def override_reason_of(item: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """(overrideReason, its Coding) from every shape EHRs send: the spec's `overrideReason`, a plural
+    `overrideReasons` list (of overrideReason objects or of Codings), or a Coding inside `extension`."""
+    reason = item.get("overrideReason")
+    if isinstance(reason, Mapping) and isinstance(reason.get("reason"), Mapping):
+        return reason, reason["reason"]
+    for candidate in item.get("overrideReasons") or ():
+        if isinstance(candidate, Mapping) and isinstance(candidate.get("reason"), Mapping):
+            return candidate, candidate["reason"]
+        if isinstance(candidate, Mapping) and isinstance(candidate.get("code"), str):
+            return {}, candidate
+    coding = _coding_in(item.get("extension"))
+    return (reason if isinstance(reason, Mapping) else {}), coding or {}
+
+
+def _coding_in(value: Any, depth: int = 0) -> Mapping[str, Any] | None:
+    """The first Coding-shaped object ({code, system}) in an extension tree, a few levels deep at most."""
+    if depth > 4:
+        return None
+    if isinstance(value, Mapping):
+        if isinstance(value.get("code"), str) and isinstance(value.get("system"), str):
+            return value
+        values = value.values()
+    elif isinstance(value, list):
+        values = value
+    else:
+        return None
+    return next((c for v in values if (c := _coding_in(v, depth + 1)) is not None), None)
 
 
 def _engine_options(url: str) -> dict[str, Any]:

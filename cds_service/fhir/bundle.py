@@ -78,7 +78,9 @@ def request_from_bundle(
     if wanted - {r.get("id") for _, r in drafts} - {u for u, _ in drafts}:
         missing = sorted(wanted - {r.get("id") for _, r in drafts} - {u for u, _ in drafts})
         raise BundleError(f"no order with id {', '.join(missing)} in the bundle")
-    if not drafts:
+    if hook == "patient-view":
+        drafts = []  # the chart opens: the active medications are what is judged
+    elif not drafts:
         raise BundleError("no draft orders: name them with --order ID or give them status 'draft'")
     draft_ids = {id(r) for _, r in drafts}
     # Only the Medications the drafts reference travel with them; the others come by prefetch (_include).
@@ -88,15 +90,13 @@ def request_from_bundle(
         for url, r in entries
         if r.get("resourceType") == "Medication" and ({f"Medication/{r.get('id')}", url} & referenced)
     ]
-    context: dict[str, Any] = {
-        "userId": user_id,
-        "patientId": patient["id"],
-        "draftOrders": {
+    context: dict[str, Any] = {"userId": user_id, "patientId": patient["id"]}
+    if hook != "patient-view":
+        context["draftOrders"] = {
             "resourceType": "Bundle",
             "type": "collection",
             "entry": [{"resource": r} for _, r in drafts] + [{"resource": m} for m in medications],
-        },
-    }
+        }
     encounter = _current_encounter(entries, patient["id"])
     if encounter:
         context["encounterId"] = encounter

@@ -86,10 +86,12 @@ class FhirFetcher:
                 if body.get("resourceType") != "Bundle":
                     result.resources.append(body)
                     break
-                result.resources.extend(
+                result.resources.extend(  # an OperationOutcome entry says "no matches": not data
                     e["resource"]
                     for e in items(body.get("entry"))
-                    if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
+                    if isinstance(e, Mapping)
+                    and isinstance(e.get("resource"), Mapping)
+                    and e["resource"].get("resourceType") != "OperationOutcome"
                 )
                 if "_count=" in query:
                     break  # the template asked for the newest N: the first page is the answer

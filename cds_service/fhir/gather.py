@@ -137,7 +137,15 @@ def _fetch_target(
 
 
 def _resources_of(value: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A search Bundle's resources. An OperationOutcome inside it ("no matches", Epic's empty search)
+    is information about the search, not data and not an error: an empty result."""
     if value.get("resourceType") == "Bundle":
         entries = value.get("entry") if isinstance(value.get("entry"), list) else []
-        return [e["resource"] for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+        return [
+            e["resource"]
+            for e in entries
+            if isinstance(e, Mapping)
+            and isinstance(e.get("resource"), Mapping)
+            and e["resource"].get("resourceType") != "OperationOutcome"
+        ]
     return [value]

@@ -8,7 +8,8 @@ from typing import Any
 
 from .errors import ProtocolError
 
-SUPPORTED_HOOKS = ("order-select", "order-sign")
+SUPPORTED_HOOKS = ("order-select", "order-sign", "patient-view")
+ORDER_HOOKS = ("order-select", "order-sign")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,17 +34,16 @@ class HookRequest:
         return f"{resource.get('resourceType')}/{resource.get('id')}" in self.selections
 
 
-def parse_request(body: Mapping[str, Any], service_id: str) -> HookRequest:
-    """Typed request; raises ProtocolError (400) for what the schema cannot express."""
+def parse_request(body: Mapping[str, Any], service_id: str, answers: tuple[str, ...] = ORDER_HOOKS) -> HookRequest:
+    """Typed request; raises ProtocolError (400) for what the schema cannot express (a hook the
+    service does not answer, a selection not among the drafts)."""
     hook = body["hook"]
-    if hook not in SUPPORTED_HOOKS:
-        raise ProtocolError(
-            400, "hook", f"service '{service_id}' answers {' and '.join(SUPPORTED_HOOKS)}, not '{hook}'"
-        )
+    if hook not in answers:
+        raise ProtocolError(400, "hook", f"service '{service_id}' answers {' and '.join(answers)}, not '{hook}'")
     context = body["context"]
     drafts: list[Mapping[str, Any]] = []
     medications: dict[str, Mapping[str, Any]] = {}
-    for entry in context["draftOrders"].get("entry") or ():
+    for entry in (context.get("draftOrders") or {}).get("entry") or ():
         resource = entry.get("resource")
         if not isinstance(resource, Mapping):
             continue  # tolerated: an entry without a resource carries nothing to check

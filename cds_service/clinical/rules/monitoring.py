@@ -13,7 +13,9 @@ from .dosing import upper_limit
 def evaluate(ctx: RuleContext) -> list[Finding]:
     if "magnesium" in ctx.record.draft_lab_orders:
         return []  # a serum magnesium is already being ordered in this session
-    continuing = [p for p in ctx.magnesium if not p.in_scope and p.entry.origin == "active"]
+    continuing = [p for p in ctx.magnesium if p.entry.origin == "active" and not p.in_scope]
+    if ctx.record.hook == "patient-view":
+        continuing = list(ctx.magnesium)  # every product is a running therapy: overdue, never a "new start"
     findings = []
     for order, match in ctx.magnesium_orders:
         finding = _overdue(ctx, order, match) if continuing else _recheck(ctx, order, match)

@@ -1,0 +1,104 @@
+"""What real clients send: Sandbox drafts with cardinality slips, Epic's empty searches and feedback shapes."""
+
+from __future__ import annotations
+
+import copy
+
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+
+from cds_service.feedback.store import override_reason_of
+
+from .conftest import SCENARIOS, SERVICE_FOR, load_json
+
+SIGN = f"/cds-services/{SERVICE_FOR['order-sign']}"
+
+
+def _sign(name: str) -> dict:
+    return copy.deepcopy(load_json(SCENARIOS / name / "request.order-sign.json"))
+
+
+def test_a_sandbox_draft_with_single_objects_still_gets_a_valid_update(make_app):
+    body = _sign("fq-cipro-magnesium-ordered")
+    draft = body["context"]["draftOrders"]["entry"][0]["resource"]
+    draft["category"] = {"coding": [{"code": "outpatient"}]}  # R4: a list; the Sandbox sends one object
+    draft["reasonCode"] = {"text": "cramps"}
+    cards = make_app().test_client().post(SIGN, json=body).get_json()["cards"]
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "interaction-fluoroquinolone")
+    update = next(a for s in card["suggestions"] for a in s["actions"] if a["type"] == "update")
+    MedicationRequest.model_validate(update["resource"])  # repaired: lists where R4 has lists
+    assert update["resource"]["reasonCode"] == [{"text": "cramps"}]
+    assert "Note:" not in card["detail"]
+
+
+def test_when_no_update_can_be_offered_the_card_says_why(make_app):
+    body = _sign("fq-cipro-magnesium-ordered")
+    body["context"]["draftOrders"]["entry"][0]["resource"]["subject"] = "Patient/x"  # a string: beyond repair
+    cards = make_app().test_client().post(SIGN, json=body).get_json()["cards"]
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "interaction-fluoroquinolone")
+    assert not any(a["type"] == "update" for s in card.get("suggestions", ()) for a in s["actions"])
+    assert "could not be offered as a one-click update" in card["detail"]
+    assert "6 h" in card["summary"] or "6 h" in card["detail"]  # the advice itself is still on the card
+
+
+def test_an_operation_outcome_only_search_is_empty_not_an_error(make_app):
+    body = _sign("renal-severe-cg")
+    no_matches = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": 0,
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "warning", "code": "processing", "diagnostics": "No matches"}],
+                },
+                "search": {"mode": "outcome"},
+            }
+        ],
+    }
+    body["prefetch"]["medicationRequests"] = no_matches
+    body["prefetch"]["magnesium"] = no_matches
+    payload = make_app().test_client().post(SIGN, json=body).get_json()
+    assert "extension" not in payload  # no gap: the EHR searched and found nothing
+    assert [c["source"]["topic"]["code"] for c in payload["cards"]] == ["renal-severe"]
+
+
+def test_every_feedback_shape_gives_the_override_reason():
+    coding = {"system": "urn:mg-cds:override-reason", "code": "nephrology-directed"}
+    shapes = [
+        {"overrideReason": {"reason": coding, "userComment": "x"}},  # CDS Hooks 2.0
+        {"overrideReasons": [{"reason": coding}]},  # plural, of overrideReason objects
+        {"overrideReasons": [coding]},  # plural, of Codings
+        {"extension": {"https://ehr.example/override": {"valueCoding": coding}}},  # inside an extension
+        {"extension": [{"url": "https://ehr.example/override", "valueCoding": coding}]},
+    ]
+    for shape in shapes:
+        assert override_reason_of(shape)[1]["code"] == "nephrology-directed", shape
+    assert override_reason_of({"outcome": "accepted"}) == ({}, {})
+
+
+def test_epic_order_sign_and_its_plural_override_feedback(make_app):
+    """The Epic-shaped fixture gets its card; Epic's `overrideReasons` feedback is stored with its reason."""
+    from cds_service import metrics
+
+    app = make_app()
+    client = app.test_client()
+    body = load_json(SCENARIOS / "epic-order-sign" / "request.order-sign.json")
+    card = client.post(SIGN, json=body).get_json()["cards"][0]
+    assert card["source"]["topic"]["code"] == "renal-severe"
+    feedback = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "overrideReasons": [
+                    {"reason": {"system": card["overrideReasons"][0]["system"], "code": "nephrology-directed"}}
+                ],
+                "outcomeTimestamp": "2026-11-15T12:05:00Z",
+            }
+        ]
+    }
+    response = client.post(f"{SIGN}/feedback", json=feedback)
+    assert response.status_code == 200 and response.get_json()["stored"] == 1
+    text = metrics.exposition()[0].decode()
+    assert 'rule="renal-severe"' in text and 'reason="nephrology-directed"' in text
