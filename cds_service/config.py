@@ -38,6 +38,7 @@ TOP_LEVEL_KEYS = {
     "level_checks",
     "metrics",
     "gating",
+    "clients",
 }
 KNOWLEDGE_KEYS = ("rules", "renal_function", "lab_lookbacks", "level_checks", "gating")  # knowledge overrides
 ENV_OVERRIDES = {
@@ -95,6 +96,11 @@ class Settings:
     clock_skew_seconds: float = 60
     metrics_host: str = "127.0.0.1"  # /metrics on its own port, never on the port the EHR reaches
     metrics_port: int = 9464  # 0: no metrics server
+    clients: Mapping[str, ClientProfile] = field(default_factory=dict)  # by JWT iss; "default" for the rest
+
+    def client(self, iss: str | None) -> ClientProfile:
+        """What the calling EHR can take (config `clients:`), by its JWT issuer, else the default."""
+        return self.clients.get(iss or "", self.clients.get("default", ClientProfile()))
 
     @property
     def effective_store_url(self) -> str:
@@ -186,9 +192,40 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         clock_skew_seconds=_float(security, "security.clock_skew_seconds", 60, 0, 300),
         metrics_host=str(metrics.get("host", "127.0.0.1")),
         metrics_port=_int(metrics, "metrics.port", 9464, 0, 65535),
+        clients=_clients(raw.get("clients")),
     )
     settings.knowledge()  # fail at start, naming the key, not at the first request
     return settings
+
+
+@dataclass(frozen=True, slots=True)
+class ClientProfile:
+    """What one EHR client can take. Epic's suggestions, for one, cannot edit an order's dose or timing:
+    with update_suggestions false the spacing advice goes into the card's text instead."""
+
+    update_suggestions: bool = True
+    one_action_per_suggestion: bool = True  # every suggestion this service builds has one action
+
+
+def _clients(raw: Any) -> dict[str, ClientProfile]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("config: clients must be a mapping of JWT issuers (or 'default') to profiles")
+    out = {}
+    for key, row in raw.items():
+        where = f"clients.{key}"
+        if not isinstance(row, Mapping):
+            raise ConfigError(f"config: {where} must be a mapping")
+        _only(row, where, {"update_suggestions", "one_action_per_suggestion", "name"})
+        for flag in ("update_suggestions", "one_action_per_suggestion"):
+            if flag in row and not isinstance(row[flag], bool):
+                raise ConfigError(f"config: {where}.{flag} must be true or false")
+        out[str(key)] = ClientProfile(
+            update_suggestions=row.get("update_suggestions", True),
+            one_action_per_suggestion=row.get("one_action_per_suggestion", True),
+        )
+    return out
 
 
 def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -54,7 +54,8 @@ class CdsService:
         data = gather(request, templates, self.settings, self.fetcher, issuer)
         record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())
         findings = self.engine.evaluate(record)
-        response: dict[str, Any] = {"cards": self.cards.cards(findings, record)}
+        client = self.settings.client(issuer.iss if issuer else None)
+        response: dict[str, Any] = {"cards": self.cards.cards(findings, record, client)}
         if data.gaps:
             response["extension"] = {DATA_GAPS_EXTENSION: [{"topic": g.topic, "reason": g.reason} for g in data.gaps]}
         return response, [f.rule_id for f in findings]

@@ -102,3 +102,24 @@ def test_epic_order_sign_and_its_plural_override_feedback(make_app):
     assert response.status_code == 200 and response.get_json()["stored"] == 1
     text = metrics.exposition()[0].decode()
     assert 'rule="renal-severe"' in text and 'reason="nephrology-directed"' in text
+
+
+def test_a_client_that_cannot_apply_updates_gets_the_advice_in_the_text(make_app):
+    from cds_service.config import ConfigError, settings_from_mapping
+
+    body = _sign("fq-cipro-magnesium-ordered")
+    app = make_app({"clients": {"default": {"update_suggestions": False}}})
+    card = next(
+        c
+        for c in app.test_client().post(SIGN, json=body).get_json()["cards"]
+        if c["source"]["topic"]["code"] == "interaction-fluoroquinolone"
+    )
+    assert not any(a["type"] == "update" for s in card.get("suggestions", ()) for a in s["actions"])
+    assert "To do by hand (this EHR cannot apply order updates): Add to the dosage: take magnesium" in card["detail"]
+    for bad, names in (({"default": {"update_suggestions": "no"}}, "update_suggestions"), ([1], "clients")):
+        try:
+            settings_from_mapping({"clients": bad})
+        except ConfigError as exc:
+            assert names in str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from ..clinical.findings import Finding, SuggestedAction
+from ..config import ClientProfile
 from ..knowledge.model import Knowledge
 from ..record.model import PatientRecord
 from .resources import lab_service_request, valid_medication_request
@@ -26,8 +28,12 @@ class CardBuilder:
         self.source_label = source_label
         self.source_url = source_url
 
-    def cards(self, findings: list[Finding], record: PatientRecord) -> list[dict[str, Any]]:
+    def cards(
+        self, findings: list[Finding], record: PatientRecord, client: ClientProfile | None = None
+    ) -> list[dict[str, Any]]:
         valid_orders: dict[str, bool] = {}  # each EHR order is checked once per request
+        if client is not None and not client.update_suggestions:
+            findings = [_advice_in_text(f) for f in findings]
         return [self.card(f, record, valid_orders) for f in findings]
 
     def card(self, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool]) -> dict[str, Any]:
@@ -120,6 +126,16 @@ class CardBuilder:
                 seen.add(src.url)
                 links.append({"label": _short(src.citation), "url": src.url, "type": "absolute"})
         return links
+
+
+def _advice_in_text(finding: Finding) -> Finding:
+    """For a client that cannot apply an update: the advice moves into the card's text, the button goes."""
+    updates = [s for s in finding.suggestions if s.kind == "update-order"]
+    if not updates:
+        return finding
+    lines = tuple(f"To do by hand (this EHR cannot apply order updates): {s.label}" for s in updates)
+    kept = tuple(s for s in finding.suggestions if s.kind != "update-order")
+    return replace(finding, found=(*finding.found, *lines), suggestions=kept)
 
 
 def fit_summary(text: str) -> str:
