@@ -8,12 +8,13 @@ from typing import Any
 
 from ..knowledge.model import Knowledge, RuleSpec
 from ..record.model import LabValue, MedicationEntry, PatientRecord
+from .dose import DailyDose
 from .drugs import DrugHit
 from .findings import Finding, SuggestedAction
 from .matching import ProductMatch
 from .order_context import OrderContext
 from .renal_function import RenalAssessment
-from .treatment import TreatmentContext
+from .treatment import TreatmentContext, is_low, low_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class MagnesiumProduct:
     match: ProductMatch
     in_scope: bool
     reading: OrderContext
+    dose: DailyDose  # elemental magnesium per day, computed once per request (dose, monitoring, trace rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,10 @@ class RuleContext:
     def magnesium_orders(self) -> tuple[tuple[MedicationEntry, ProductMatch], ...]:
         """The magnesium products among the orders in scope (the ones cards may speak about)."""
         return tuple((p.entry, p.match) for p in self.magnesium if p.in_scope)
+
+    def partners_in_scope(self, kind: str) -> tuple[PartnerDrug, ...]:
+        """The partner drugs of one kind (chelation, depletion, risk) among the orders in scope."""
+        return tuple(p for p in self.partners if p.in_scope and p.hit.drug_class.kind == kind)
 
     def known_name(self, order: MedicationEntry) -> str:
         """For an order sent by code alone: the RxNorm name the product table gives, else the drug's."""
@@ -72,13 +78,13 @@ class RuleContext:
 
     def low_limit(self, lab: LabValue) -> float:
         """The lab's own referenceRange wins over the default."""
-        return lab.ref_low if lab.ref_low is not None else self.knowledge.rule("mg-low").value("lower_limit")
+        return low_limit(lab, self.knowledge.rule("mg-low").value("lower_limit"))
 
     def high_limit(self, lab: LabValue) -> float:
         return lab.ref_high if lab.ref_high is not None else self.knowledge.rule("mg-high").value("upper_limit")
 
     def is_low(self, lab: LabValue) -> bool:
-        return lab.value is not None and lab.value < self.low_limit(lab) and lab.comparator not in (">", ">=")
+        return is_low(lab, self.knowledge.rule("mg-low").value("lower_limit"))
 
     def is_high(self, lab: LabValue) -> bool:
         return lab.value is not None and lab.value > self.high_limit(lab) and lab.comparator not in ("<", "<=")

@@ -70,7 +70,8 @@ class RuleEngine:
             reading = read_order(entry, self.vocabulary, encounter)
             if match is not None and reading.route in self.judged_routes["magnesium"]:
                 readings[entry.reference] = ("magnesium", reading)
-                magnesium.append(MagnesiumProduct(entry, match, in_scope, reading))
+                dose = daily_elemental_mg(entry, match, self.knowledge.magnesium)
+                magnesium.append(MagnesiumProduct(entry, match, in_scope, reading, dose))
             if hits and reading.route in self.judged_routes["partner"]:
                 readings.setdefault(entry.reference, ("partner", reading))
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
@@ -84,7 +85,7 @@ class RuleEngine:
             magnesium=tuple(magnesium),
             partners=tuple(partners),
             renal=assess_renal_function(record, self.knowledge),
-            treatment=read_treatment(record, self.knowledge, self.knowledge.rule("mg-low").value("lower_limit")),
+            treatment=read_treatment(record, self.knowledge),
         )
         trace = self._trace_products(ctx)
         findings: dict[tuple[str, str, str], Finding] = {}
@@ -111,13 +112,13 @@ class RuleEngine:
         limit = self.knowledge.trace_below_mg_per_day
         out = {}
         for product in ctx.magnesium:
-            if limit and any(not i.magnesium for i in product.match.ingredients):
-                dose = daily_elemental_mg(product.entry, product.match, self.knowledge.magnesium)
-                if dose.known and dose.mg_per_day < limit:
-                    out[product.entry.reference] = (
-                        f"Combination product with {dose.mg_per_day:.0f} mg elemental Mg/day (< {limit:g}): "
-                        "judged for chelation only"
-                    )
+            dose = product.dose
+            combination = any(not i.magnesium for i in product.match.ingredients)
+            if limit and combination and dose.known and dose.mg_per_day < limit:
+                out[product.entry.reference] = (
+                    f"Combination product with {dose.mg_per_day:.0f} mg elemental Mg/day (< {limit:g}): "
+                    "judged for chelation only"
+                )
         return out
 
     def _without_repeats(self, findings: list[Finding]) -> list[Finding]:

@@ -26,13 +26,22 @@ class TreatmentContext:
         return self.low_magnesium is not None or self.hypomagnesaemia is not None
 
 
-def read_treatment(record: PatientRecord, knowledge: Knowledge, low_limit: float) -> TreatmentContext:
+def low_limit(lab: LabValue, default: float) -> float:
+    """The lab's own referenceRange wins over the default."""
+    return lab.ref_low if lab.ref_low is not None else default
+
+
+def is_low(lab: LabValue, default: float) -> bool:
+    """Below the lab's lower limit (or the default), and not reported as '> x'."""
+    return lab.value is not None and lab.value < low_limit(lab, default) and lab.comparator not in (">", ">=")
+
+
+def read_treatment(record: PatientRecord, knowledge: Knowledge) -> TreatmentContext:
     lookback = knowledge.lab_lookbacks["magnesium_days"].value
     latest = record.latest("magnesium", lookback)
-    low = None
-    if latest is not None and latest.usable and latest.value > 0 and latest.comparator not in (">", ">="):
-        limit = latest.ref_low if latest.ref_low is not None else low_limit
-        low = latest if latest.value < limit else None
+    default = knowledge.rule("mg-low").value("lower_limit")
+    usable = latest is not None and latest.usable and latest.value > 0  # 0 or less is a lab error
+    low = latest if usable and is_low(latest, default) else None
     hypo_set, pre_set = knowledge.conditions["hypomagnesaemia"], knowledge.conditions["preeclampsia"]
     hypo = find_condition(record, hypo_set)
     pre = find_condition(record, pre_set)

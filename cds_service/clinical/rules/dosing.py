@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..context import MagnesiumProduct, RuleContext, recognised_as, short_name
-from ..dose import daily_elemental_mg
 from ..findings import Finding
 
 
@@ -35,7 +34,7 @@ def _above_upper_limit(ctx: RuleContext) -> list[Finding]:
             continue
         if ctx.treatment.preeclampsia is not None and "magnesium sulfate" in product.match.salts:
             continue  # a treatment dose for seizure prophylaxis: the supplement upper limit does not apply
-        dose = daily_elemental_mg(product.entry, product.match, ctx.knowledge.magnesium)
+        dose = product.dose
         if limit is None or not dose.known or dose.mg_per_day <= limit:
             continue
         child = age < spec.value("warn_below_age")
@@ -95,8 +94,7 @@ def same_product(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
 
 
 def _duplicate(ctx: RuleContext, product: MagnesiumProduct, other: MagnesiumProduct) -> Finding:
-    tables = ctx.knowledge.magnesium
-    doses = [daily_elemental_mg(p.entry, p.match, tables) for p in (product, other)]
+    doses = [product.dose, other.dose]
     found = [
         f"This order: {short_name(product.entry.name, 60)} ({product.entry.reference}): {doses[0].how}",
         f"Also {'active' if other.entry.origin == 'active' else 'drafted'}: {short_name(other.entry.name, 60)} "

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ..context import RuleContext, recognised_as
-from ..dose import daily_elemental_mg
+from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
 from .dosing import upper_limit
 
@@ -17,14 +16,15 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
     if ctx.record.hook == "patient-view":
         continuing = list(ctx.magnesium)  # every product is a running therapy: overdue, never a "new start"
     findings = []
-    for order, match in ctx.magnesium_orders:
-        finding = _overdue(ctx, order, match) if continuing else _recheck(ctx, order, match)
-        if finding is not None:
-            findings.append(finding)
+    for product in ctx.magnesium:
+        if product.in_scope:
+            finding = _overdue(ctx, product) if continuing else _recheck(ctx, product)
+            if finding is not None:
+                findings.append(finding)
     return findings
 
 
-def risks_of(ctx: RuleContext, order, match, *, age_and_dose: bool = True) -> list[str]:
+def risks_of(ctx: RuleContext, product: MagnesiumProduct, *, age_and_dose: bool = True) -> list[str]:
     """Why this patient needs magnesium followed: renal function < 60, a wasting drug, and for a new
     start also age and a dose above the upper limit (the catalogue's "at risk")."""
     risks = []
@@ -47,22 +47,23 @@ def risks_of(ctx: RuleContext, order, match, *, age_and_dose: bool = True) -> li
     age = ctx.record.age_at(ctx.record.now)
     if age is not None and age >= ctx.knowledge.rule("monitoring-recheck").value("at_risk_age"):
         risks.append(f"age {int(age)}")
-    dose = daily_elemental_mg(order, match, ctx.knowledge.magnesium)
+    dose = product.dose
     limit = upper_limit(ctx, age) if age is not None else None
     if dose.known and limit is not None and dose.mg_per_day > limit:
         risks.append(f"{dose.mg_per_day:.0f} mg/day, above the upper limit")
     return risks
 
 
-def _recheck(ctx: RuleContext, order, match) -> Finding | None:
+def _recheck(ctx: RuleContext, product: MagnesiumProduct) -> Finding | None:
+    order, match = product.entry, product.match
     spec = ctx.knowledge.rule("monitoring-recheck")
-    risks = risks_of(ctx, order, match)
+    risks = risks_of(ctx, product)
     if not risks and not spec.value("every_start"):
         return None
     now = ctx.record.now
     due_from = now + timedelta(days=spec.value("recheck_after_days"))
     due_by = now + timedelta(days=spec.value("recheck_by_days"))
-    dose = daily_elemental_mg(order, match, ctx.knowledge.magnesium)
+    dose = product.dose
     why = f"At risk: {', '.join(risks)}" if risks else "Recheck after every start (site setting)"
     found = ("No active magnesium product: this is a new start", why, f"Daily elemental magnesium: {dose.how}")
     return ctx.finding(
@@ -76,9 +77,10 @@ def _recheck(ctx: RuleContext, order, match) -> Finding | None:
     )
 
 
-def _overdue(ctx: RuleContext, order, match) -> Finding | None:
+def _overdue(ctx: RuleContext, product: MagnesiumProduct) -> Finding | None:
     spec = ctx.knowledge.rule("monitoring-overdue")
-    risks = risks_of(ctx, order, match, age_and_dose=False)
+    order, match = product.entry, product.match
+    risks = risks_of(ctx, product, age_and_dose=False)
     if not risks:
         return None
     interval = spec.value("interval_days")

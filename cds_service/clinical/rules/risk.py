@@ -8,13 +8,8 @@ from ..findings import Finding
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
-    findings = []
-    for partner in ctx.partners:
-        if partner.in_scope and partner.hit.drug_class.kind == "risk":
-            finding = _finding(ctx, partner)
-            if finding is not None:
-                findings.append(finding)
-    return findings
+    findings = (_finding(ctx, partner) for partner in ctx.partners_in_scope("risk"))
+    return [finding for finding in findings if finding is not None]
 
 
 def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding | None:
