@@ -52,6 +52,12 @@ class RuleContext:
         """The partner drugs of one kind (chelation, depletion, risk) among the orders in scope."""
         return tuple(p for p in self.partners if p.in_scope and p.hit.drug_class.kind == kind)
 
+    def wasting_drugs(self) -> list[str]:
+        """Names of the magnesium-wasting drugs ordered or taken. Statins (listed with a minimum daily
+        dose, evidence low, rule off by default) are not called magnesium-wasting on a card."""
+        drugs = {p.hit.drug for p in self.partners if p.hit.drug_class.kind == "depletion"}
+        return sorted({d.name for d in drugs if d.min_daily_mg is None})
+
     def known_name(self, order: MedicationEntry) -> str:
         """For an order sent by code alone: the RxNorm name the product table gives, else the drug's."""
         for product in self.magnesium:

@@ -63,7 +63,7 @@ def _low(ctx: RuleContext, product: MagnesiumProduct, mg, shown_value: str, foun
     spec = ctx.knowledge.rule("mg-low")
     order, match = product.entry, product.match
     missing = [s for s in ctx.suggestions(spec, order, "") if s.lab]
-    wasting = sorted({p.hit.drug.name for p in ctx.partners if p.hit.drug_class.kind == "depletion"})
+    wasting = ctx.wasting_drugs()
     laxative = product.reading.use in ("one-time", "as-needed") and product.reading.route in ("enteral", "rectal")
     if wasting:
         key, extra = "summary_wasting", f"Magnesium-wasting drug ordered or taken: {', '.join(wasting)}"

@@ -33,13 +33,7 @@ def risks_of(ctx: RuleContext, product: MagnesiumProduct, *, age_and_dose: bool 
     impaired = renal.value is not None and renal.value < impaired_below and renal.bound != "at least"
     if renal.dialysis is not None or impaired:
         risks.append(f"renal function {renal.shown_value} {renal.unit}" if renal.value is not None else "dialysis")
-    wasting = sorted(
-        {
-            p.hit.drug.name
-            for p in ctx.partners
-            if p.hit.drug_class.kind == "depletion" and p.hit.drug.min_daily_mg is None
-        }
-    )
+    wasting = ctx.wasting_drugs()
     if wasting:
         risks.append(f"a magnesium-wasting drug ({', '.join(wasting)})")
     if not age_and_dose:
