@@ -67,7 +67,7 @@ class RuleEngine:
             hits = self.drugs.match_all(entry)
             if match is None and not hits:
                 continue
-            reading = read_order(entry, self.vocabulary, encounter)
+            reading = read_order(entry, self.vocabulary, encounter, match.product_name if match else "")
             if match is not None and reading.route in self.judged_routes["magnesium"]:
                 readings[entry.reference] = ("magnesium", reading)
                 dose = daily_elemental_mg(entry, match, self.knowledge.magnesium)
@@ -150,8 +150,8 @@ def _stamped(finding: Finding, readings: dict[str, tuple[str, OrderContext]]) ->
     lines = []
     for label, entry in (("This order", finding.order), ("Other order", finding.partner)):
         if entry is not None and entry.reference in readings:
-            name = short_name(entry.name or entry.reference, 40)
-            lines.append(f"{label} ({name}) read as: {readings[entry.reference][1].shown()}")
+            reading = readings[entry.reference][1]
+            lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
     return replace(finding, found=(*finding.found, *lines))
 
 

@@ -41,6 +41,7 @@ class OrderContext:
     use_how: str
     setting: Setting
     setting_how: str = ""
+    name: str = ""  # the name the order was read by: its own, else the RxNorm name of its code
 
     def shown(self) -> str:
         """'enteral (route Oral route), scheduled long-term (no end stated), outpatient (order category)'."""
@@ -48,24 +49,28 @@ class OrderContext:
         return f"{ROUTE_LABEL[self.route]} ({self.route_how}), {USE_LABEL[self.use]} ({self.use_how}){setting}"
 
 
-def read_order(entry: MedicationEntry, vocabulary: OrderVocabulary, encounter: Setting = "unknown") -> OrderContext:
-    """`encounter` is the setting read from the hook's encounter class: used when the order has no category."""
+def read_order(
+    entry: MedicationEntry, vocabulary: OrderVocabulary, encounter: Setting = "unknown", known_name: str = ""
+) -> OrderContext:
+    """`encounter` is the setting read from the hook's encounter class: used when the order has no
+    category. `known_name` names an order sent by code alone ("Magnesium Oxide 500 MG Oral Tablet")."""
     setting, setting_how = _setting(entry.resource, vocabulary), "order category"
     if setting == "unknown":
         setting, setting_how = encounter, "encounter class"
-    route, route_how = _route(entry, vocabulary)
-    use, use_how = _use(entry, vocabulary, setting, route)
-    return OrderContext(route, route_how, use, use_how, setting, setting_how)
+    name = entry.name or known_name
+    route, route_how = _route(entry, vocabulary, name)
+    use, use_how = _use(entry, vocabulary, setting, route, name)
+    return OrderContext(route, route_how, use, use_how, setting, setting_how, name)
 
 
-def _route(entry: MedicationEntry, vocabulary: OrderVocabulary) -> tuple[RouteClass, str]:
+def _route(entry: MedicationEntry, vocabulary: OrderVocabulary, name: str) -> tuple[RouteClass, str]:
     for coding in entry.route_codings:
         found = vocabulary.route_codes.get((coding.system or "", coding.code or ""))
         if found:
             return found, f"route {coding.display or coding.code}"
     route_text = " ".join([entry.route_text, *(c.display or "" for c in entry.route_codings)])
     form = _form_text(entry.resource)
-    for label, text in (("route", route_text), ("dose form", form), ("name", entry.name)):
+    for label, text in (("route", route_text), ("dose form", form), ("name", name)):
         found = _class_of(text, vocabulary)
         if found:
             return found, f"{label} '{found_word(text, vocabulary, found)}'"
@@ -104,7 +109,9 @@ def _form_text(resource: Mapping[str, Any]) -> str:
     return ""
 
 
-def _use(entry: MedicationEntry, vocabulary: OrderVocabulary, setting: Setting, route: RouteClass) -> tuple[Use, str]:
+def _use(
+    entry: MedicationEntry, vocabulary: OrderVocabulary, setting: Setting, route: RouteClass, name: str
+) -> tuple[Use, str]:
     dosage = entry.dosage or {}
     if dosage.get("asNeededBoolean") is True or isinstance(dosage.get("asNeededCodeableConcept"), Mapping):
         return "as-needed", "asNeeded"
@@ -112,7 +119,7 @@ def _use(entry: MedicationEntry, vocabulary: OrderVocabulary, setting: Setting, 
     count = repeat.get("count")
     if _num(count) and count == 1:
         return "one-time", "timing count 1"
-    texts = [str(dosage.get("text") or ""), _timing_code_text(dosage), entry.name]
+    texts = [str(dosage.get("text") or ""), _timing_code_text(dosage), name]
     for text in texts:
         word = _phrase_in(text, vocabulary.one_time_words)
         if word:
