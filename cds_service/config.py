@@ -203,8 +203,7 @@ class ClientProfile:
     """What one EHR client can take. Epic's suggestions, for one, cannot edit an order's dose or timing:
     with update_suggestions false the spacing advice goes into the card's text instead."""
 
-    update_suggestions: bool = True
-    one_action_per_suggestion: bool = True  # every suggestion this service builds has one action
+    update_suggestions: bool = True  # (every suggestion this service builds carries one action: no switch needed)
 
 
 def _clients(raw: Any) -> dict[str, ClientProfile]:
@@ -217,14 +216,10 @@ def _clients(raw: Any) -> dict[str, ClientProfile]:
         where = f"clients.{key}"
         if not isinstance(row, Mapping):
             raise ConfigError(f"config: {where} must be a mapping")
-        _only(row, where, {"update_suggestions", "one_action_per_suggestion", "name"})
-        for flag in ("update_suggestions", "one_action_per_suggestion"):
-            if flag in row and not isinstance(row[flag], bool):
-                raise ConfigError(f"config: {where}.{flag} must be true or false")
-        out[str(key)] = ClientProfile(
-            update_suggestions=row.get("update_suggestions", True),
-            one_action_per_suggestion=row.get("one_action_per_suggestion", True),
-        )
+        _only(row, where, {"update_suggestions", "name"})
+        if "update_suggestions" in row and not isinstance(row["update_suggestions"], bool):
+            raise ConfigError(f"config: {where}.update_suggestions must be true or false")
+        out[str(key)] = ClientProfile(update_suggestions=row.get("update_suggestions", True))
     return out
 
 
