@@ -6,7 +6,6 @@ from the bundle with the service's own prefetch templates, so offline runs see w
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -14,10 +13,9 @@ from typing import Any
 from ..jsonutil import items
 from ..protocol.request import HookRequest
 from .local import run_query
-from .templates import resolve
+from .templates import FHIR_ID, resolve
 
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest", "NutritionOrder")
-ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 class BundleError(ValueError):
@@ -48,7 +46,7 @@ def _id_from(full_url: Any, position: int) -> str:
     """'urn:uuid:6d36...' -> '6d36...' (a valid FHIR id); 'Patient/7' -> '7'; else 'entry-<n>'."""
     if isinstance(full_url, str) and full_url:
         tail = full_url.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
-        if ID.fullmatch(tail):
+        if FHIR_ID.fullmatch(tail):
             return tail
     return f"entry-{position}"
 

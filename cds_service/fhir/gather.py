@@ -4,7 +4,6 @@ an OperationOutcome is an error for that key."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +15,9 @@ from ..protocol.request import HookRequest
 from ..record.model import DataGap
 from ..security import TrustedIssuer
 from .client import FhirFetcher
-from .templates import resolve
+from .templates import FHIR_ID, resolve
 
 # What each prefetch key provides, for messages on cards ("renal labs could not be retrieved").
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 TOPICS = {
     "magnesium": "magnesium",
     "renal": "renal",
@@ -98,7 +96,7 @@ def _unresolved_draft_medications(request: HookRequest, resources: list[Mapping[
         target = ref.get("reference") if isinstance(ref, Mapping) else None
         if isinstance(target, str) and target.startswith("Medication/") and target not in have:
             medication_id = target.split("/", 1)[1]
-            if _ID.fullmatch(medication_id) and medication_id not in wanted:
+            if FHIR_ID.fullmatch(medication_id) and medication_id not in wanted:
                 wanted.append(medication_id)
     return wanted
 

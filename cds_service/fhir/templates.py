@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, quote
 from ..protocol.request import HookRequest
 
 TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR R4 id: what may follow "Medication/" in a read
 
 
 @dataclass(frozen=True, slots=True)
