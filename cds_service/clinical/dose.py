@@ -154,8 +154,7 @@ def _by_unit(ingredient: Ingredient, units: float, tables: MagnesiumTables) -> t
 def _elemental(ingredient: Ingredient, salt_mg: float, shown: str, tables: MagnesiumTables) -> tuple[float | None, str]:
     if ingredient.elemental:
         return salt_mg, f"{shown} (labelled as elemental magnesium)"
-    fractions = {s.name: s.elemental_fraction for s in tables.salts}
-    fraction = fractions.get(ingredient.salt or "")
+    fraction = tables.fraction_of_salt.get(ingredient.salt or "")
     if fraction is None:
         why = "salt not stated" if not ingredient.salt else f"no elemental fraction for {ingredient.salt}"
         return None, f"{shown} of product, but elemental amount unknown: {why}"

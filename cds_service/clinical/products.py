@@ -76,10 +76,9 @@ def magnesium_of(substance: str, tables: MagnesiumTables) -> tuple[bool, str | N
         return False, None  # "500 mg citrate": a unit, not magnesium
     if any(word in tables.counter_ion_words for word in rest[:1]):
         return False, None
-    salt_by_word = {w: s.name for s in tables.salts for w in s.words}
     for word in rest[:2]:  # "magnesium oxide", "magnesium (as citrate)"
-        if word in salt_by_word:
-            return True, salt_by_word[word]
+        if word in tables.salt_of_word:
+            return True, tables.salt_of_word[word]
     if first == tables.abbreviation:
         return False, None  # "mg" only counts directly before a salt word
     return True, None

@@ -273,6 +273,8 @@ def _magnesium(
         abbreviation=str(text["abbreviation"]).lower(),
         counter_ion_words=frozenset(str(w).lower() for w in text.get("counter_ion_words") or ()),
         drug_words=drug_words,
+        salt_of_word={w: s.name for s in salts for w in s.words},
+        fraction_of_salt={s.name: s.elemental_fraction for s in salts},
         elemental_mg_per={
             unit: p.value
             for unit, p in _parameters("magnesium.yaml: elemental_units", table["elemental_units"], sources).items()

@@ -138,6 +138,8 @@ class MagnesiumTables:
     counter_ion_words: frozenset[str] = frozenset()  # "magnesium salicylate" is a salicylate
     rxnorm_products: Mapping[str, RxNormProduct] = field(default_factory=dict)  # derived from the Sandbox table
     elemental_mg_per: Mapping[str, float] = field(default_factory=dict)  # mmol, meq -> mg elemental magnesium
+    salt_of_word: Mapping[str, str] = field(default_factory=dict)  # "oxide" -> "magnesium oxide" (built at load)
+    fraction_of_salt: Mapping[str, float | None] = field(default_factory=dict)  # salt -> elemental fraction
     drug_words: frozenset[str] = frozenset()  # drugs.yaml names: "esomeprazole magnesium" is esomeprazole
 
 
