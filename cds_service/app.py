@@ -17,6 +17,8 @@ from .feedback.recorder import CardRecorder
 from .fhir.client import FhirFetcher
 from .instrumentation import annotate
 from .logs import clip
+from .pages import rule_pages
+from .pages.links import PATH as RULE_PAGES
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
 from .security import JwtRejected, TokenVerifier
@@ -26,6 +28,8 @@ from .service import CdsService
 log = logging.getLogger("cds_service")
 JSON_TYPES = ("application/json", "application/fhir+json")
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Rule pages hold no patient data; a clinician opens them from a card in a browser, with no EHR token.
+PAGES_POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 # A reverse proxy on this host makes every caller look like loopback; these headers give it away.
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Host", "X-Forwarded-Proto")
@@ -66,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def authenticate() -> Response | None:
         """Every CDS endpoint needs the EHR's JWT; with no trusted issuers, only direct loopback callers."""
         g.issuer = None
-        if request.method == "OPTIONS" or request.path in OPEN_PATHS:
+        if request.method == "OPTIONS" or request.path in OPEN_PATHS or _is_page(request.path):
             return None
         if not settings.trusted_issuers:
             proxied = any(h in request.headers for h in PROXY_HEADERS)
@@ -94,7 +98,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
         body = _json_body()
-        response, rules = service.call(service_id, body, issuer=g.issuer)
+        base_url = settings.public_base_url or request.host_url.rstrip("/")
+        response, rules = service.call(service_id, body, issuer=g.issuer, base_url=base_url)
         cards = response["cards"]
         annotate(service=service_id, hook=body["hook"], cards=len(cards), rules=sorted(set(rules)))
         for card in cards:
@@ -137,6 +142,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             return _json({"status": "unavailable", "store": "unavailable"}, 503)
         return _json({"status": "ok", "config": "ok", "rules": len(service.knowledge.rules), "store": store.dialect})
 
+    app.register_blueprint(rule_pages(service.knowledge, store, settings.now))
+
     @app.errorhandler(ProtocolError)
     def protocol_error(exc: ProtocolError) -> Response:
         return _json(exc.body(), exc.status)
@@ -163,9 +170,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-Id"
         response.headers["Access-Control-Expose-Headers"] = "X-Request-Id"
         response.headers["Access-Control-Max-Age"] = "600"
+        if _is_page(request.path):
+            response.headers["Content-Security-Policy"] = PAGES_POLICY  # nothing but the page itself loads
+            response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
     return app
+
+
+def _is_page(path: str) -> bool:
+    return path == RULE_PAGES or path.startswith(RULE_PAGES + "/")
 
 
 def _rule(card: dict[str, Any]) -> str:

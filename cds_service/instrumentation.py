@@ -24,6 +24,8 @@ ENDPOINTS = {
     "/cds-services/<service_id>/feedback": "feedback",
     "/healthz": "healthz",
     "/readyz": "readyz",
+    "/rules": "rule-pages",
+    "/rules/<rule_id>": "rule-pages",
 }
 
 

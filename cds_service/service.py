@@ -44,8 +44,11 @@ class CdsService:
     def now(self) -> datetime:
         return self.settings.now or datetime.now(UTC)
 
-    def call(self, service_id: str, body: Any, issuer: TrustedIssuer | None = None) -> tuple[dict[str, Any], list[str]]:
-        """The response body and the rule ids of its cards; ProtocolError for a client's mistake."""
+    def call(
+        self, service_id: str, body: Any, issuer: TrustedIssuer | None = None, base_url: str | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The response body and the rule ids of its cards; ProtocolError for a client's mistake.
+        `base_url` is where this service's rule pages are (cards link to them); public_base_url wins."""
         if service_id not in self.service_ids:
             raise ProtocolError(404, None, f"no CDS service with id '{service_id}'")
         validate("request", body)
@@ -55,7 +58,8 @@ class CdsService:
         record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())
         findings = self.engine.evaluate(record)
         client = self.settings.client(issuer.iss if issuer else None)
-        response: dict[str, Any] = {"cards": self.cards.cards(findings, record, client)}
+        pages = self.settings.public_base_url or base_url
+        response: dict[str, Any] = {"cards": self.cards.cards(findings, record, client, pages)}
         if data.gaps:
             response["extension"] = {DATA_GAPS_EXTENSION: [{"topic": g.topic, "reason": g.reason} for g in data.gaps]}
         return response, [f.rule_id for f in findings]

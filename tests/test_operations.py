@@ -277,6 +277,9 @@ def test_scripted_session_report_and_metrics_agree(tmp_path, postgres_db):
     assert proc.returncode == 0
     by_rule = {row["rule"]: row for row in report["rules"]}
     assert {r: row["issued"] for r, row in by_rule.items()} == dict(expected["issued"])
+    assert {r: row["issued_by_service"] for r, row in by_rule.items()} == {
+        r: {SERVICE: n} for r, n in expected["issued"].items()
+    }
     assert {r: row["accepted"] for r, row in by_rule.items() if row["accepted"]} == dict(expected["accepted"])
     assert {r: row["overridden"] for r, row in by_rule.items() if row["overridden"]} == dict(expected["overridden"])
     report_reasons = Counter(

@@ -123,3 +123,16 @@ def test_a_client_that_cannot_apply_updates_gets_the_advice_in_the_text(make_app
             assert names in str(exc)
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_a_chart_review_speaks_of_medications_running_not_of_orders(client):
+    """patient-view cards are about therapy already running: no 'ordered', no 'Order:' line."""
+    body = load_json(SCENARIOS / "patient-view-interactions-depletion" / "request.patient-view.json")
+    cards = client.post(f"/cds-services/{SERVICE_FOR['patient-view']}", json=body).get_json()["cards"]
+    assert len(cards) == 3
+    for card in cards:
+        assert "ordered" not in card["summary"]
+        assert "- Order:" not in card["detail"] and "This order" not in card["detail"]
+        assert "- Medication:" in card["detail"] and "This medication (" in card["detail"]
+    sign = client.post(SIGN, json=_sign("depletion-ppi-coded")).get_json()["cards"]
+    assert sign and all("- Order:" in c["detail"] for c in sign)

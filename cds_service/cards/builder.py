@@ -11,6 +11,7 @@ from typing import Any
 from ..clinical.findings import Finding, SuggestedAction
 from ..config import ClientProfile
 from ..knowledge.model import Knowledge
+from ..pages.links import rule_url
 from ..record.model import PatientRecord
 from .resources import lab_service_request, valid_medication_request
 
@@ -29,21 +30,29 @@ class CardBuilder:
         self.source_url = source_url
 
     def cards(
-        self, findings: list[Finding], record: PatientRecord, client: ClientProfile | None = None
+        self,
+        findings: list[Finding],
+        record: PatientRecord,
+        client: ClientProfile | None = None,
+        pages_base_url: str | None = None,
     ) -> list[dict[str, Any]]:
+        """`pages_base_url`: where the service's rule pages are served; each card's source links to its rule's."""
         valid_orders: dict[str, bool] = {}  # each EHR order is checked once per request
         if client is not None and not client.update_suggestions:
             findings = [_advice_in_text(f) for f in findings]
-        return [self.card(f, record, valid_orders) for f in findings]
+        return [self.card(f, record, valid_orders, pages_base_url) for f in findings]
 
-    def card(self, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool]) -> dict[str, Any]:
+    def card(
+        self, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool], pages_base_url: str | None = None
+    ) -> dict[str, Any]:
         spec = self.knowledge.rule(finding.rule_id)
         source: dict[str, Any] = {
             "label": self.source_label,
             "topic": {"system": self.topic_system, "code": finding.rule_id, "display": spec.title},
         }
-        if self.source_url:
-            source["url"] = self.source_url
+        url = self.source_url or (rule_url(pages_base_url, finding.rule_id) if pages_base_url else None)
+        if url:
+            source["url"] = url
         card: dict[str, Any] = {
             "uuid": str(uuid.uuid4()),
             "summary": fit_summary(finding.summary),

@@ -58,6 +58,12 @@ class RuleContext:
         drugs = {p.hit.drug for p in self.partners if p.hit.drug_class.kind == "depletion"}
         return sorted({d.name for d in drugs if d.min_daily_mg is None})
 
+    @property
+    def order_word(self) -> str:
+        """What the card calls the medication it is about: an order at order time, therapy already running
+        when a chart opens."""
+        return "Medication" if self.record.hook == "patient-view" else "Order"
+
     def known_name(self, order: MedicationEntry) -> str:
         """For an order sent by code alone: the RxNorm name the product table gives, else the drug's."""
         for product in self.magnesium:
@@ -129,7 +135,7 @@ class RuleContext:
             indicator=(chosen.indicator if chosen else None) or indicator or spec.indicator,
             order=order,
             summary=summary,
-            found=(*found, f"Order: {drug} ({order.reference}); {recognised}", *said, *gaps),
+            found=(*found, f"{self.order_word}: {drug} ({order.reference}); {recognised}", *said, *gaps),
             why=texts["why"],
             action=texts["action"],
             evidence=spec.evidence,

@@ -94,7 +94,7 @@ class RuleEngine:
                 if self._judged(finding, readings, trace):
                     if finding.order.reference in trace:
                         finding = replace(finding, found=(*finding.found, trace[finding.order.reference]))
-                    findings.setdefault(finding.key, _stamped(finding, readings))
+                    findings.setdefault(finding.key, _stamped(finding, readings, record.hook == "patient-view"))
         out = _each_lab_once(self._without_repeats(list(findings.values())))
         if record.hook == "patient-view":  # no edits of orders that are not in front of the clinician
             out = [replace(f, suggestions=tuple(s for s in f.suggestions if s.kind == "order-lab")) for f in out]
@@ -145,10 +145,12 @@ class RuleEngine:
         return True
 
 
-def _stamped(finding: Finding, readings: dict[str, tuple[str, OrderContext]]) -> Finding:
-    """The card says how its orders were read, so a misreading is visible to the clinician."""
+def _stamped(finding: Finding, readings: dict[str, tuple[str, OrderContext]], review: bool = False) -> Finding:
+    """The card says how its orders were read, so a misreading is visible to the clinician (at
+    patient-view, `review`, they are medications already running, not orders)."""
     lines = []
-    for label, entry in (("This order", finding.order), ("Other order", finding.partner)):
+    labels = ("This medication", "Other medication") if review else ("This order", "Other order")
+    for label, entry in zip(labels, (finding.order, finding.partner), strict=True):
         if entry is not None and entry.reference in readings:
             reading = readings[entry.reference][1]
             lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")

@@ -27,6 +27,7 @@ class RuleNumbers:
     accepted: int = 0
     overridden: int = 0
     override_reasons: Counter = field(default_factory=Counter)
+    issued_by_service: Counter = field(default_factory=Counter)  # the CDS service id that issued them
 
     @property
     def override_rate(self) -> float | None:
@@ -41,13 +42,16 @@ class RuleNumbers:
             "overridden": self.overridden,
             "overridden_by_reason": dict(sorted(self.override_reasons.items())),
             "override_rate": None if self.override_rate is None else round(self.override_rate, 4),
+            "issued_by_service": dict(sorted(self.issued_by_service.items())),
         }
 
 
 def per_rule(store: FeedbackStore, since: datetime | None = None) -> list[RuleNumbers]:
     since_utc = since.astimezone(UTC) if since else None
     rules: dict[str, RuleNumbers] = {}
-    issued = select(CardIssued.rule_id, func.count()).group_by(CardIssued.rule_id)
+    issued = select(CardIssued.rule_id, CardIssued.service_id, func.count()).group_by(
+        CardIssued.rule_id, CardIssued.service_id
+    )
     rule = func.coalesce(FeedbackItem.rule_id, CardIssued.rule_id, metrics.UNKNOWN_RULE)
     answers = (
         select(rule, FeedbackItem.outcome, FeedbackItem.override_reason_code, func.count())
@@ -59,8 +63,10 @@ def per_rule(store: FeedbackStore, since: datetime | None = None) -> list[RuleNu
         issued = issued.where(CardIssued.issued_at >= since_utc)
         answers = answers.where(FeedbackItem.received_at >= since_utc)
     with store.engine.connect() as conn:
-        for rule_id, count in conn.execute(issued):
-            rules.setdefault(rule_id, RuleNumbers(rule_id)).issued += count
+        for rule_id, service_id, count in conn.execute(issued):
+            numbers = rules.setdefault(rule_id, RuleNumbers(rule_id))
+            numbers.issued += count
+            numbers.issued_by_service[service_id] += count
         for rule_id, outcome, reason, count in conn.execute(answers):
             numbers = rules.setdefault(rule_id, RuleNumbers(rule_id))
             if outcome == "accepted":
@@ -78,6 +84,7 @@ def total(rows: list[RuleNumbers]) -> RuleNumbers:
         whole.accepted += row.accepted
         whole.overridden += row.overridden
         whole.override_reasons.update(row.override_reasons)
+        whole.issued_by_service.update(row.issued_by_service)
     return whole
 
 
@@ -89,6 +96,9 @@ def render_text(rows: list[RuleNumbers], since: datetime | None, store: str) -> 
     lines += [header, ruler]
     for row in rows:
         lines.append(_numbers_line(row))
+        if row.issued_by_service:
+            services = ", ".join(f"{sid} {n}" for sid, n in sorted(row.issued_by_service.items()))
+            lines.append(f"    issued by service: {services}")
         if row.override_reasons:
             reasons = ", ".join(f"{code} {n}" for code, n in sorted(row.override_reasons.items()))
             lines.append(f"    overridden because: {reasons}")
