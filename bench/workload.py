@@ -72,7 +72,11 @@ def _medication(rid: str, name: str, status: str, count: float = 1, per_day: int
     }
 
 
-def request(observations: int = 200, medications: int = 20, seed: int = 7) -> dict[str, Any]:
+UNRELATED_DRAFTS = [("Metformin 1000 mg tablet", 1, 2)]  # no magnesium, partner, wasting or risk drug
+
+
+def request(observations: int = 200, medications: int = 20, seed: int = 7, unrelated: bool = False) -> dict[str, Any]:
+    """The typical order-sign; `unrelated`: the same patient and full prefetch, one order no rule speaks about."""
     rng = random.Random(seed)
     obs = []
     for i in range(observations):
@@ -106,7 +110,8 @@ def request(observations: int = 200, medications: int = 20, seed: int = 7) -> di
 
     active = [_medication(f"active-{i}", ACTIVE_NAMES[i % len(ACTIVE_NAMES)], "active") for i in range(medications)]
     drafts = [
-        _medication(f"draft-{i}", name, "draft", count, per_day) for i, (name, count, per_day) in enumerate(DRAFTS)
+        _medication(f"draft-{i}", name, "draft", count, per_day)
+        for i, (name, count, per_day) in enumerate(UNRELATED_DRAFTS if unrelated else DRAFTS)
     ]
     return {
         "hook": "order-sign",

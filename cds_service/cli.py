@@ -15,6 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# gunicorn defaults of `serve`, chosen by bench/http_bench.py on 2 cores (bench/README.md)
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 4
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
@@ -27,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="port of GET /metrics, apart from the EHR's port (default: metrics.port in the config, 9464; 0: off)",
     )
-    serve.add_argument("--workers", type=int, default=2)
-    serve.add_argument("--threads", type=int, default=4)
+    serve.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    serve.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     serve.add_argument("--config", help="YAML config file (default: $CDS_SERVICE_CONFIG or built-in defaults)")
     serve.add_argument("--now", type=_iso, help="fixed clock for historical synthetic data (ISO datetime)")
     serve.add_argument(
