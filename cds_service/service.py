@@ -10,6 +10,7 @@ from typing import Any
 
 from .cards import CardBuilder
 from .clinical.engine import RuleEngine
+from .clinical.relevance import may_concern_a_rule
 from .config import Settings
 from .fhir.client import FhirFetcher
 from .fhir.gather import gather
@@ -53,6 +54,8 @@ class CdsService:
             raise ProtocolError(404, None, f"no CDS service with id '{service_id}'")
         validate("request", body)
         request = parse_request(body, service_id, self.hooks[service_id])
+        if request.hook in ORDER_HOOKS and not may_concern_a_rule(request, self.engine):
+            return {"cards": []}, []  # no prefetch resolved, no FHIR call, no 412, no record
         templates = templates_for(self.discovery, self.listed_id(request.hook), request.hook)
         data = gather(request, templates, self.settings, self.fetcher, issuer)
         record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from .conftest import SCENARIOS, SERVICE, free_port, load_json
+from .conftest import SCENARIOS, SERVICE, SERVICE_FOR, free_port, load_json
 
 URL = f"/cds-services/{SERVICE}"
 AUTH = {
@@ -264,3 +264,43 @@ def test_a_draft_medication_the_ehr_did_not_send_is_fetched_from_the_server(make
     without_server["context"]["draftOrders"]["entry"] = body["context"]["draftOrders"]["entry"]
     unresolved = make_app().test_client().post(URL, json=without_server)
     assert unresolved.status_code == 200 and rule_ids(unresolved) == []  # nothing to recognise, nothing guessed
+
+
+# ---- relevance first: an order nobody speaks about never reaches the FHIR server ----
+
+SIGN_URL = f"/cds-services/{SERVICE_FOR['order-sign']}"
+
+
+def _without_prefetch(name: str, server: str) -> dict:
+    body = copy.deepcopy(load_json(SCENARIOS / name / "request.order-sign.json"))
+    body.pop("prefetch", None)
+    body.update(fhirServer=server, fhirAuthorization=AUTH)
+    return body
+
+
+def test_an_unrelated_order_costs_no_fhir_call_and_no_412(make_app, misbehaving_server):
+    MisbehavingFhir.mode = "error"  # every request it gets is a 500
+    MisbehavingFhir.seen = []
+    app = make_app({"fhir": {"servers": [{"base_url": misbehaving_server, "allow_http": True}]}})
+    client = app.test_client()
+    response = client.post(
+        f"/cds-services/{SERVICE_FOR['order-sign']}", json=_without_prefetch("unrelated-order", misbehaving_server)
+    )
+    assert response.status_code == 200 and response.get_json() == {"cards": []}
+    assert MisbehavingFhir.seen == []
+    # No FHIR server and no prefetch at all: still no 412 for an order nobody speaks about.
+    bare = _without_prefetch("unrelated-order", misbehaving_server)
+    del bare["fhirServer"], bare["fhirAuthorization"]
+    assert client.post(f"/cds-services/{SERVICE_FOR['order-sign']}", json=bare).status_code == 200
+    # The same request for a magnesium order does go to the server (and says what it could not get).
+    magnesium = client.post(
+        f"/cds-services/{SERVICE_FOR['order-sign']}",
+        json=_without_prefetch("renal-contraindicated-cg", misbehaving_server),
+    )
+    assert magnesium.status_code == 200 and MisbehavingFhir.seen
+    assert magnesium.get_json()["extension"]["mg-cds.data-gaps"]
+    del bare["context"]["draftOrders"]["entry"][0]["resource"]["medicationCodeableConcept"]
+    bare["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"] = {"reference": "Medication/m1"}
+    assert client.post(f"/cds-services/{SERVICE_FOR['order-sign']}", json=bare).status_code == 412, (
+        "an order only the EHR can name takes the full path"
+    )

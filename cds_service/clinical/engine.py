@@ -10,13 +10,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from ..knowledge.model import Knowledge
-from ..record.model import PatientRecord
+from ..record.model import MedicationEntry, PatientRecord
 from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
 from .dose import daily_elemental_mg
-from .drugs import DrugMatcher
+from .drugs import DrugHit, DrugMatcher
 from .findings import Finding
-from .matching import MagnesiumMatcher
-from .order_context import OrderContext, encounter_setting, read_order
+from .matching import MagnesiumMatcher, ProductMatch
+from .order_context import OrderContext, Setting, encounter_setting, read_order
 from .renal_function import assess_renal_function
 from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
 from .treatment import read_treatment
@@ -54,6 +54,29 @@ class RuleEngine:
             for side in ("magnesium", "partner")
         }
 
+    def speaks_about(self, entry: MedicationEntry) -> bool:
+        """Whether some enabled rule could speak about this order: a magnesium product or a partner drug
+        by a route a rule judges. Matching only, no patient data: cheap enough to decide first."""
+        read = self._judged_sides(entry, "unknown")
+        return read is not None and (read[0] is not None or bool(read[1]))
+
+    def _judged_sides(
+        self, entry: MedicationEntry, encounter: Setting
+    ) -> tuple[ProductMatch | None, list[DrugHit], OrderContext] | None:
+        """The order as a magnesium product and as partner drugs, each kept only when read by a route
+        some rule judges; None when it is neither. A combination (omeprazole with magnesium hydroxide)
+        is both."""
+        match = self.magnesium.match(entry)
+        hits = self.drugs.match_all(entry)
+        if match is None and not hits:
+            return None
+        reading = read_order(entry, self.vocabulary, encounter, match.product_name if match else "")
+        if match is not None and reading.route not in self.judged_routes["magnesium"]:
+            match = None
+        if hits and reading.route not in self.judged_routes["partner"]:
+            hits = []
+        return match, hits, reading
+
     def evaluate(self, record: PatientRecord) -> list[Finding]:
         magnesium: list[MagnesiumProduct] = []
         partners: list[PartnerDrug] = []
@@ -62,17 +85,15 @@ class RuleEngine:
         entries = [(e, True) for e in record.orders_in_scope]
         entries += [(e, False) for e in (*record.other_drafts, *record.active_medications)]
         for entry, in_scope in entries:
-            # A combination (omeprazole with magnesium hydroxide) is both a magnesium product and a partner.
-            match = self.magnesium.match(entry)
-            hits = self.drugs.match_all(entry)
-            if match is None and not hits:
+            read = self._judged_sides(entry, encounter)
+            if read is None:
                 continue
-            reading = read_order(entry, self.vocabulary, encounter, match.product_name if match else "")
-            if match is not None and reading.route in self.judged_routes["magnesium"]:
+            match, hits, reading = read
+            if match is not None:
                 readings[entry.reference] = ("magnesium", reading)
                 dose = daily_elemental_mg(entry, match, self.knowledge.magnesium)
                 magnesium.append(MagnesiumProduct(entry, match, in_scope, reading, dose))
-            if hits and reading.route in self.judged_routes["partner"]:
+            if hits:
                 readings.setdefault(entry.reference, ("partner", reading))
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
         if not any(p.in_scope for p in (*magnesium, *partners)):

@@ -92,6 +92,17 @@ def _reference_display(resource: Mapping[str, Any], medication: Mapping[str, Any
     return ""
 
 
+def medication_unresolved(resource: Mapping[str, Any], medications: Mapping[str, Mapping[str, Any]]) -> bool:
+    """The order names its drug by a reference to a Medication that is not at hand (Epic): only the
+    EHR's server can say what it is."""
+    ref = resource.get("medicationReference")
+    return (
+        isinstance(ref, Mapping)
+        and isinstance(ref.get("reference"), str)
+        and (_resolve_medication(resource, medications) is None)
+    )
+
+
 def _resolve_medication(resource: Mapping[str, Any], medications: Mapping[str, Mapping[str, Any]]) -> Mapping | None:
     ref = resource.get("medicationReference")
     if not isinstance(ref, Mapping) or not isinstance(ref.get("reference"), str):
