@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import instrumentation, metrics
+from . import fastjson, instrumentation, metrics
 from .config import SANDBOX_ISSUER, Settings
 from .feedback import FeedbackStore, StoreUnavailable
 from .feedback.recorder import CardRecorder
@@ -205,7 +205,7 @@ def _json_body() -> Any:
         raise ProtocolError(415, None, f"Content-Type must be application/json, got '{mimetype or 'none'}'")
     raw = request.get_data(cache=False)
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return fastjson.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         if isinstance(exc, json.JSONDecodeError):
             detail = f" ({exc.msg} at line {exc.lineno} column {exc.colno})"
@@ -227,4 +227,4 @@ def _unauthorized() -> Response:
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    return Response(fastjson.dumps(body), status=status, mimetype="application/json")

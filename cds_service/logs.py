@@ -7,7 +7,6 @@ through the log. Nothing here may add patient data or tokens: callers log ids, c
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.config
 import traceback
@@ -15,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import g, has_request_context
+
+from . import fastjson
 
 QUOTE_LIMIT = 40  # the most a log line quotes of anything a caller sent (a header value, an id)
 
@@ -50,7 +51,7 @@ class JsonFormatter(logging.Formatter):
             # The type and where it happened, never the exception's message: that may quote a value.
             line["error"] = record.exc_info[0].__name__
             line["where"] = [f"{f.filename}:{f.lineno} {f.name}" for f in traceback.extract_tb(record.exc_info[2])][-8:]
-        return json.dumps(line, separators=(",", ":"), default=str)
+        return fastjson.dumps(line, default=str).decode()
 
 
 def logging_config(level: str) -> dict[str, Any]:
