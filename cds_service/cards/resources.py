@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+import orjson
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
@@ -46,7 +48,23 @@ def lab_service_request(analyte: str, due: datetime, record: PatientRecord, reas
 
 
 def valid_medication_request(resource: dict[str, Any]) -> bool:
-    """Is this (EHR-supplied, then updated) MedicationRequest valid R4, so an EHR can apply it?"""
+    """Is this (EHR-supplied, then updated) MedicationRequest valid R4, so an EHR can apply it?
+
+    Validation costs ~0.3 ms per order; the same draft comes back at order-select, again at
+    order-sign and on every re-sign, so the answer is remembered per exact content."""
+    try:
+        content = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        return _valid_r4(resource)
+    return _valid_by_content(content)
+
+
+@lru_cache(maxsize=2048)
+def _valid_by_content(content: bytes) -> bool:
+    return _valid_r4(orjson.loads(content))
+
+
+def _valid_r4(resource: Any) -> bool:
     try:
         MedicationRequest.model_validate(resource)
     except (ValidationError, ValueError, TypeError):
