@@ -4,6 +4,7 @@ a bundle, the store's schema, and per-rule numbers from the store."""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import runpy
@@ -167,6 +168,10 @@ def _serve(args: argparse.Namespace, settings) -> int:
         )
         return 2
     app.extensions["feedback_store"].engine.dispose()  # no pooled connection may cross the fork
+    # The app, its knowledge and every module are built now and live as long as the process: keep
+    # them out of the collector's sweeps (and so their pages shared with the workers after fork).
+    gc.collect()
+    gc.freeze()
     server = Server()
     print(
         f"cds-service: serving on http://{args.host}:{args.port}/cds-services "
