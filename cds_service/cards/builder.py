@@ -28,6 +28,9 @@ class CardBuilder:
         self.topic_system = topic_system
         self.source_label = source_label
         self.source_url = source_url
+        # Card parts fixed by a rule's sources, built on first use (dict writes are atomic under the GIL).
+        self._cited_cache: dict[tuple[str, ...], str] = {}
+        self._links_cache: dict[tuple[str, ...], tuple[dict[str, str], ...]] = {}
 
     def cards(
         self,
@@ -86,16 +89,21 @@ class CardBuilder:
 
     def detail(self, finding: Finding) -> str:
         found = "\n".join(f"- {line}" for line in finding.found)
-        cited = []
-        for i, sid in enumerate(finding.sources, start=1):
-            src = self.knowledge.sources[sid]
-            cited.append(f"{i}. {src.citation} ({src.status})")
         return (
             f"**What was found**\n{found}\n\n"
             f"**Why it matters**\n{finding.why}\n\n"
             f"**What to do**\n{finding.action}\n\n"
-            f"**Evidence:** {finding.evidence} (rule `{finding.rule_id}`)\n" + "\n".join(cited)
+            f"**Evidence:** {finding.evidence} (rule `{finding.rule_id}`)\n" + self._cited(finding.sources)
         )
+
+    def _cited(self, sources: tuple[str, ...]) -> str:
+        """The numbered source list: the same for every card of a rule, so written once per process."""
+        text = self._cited_cache.get(sources)
+        if text is None:
+            cited = [self.knowledge.sources[s] for s in sources]
+            lines = (f"{i}. {src.citation} ({src.status})" for i, src in enumerate(cited, start=1))
+            text = self._cited_cache[sources] = "\n".join(lines)
+        return text
 
     def suggestion(
         self, action: SuggestedAction, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool]
@@ -128,13 +136,17 @@ class CardBuilder:
         return out
 
     def links(self, finding: Finding) -> list[dict[str, str]]:
-        links, seen = [], set()
-        for sid in finding.sources:
-            src = self.knowledge.sources[sid]
-            if src.url and src.url not in seen:
-                seen.add(src.url)
-                links.append({"label": _short(src.citation), "url": src.url, "type": "absolute"})
-        return links
+        """One link per source URL, labelled by that source's own citation (built once per source list)."""
+        links = self._links_cache.get(finding.sources)
+        if links is None:
+            found, seen = [], set()
+            for sid in finding.sources:
+                src = self.knowledge.sources[sid]
+                if src.url and src.url not in seen:
+                    seen.add(src.url)
+                    found.append({"label": _short(src.citation), "url": src.url, "type": "absolute"})
+            links = self._links_cache[finding.sources] = tuple(found)
+        return [dict(link) for link in links]
 
 
 def _advice_in_text(finding: Finding) -> Finding:

@@ -41,8 +41,12 @@ class CardRecorder:
             if room < len(rows):
                 metrics.CARDS_UNRECORDED.inc(len(rows) - max(room, 0))
                 log.warning("card recording queue full: %d card(s) not recorded", len(rows) - max(room, 0))
+            was_empty = not self._pending
             self._pending.extend(rows[: max(room, 0)])
-            self._cond.notify()
+            # Wake the writer only when it waits for a first row or a full batch; otherwise it is
+            # lingering anyway, and a wake-up per hook call would cost every call a context switch.
+            if was_empty or len(self._pending) >= BATCH_SIZE:
+                self._cond.notify()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued row is written; False if that did not happen within `timeout`."""
