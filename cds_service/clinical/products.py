@@ -21,6 +21,7 @@ STRENGTH = re.compile(
     re.IGNORECASE,
 )
 ELEMENTAL = re.compile(r"\belemental\b|\(as\s+magnesium|\bas\s+magnesium\s+\w+", re.IGNORECASE)
+READ_CACHE_SIZE = 8192
 
 
 def split_components(name: str) -> list[str]:
@@ -31,6 +32,15 @@ def split_components(name: str) -> list[str]:
 
 def read_ingredients(name: str, tables: MagnesiumTables) -> tuple[Ingredient, ...]:
     """Every ingredient the name lists, in order. 'A / B 200 mg-200 mg/5 mL' gives A and B one strength each."""
+    known = tables.ingredients_read.get(name)
+    if known is None:
+        if len(tables.ingredients_read) >= READ_CACHE_SIZE:
+            tables.ingredients_read.clear()  # rare: a formulary is a few thousand names
+        known = tables.ingredients_read[name] = _read_ingredients(name, tables)
+    return known
+
+
+def _read_ingredients(name: str, tables: MagnesiumTables) -> tuple[Ingredient, ...]:
     components = split_components(name)
     strengths = [STRENGTH.search(c) for c in components]
     listed = list(STRENGTH.finditer(components[-1])) if components else []

@@ -19,10 +19,12 @@ def may_concern_a_rule(request: HookRequest, engine: RuleEngine) -> bool:
     wasting or risk drug by a route a rule judges. An order that cannot be read from the request alone
     (a Medication only referenced, a shape that does not parse) takes the full path, which fetches
     or reports it: relevance first never hides a card the full path would give."""
-    medications = {**_prefetched_medications(request.prefetch), **request.draft_medications}
+    medications = request.draft_medications
     for i, resource in enumerate(request.draft_orders, start=1):
         if not request.in_scope(resource):
             continue
+        if medication_unresolved(resource, medications) and medications is request.draft_medications:
+            medications = {**_prefetched_medications(request.prefetch), **medications}  # looked for once
         try:
             entry = parse_medication(resource, "draft", medications, f"draft order {i}")
         except READ_ERRORS:

@@ -141,6 +141,9 @@ class MagnesiumTables:
     salt_of_word: Mapping[str, str] = field(default_factory=dict)  # "oxide" -> "magnesium oxide" (built at load)
     fraction_of_salt: Mapping[str, float | None] = field(default_factory=dict)  # salt -> elemental fraction
     drug_words: frozenset[str] = frozenset()  # drugs.yaml names: "esomeprazole magnesium" is esomeprazole
+    # Product names read into ingredients (clinical/products.read_ingredients), by name: the same
+    # formulary names come in every call. Bounded there; not part of the tables' value.
+    ingredients_read: dict[str, tuple[Ingredient, ...]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from functools import lru_cache
 
 
 def parse_datetime(value: object) -> datetime | None:
     """An aware datetime for a FHIR date or dateTime string, or None when it is not one."""
     if not isinstance(value, str) or not 4 <= len(value) <= 40:
         return None
+    return _parse(value)
+
+
+@lru_cache(maxsize=16384)
+def _parse(value: str) -> datetime | None:
+    """The same timestamps come back in every call about a patient (select, sign, re-sign): parsed once."""
     text = value.strip()
     try:
         if len(text) == 4:
