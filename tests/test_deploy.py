@@ -248,7 +248,7 @@ def test_the_containers_command_serves_with_the_shipped_gunicorn_and_example_con
     proc, base = start_service(*cmd, env=env, cwd=tmp_path, command=False)
     try:
         assert requests.get(f"{base}/readyz", timeout=5).json()["status"] == "ok"
-        healthcheck = re.search(r'"python", "-c", "(.+)"\]$', (DEPLOY / "Dockerfile").read_text(), re.M).group(1)
+        healthcheck = re.search(r'"python3", "-c", "(.+)"\]$', (DEPLOY / "Dockerfile").read_text(), re.M).group(1)
         probe = subprocess.run([sys.executable, "-c", healthcheck.replace(":8080/", f":{port}/")], timeout=10)
         assert probe.returncode == 0
         unsigned = requests.post(f"{base}/cds-services/magnesium-order-check", json={}, timeout=5)
