@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "fixtures" / "scenarios"
 SHARED = ROOT.parent / "shared"
 FIXTURE_NOW = datetime.fromisoformat("2026-11-15T12:00:00+00:00")
+# Logs of the servers the tests start: one folder per test session, removed when it ends.
+LOGS = Path(tempfile.mkdtemp(prefix="cds-service-tests-"))
+atexit.register(shutil.rmtree, LOGS, ignore_errors=True)
 SERVICE = "magnesium-order-check"  # the wave-1 id: still answers both order hooks (unlisted)
 HOOKS = ("order-select", "order-sign")
 SERVICE_FOR = {
@@ -132,7 +137,7 @@ def start_service(
         args = (*args, "--metrics-port", str(free_port()))
     metrics_port = args[args.index("--metrics-port") + 1]
     exe = Path(sys.executable).with_name("cds-service")
-    log_path = Path(tempfile.mkdtemp(prefix="cds-service-")) / "serve.log"  # a file, not a pipe: a pipe could fill
+    log_path = Path(tempfile.mkdtemp(prefix="serve-", dir=LOGS)) / "serve.log"  # a file, not a pipe: a pipe could fill
     with log_path.open("w") as log:  # the child keeps its own handle
         proc = subprocess.Popen(
             [str(exe), *(("serve", "--port", str(port)) if command else ()), *args],
