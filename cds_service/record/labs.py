@@ -16,6 +16,8 @@ LOINC = "http://loinc.org"
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
 COMPARATORS = frozenset({"<", "<=", ">=", ">"})
 FUTURE_TOLERANCE = timedelta(hours=12)
+# Analytes some rule reads as a series (clinical/renal_function.py); every other is read by `latest()`.
+SERIES_ANALYTES = frozenset({"creatinine", "egfr"})
 
 
 def lab_series(
@@ -23,8 +25,11 @@ def lab_series(
 ) -> dict[str, tuple[LabValue, ...]]:
     """Per analyte, the usable results newest first. Results dated after `now` are not yet known.
 
-    Only what a rule can read is fully parsed: results inside the longest lookback (plus the AKI
-    window) and, for each analyte, the newest one, so that a card can say how old it is.
+    Only what a rule can read is fully parsed (and only that can be reported unreadable): for the
+    analytes read as a series (SERIES_ANALYTES: the creatinine rise, the reported eGFR of the same
+    day as the creatinine) the results inside the longest lookback plus the AKI window; for every
+    other analyte only the newest result that has a value, since the rules read it by `latest()`
+    alone; and for each analyte the newest one, so that a card can say how old it is.
     """
     horizon = now - timedelta(days=knowledge.lab_retention_days)
     latest_allowed = now + FUTURE_TOLERANCE
@@ -43,8 +48,9 @@ def lab_series(
     for analyte_name, found in candidates.items():
         found.sort(key=lambda item: item[0], reverse=True)
         labs: dict[str, LabValue] = {}
+        whole_series = analyte_name in SERIES_ANALYTES
         for i, (when, code, obs) in enumerate(found):
-            if i > 0 and when < horizon:
+            if (i > 0 and when < horizon) or (labs and not whole_series):
                 break
             try:
                 lab = _lab_value(obs, code, analyte_name, when, knowledge)
