@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,3 +51,20 @@ def test_serve_under_gunicorn_answers_discovery_hooks_and_feedback(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
     assert proc.returncode == 0, "gunicorn did not shut down cleanly on SIGTERM"
+
+
+def test_a_port_in_use_stops_the_start_with_one_line_naming_the_flag(tmp_path):
+    """Before: 'serving on ...' and then five gunicorn failures. Now one line, before anything starts."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        exe = Path(sys.executable).with_name("cds-service")
+        env = {**os.environ, "CDS_SERVICE_DATA_DIR": str(tmp_path / "data")}
+        run = subprocess.run(
+            [str(exe), "serve", "--port", str(port)], capture_output=True, text=True, timeout=60, env=env
+        )
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if "cannot listen" in line]
+    assert len(errors) == 1 and "--port" in errors[0] and str(port) in errors[0], run.stderr
+    assert run.stderr.strip().endswith(errors[0]) and "serving on" not in run.stderr  # (after the no-issuer warning)
