@@ -39,6 +39,7 @@ TOP_LEVEL_KEYS = {
     "metrics",
     "gating",
     "clients",
+    "memory",
 }
 KNOWLEDGE_KEYS = ("rules", "renal_function", "lab_lookbacks", "level_checks", "gating")  # knowledge overrides
 ENV_OVERRIDES = {
@@ -47,6 +48,7 @@ ENV_OVERRIDES = {
     "CDS_SERVICE_STORE_URL": "store_url",
     "CDS_SERVICE_LOG_LEVEL": "log_level",
 }
+MEMORY_SECRET_ENV = "CDS_SERVICE_MEMORY_SECRET"  # memory.secret, kept out of the config file
 
 
 # Development only: the public CDS Hooks Sandbox signs with a key it publishes at this jku. Anyone can
@@ -97,6 +99,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # /metrics on its own port, never on the port the EHR reaches
     metrics_port: int = 9464  # 0: no metrics server
     clients: Mapping[str, ClientProfile] = field(default_factory=dict)  # by JWT iss; "default" for the rest
+    memory: MemorySettings = field(default_factory=lambda: MemorySettings())
 
     def client(self, iss: str | None) -> ClientProfile:
         """What the calling EHR can take (config `clients:`), by its JWT issuer, else the default."""
@@ -135,6 +138,9 @@ def load_settings(
     for env, key in ENV_OVERRIDES.items():
         if environ.get(env):
             raw[key] = environ[env]
+    if environ.get(MEMORY_SECRET_ENV):
+        memory = raw.get("memory") if isinstance(raw.get("memory"), dict) else {}
+        raw["memory"] = {**memory, "secret": environ[MEMORY_SECRET_ENV]}
     return settings_from_mapping(raw, now=now)
 
 
@@ -193,8 +199,12 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         metrics_host=str(metrics.get("host", "127.0.0.1")),
         metrics_port=_int(metrics, "metrics.port", 9464, 0, 65535),
         clients=_clients(raw.get("clients")),
+        memory=_memory(_section(raw, "memory")),
     )
-    settings.knowledge()  # fail at start, naming the key, not at the first request
+    knowledge = settings.knowledge()  # fail at start, naming the key, not at the first request
+    unknown_rules = sorted(set(settings.memory.rule_windows) - set(knowledge.rules))
+    if unknown_rules:
+        raise ConfigError(f"config: memory.rules.{unknown_rules[0]}: unknown rule id")
     return settings
 
 
@@ -221,6 +231,53 @@ def _clients(raw: Any) -> dict[str, ClientProfile]:
             raise ConfigError(f"config: {where}.update_suggestions must be true or false")
         out[str(key)] = ClientProfile(update_suggestions=row.get("update_suggestions", True))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySettings:
+    """Card memory (off by default): a card shown at order-select is not repeated at order-sign for the
+    same clinician, patient, encounter, rule and order within a window; snooze override reasons keep a
+    rule silent for a patient and product. Everything kept is a keyed hash (HMAC with `secret`)."""
+
+    enabled: bool = False
+    secret: str = field(default="", repr=False)
+    window_minutes: float = 60
+    rule_windows: Mapping[str, float] = field(default_factory=dict)  # minutes, per rule id
+    info_card: bool = False  # one info card saying how many cards were held back
+
+    def window(self, rule_id: str) -> float:
+        return self.rule_windows.get(rule_id, self.window_minutes)
+
+
+def _memory(section: Mapping[str, Any]) -> MemorySettings:
+    _only(section, "memory", {"enabled", "secret", "window_minutes", "rules", "info_card"})
+    for key in ("enabled", "info_card"):
+        if not isinstance(section.get(key, False), bool):
+            raise ConfigError(f"config: memory.{key} must be true or false")
+    rules = section.get("rules") or {}
+    if not isinstance(rules, Mapping):
+        raise ConfigError("config: memory.rules must map rule ids to {window_minutes: N}")
+    windows = {}
+    for rule_id, row in rules.items():
+        where = f"memory.rules.{rule_id}"
+        if not isinstance(row, Mapping):
+            raise ConfigError(f"config: {where} must be a mapping")
+        _only(row, where, {"window_minutes"})
+        windows[str(rule_id)] = _float(row, f"{where}.window_minutes", 60, 0, 7 * 24 * 60)
+    secret = section.get("secret") or ""
+    if not isinstance(secret, str):
+        raise ConfigError("config: memory.secret must be a string")
+    if section.get("enabled", False) and len(secret) < 16:
+        raise ConfigError(
+            f"config: memory.secret: required (16 characters or more) when memory is enabled; set {MEMORY_SECRET_ENV}"
+        )
+    return MemorySettings(
+        enabled=section.get("enabled", False),
+        secret=secret,
+        window_minutes=_float(section, "memory.window_minutes", 60, 0, 7 * 24 * 60),
+        rule_windows=windows,
+        info_card=section.get("info_card", False),
+    )
 
 
 def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:

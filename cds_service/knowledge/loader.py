@@ -139,6 +139,7 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
     rules_table = tables["rules.yaml"]
     override_reasons = {str(k): str(v) for k, v in rules_table["override_reasons"]["codes"].items()}
     rules = {rid: _rule(rid, row, sources, override_reasons) for rid, row in rules_table["rules"].items()}
+    snooze_days = _snooze_reasons(rules_table.get("snooze_reasons") or {}, sources, override_reasons)
     renal_function = _parameters("rules.yaml: renal_function", rules_table["renal_function"], sources)
     renal_estimate = _renal_estimate(rules_table.get("renal_estimate") or {}, sources)
     level_checks = _parameters("rules.yaml: level_checks", rules_table["level_checks"], sources)
@@ -155,8 +156,9 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         level_checks=level_checks,
         lab_lookbacks=lab_lookbacks,
         override_reason_system=str(rules_table["override_reasons"]["system"]),
-        override_reasons=override_reasons,
+        override_reasons=override_reasons,  # the snooze reasons' displays added by _snooze_reasons
         rules=rules,
+        snooze_days=snooze_days,
         drug_classes=_drug_classes(tables["drugs.yaml"], sources, rules),
         order_vocabulary=_order_vocabulary(tables["order_context.yaml"], sources),
         gates=_gates(tables["gating.yaml"], sources, rules),
@@ -169,6 +171,19 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         if unknown:
             raise KnowledgeError(f"rules.yaml: rules.{rule.id}.yields_to: unknown rule id '{unknown[0]}'")
     return knowledge
+
+
+def _snooze_reasons(table: Mapping[str, Any], sources: Mapping[str, Source], reasons: dict[str, str]) -> dict:
+    """Snooze override reasons: code -> days; their displays join the override-reason table."""
+    days = {}
+    for code, row in table.items():
+        where = f"rules.yaml: snooze_reasons.{code}"
+        if code in reasons or not isinstance(row, Mapping) or not isinstance(row.get("display"), str):
+            raise KnowledgeError(f"{where}: needs a display and a code of its own")
+        _cited(where, row.get("source"), sources)
+        days[str(code)] = _number(row.get("days"), f"{where}.days")
+        reasons[str(code)] = row["display"]
+    return days
 
 
 def _sources(table: Mapping[str, Any]) -> dict[str, Source]:

@@ -231,6 +231,7 @@ class Knowledge:
     trace_below_mg_per_day: float = 0.0  # a combination product giving less magnesium than this a day ...
     trace_rules: frozenset[str] = frozenset()  # ... is judged by these rules only (gating.yaml trace_magnesium)
     lab_retention_days: float = 0.0  # the longest lookback any rule uses + the 7-day AKI window (derived at load)
+    snooze_days: Mapping[str, float] = field(default_factory=dict)  # override-reason code -> days it snoozes
 
     def rule(self, rule_id: str) -> RuleSpec:
         return self.rules[rule_id]
