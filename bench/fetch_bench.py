@@ -114,7 +114,7 @@ def run(quick: bool = False, latency_ms: float = 50.0) -> dict:
             list(pool.map(lambda q: requests.get(f"{proxy_base}/{q}", timeout=30).raise_for_status(), queries))
             raw_parallel.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
-            response, _ = service.call(SERVICE_ID, no_prefetch)
+            response = service.call(SERVICE_ID, no_prefetch).response
             totals.append((time.perf_counter() - started) * 1000)
             assert "extension" not in response, response.get("extension")
         proxy.shutdown()

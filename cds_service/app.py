@@ -17,6 +17,7 @@ from .feedback.recorder import CardRecorder
 from .fhir.client import FhirFetcher
 from .instrumentation import annotate
 from .logs import clip
+from .memory import MemoryStore
 from .pages import rule_pages
 from .pages.links import PATH as RULE_PAGES
 from .protocol.errors import ProtocolError, operation_outcome
@@ -47,9 +48,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.fhir_max_pages,
         settings.fhir_max_response_bytes,
     )
-    service = CdsService(settings, fetcher)
     store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments)
     store.ensure_schema()
+    clock = (lambda: settings.now) if settings.now else (lambda: datetime.now(UTC))
+    memory = MemoryStore(store.engine, clock) if settings.memory.enabled else None
+    service = CdsService(settings, fetcher, memory)
     recorder = CardRecorder(store)
     app.extensions.update(cds_service=service, feedback_store=store, card_recorder=recorder)
     # The store's database (SQLite in data_dir by default) is shared by every worker, every replica on
@@ -99,12 +102,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     def call_service(service_id: str) -> Response:
         body = _json_body()
         base_url = settings.public_base_url or request.host_url.rstrip("/")
-        response, rules = service.call(service_id, body, issuer=g.issuer, base_url=base_url)
-        cards = response["cards"]
+        response, rules, held = service.call(service_id, body, issuer=g.issuer, base_url=base_url)
+        cards = [c for c in response["cards"] if "topic" in c["source"]]  # not memory's own info card
         annotate(service=service_id, hook=body["hook"], cards=len(cards), rules=sorted(set(rules)))
         for card in cards:
             metrics.CARDS_ISSUED.labels(service_id, _rule(card), card["indicator"]).inc()
-        recorder.record([_issued(card, service_id, body) for card in cards])
+        for item in held:
+            metrics.CARDS_HELD_BACK.labels(service_id, _rule(item.card), item.reason).inc()
+        if held:
+            annotate(held_back=len(held))
+        rows = [_issued(card, service_id, body) for card in cards]
+        rows += [{**_issued(item.card, service_id, body), "held_back": item.reason} for item in held]
+        recorder.record(rows)
         return _json(response)
 
     @app.post("/cds-services/<service_id>/feedback")
@@ -125,6 +134,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         for item in stored:
             rule = item.rule_id or metrics.UNKNOWN_RULE
             metrics.FEEDBACK.labels(service_id, rule, item.outcome, item.reason_code or "").inc()
+        if service.memory is not None:
+            snoozed = service.memory.snooze(body["feedback"], service.now())
+            if snoozed:
+                annotate(snoozed=snoozed)
         annotate(service=service_id, feedback=len(body["feedback"]), stored=len(stored))
         return _json({"received": len(body["feedback"]), "stored": len(stored)})
 
@@ -196,6 +209,7 @@ def _issued(card: dict[str, Any], service_id: str, body: dict[str, Any]) -> dict
         "rule_id": _rule(card),
         "indicator": card["indicator"],
         "issued_at": datetime.now(UTC),
+        "held_back": None,
     }
 
 

@@ -321,7 +321,7 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
         body = request_from_bundle(
             bundle, args.hook, args.order, templates_for(service.discovery, service.listed_id(args.hook), args.hook)
         )
-        response, _ = service.call(service.listed_id(args.hook), body)
+        response = service.call(service.listed_id(args.hook), body).response
     except BundleError as exc:
         print(f"cds-service: {args.bundle}: {exc}", file=sys.stderr)
         return 2

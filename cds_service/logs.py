@@ -39,6 +39,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,  # which gunicorn worker
         }
         if getattr(record, "request_id", None):
             line["request_id"] = record.request_id

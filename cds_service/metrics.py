@@ -53,6 +53,11 @@ FEEDBACK = Counter(
     "Feedback items stored (repeats not counted), by CDS service, rule, outcome and override reason code",
     ["service", "rule", "outcome", "reason"],
 )
+CARDS_HELD_BACK = Counter(
+    "cds_cards_held_back_total",
+    "Cards the rules raised that card memory kept from the EHR, by service, rule and reason",
+    ["service", "rule", "reason"],
+)
 JWT_REJECTIONS = Counter("cds_jwt_rejections_total", "Calls refused because of their JWT, by reason", ["reason"])
 STORE_ERRORS = Counter("cds_store_errors_total", "Database operations that failed, by operation", ["operation"])
 CARDS_UNRECORDED = Counter(

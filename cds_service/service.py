@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .cards import CardBuilder
 from .clinical.engine import RuleEngine
@@ -15,6 +15,8 @@ from .config import Settings
 from .fhir.client import FhirFetcher
 from .fhir.gather import gather
 from .fhir.templates import templates_for
+from .memory import CardMemory, Held, MemoryStore
+from .memory.memory import EXTENSION as MEMORY_EXTENSION
 from .protocol.errors import ProtocolError
 from .protocol.request import ORDER_HOOKS, parse_request
 from .protocol.schemas import discovery_document, validate
@@ -26,8 +28,16 @@ DATA_GAPS_EXTENSION = "mg-cds.data-gaps"
 LEGACY_ID = "magnesium-order-check"
 
 
+class Answer(NamedTuple):
+    response: dict[str, Any]
+    rules: list[str]  # the rule ids of the cards returned
+    held: list[Held]  # cards the rules raised that card memory kept from the EHR
+
+
 class CdsService:
-    def __init__(self, settings: Settings, fetcher: FhirFetcher | None = None) -> None:
+    def __init__(
+        self, settings: Settings, fetcher: FhirFetcher | None = None, memory_store: MemoryStore | None = None
+    ) -> None:
         self.settings = settings
         self.knowledge = settings.knowledge()
         self.engine = RuleEngine(self.knowledge)
@@ -41,31 +51,47 @@ class CdsService:
         self.hooks[LEGACY_ID] = ORDER_HOOKS
         self.service_ids = set(self.hooks)
         self.fetcher = fetcher
+        self.memory = (
+            CardMemory(settings.memory, self.knowledge, memory_store, settings.card_source_label)
+            if settings.memory.enabled and memory_store is not None
+            else None
+        )
 
     def now(self) -> datetime:
         return self.settings.now or datetime.now(UTC)
 
     def call(
         self, service_id: str, body: Any, issuer: TrustedIssuer | None = None, base_url: str | None = None
-    ) -> tuple[dict[str, Any], list[str]]:
-        """The response body and the rule ids of its cards; ProtocolError for a client's mistake.
+    ) -> Answer:
+        """The response body, the rule ids of its cards and the cards memory held back; ProtocolError for
+        a client's mistake.
         `base_url` is where this service's rule pages are (cards link to them); public_base_url wins."""
         if service_id not in self.service_ids:
             raise ProtocolError(404, None, f"no CDS service with id '{service_id}'")
         validate("request", body)
         request = parse_request(body, service_id, self.hooks[service_id])
         if request.hook in ORDER_HOOKS and not may_concern_a_rule(request, self.engine):
-            return {"cards": []}, []  # no prefetch resolved, no FHIR call, no 412, no record
+            return Answer({"cards": []}, [], [])  # no prefetch resolved, no FHIR call, no 412, no record
         templates = templates_for(self.discovery, self.listed_id(request.hook), request.hook)
         data = gather(request, templates, self.settings, self.fetcher, issuer)
         record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())
         findings = self.engine.evaluate(record)
         client = self.settings.client(issuer.iss if issuer else None)
         pages = self.settings.public_base_url or base_url
-        response: dict[str, Any] = {"cards": self.cards.cards(findings, record, client, pages)}
+        cards = self.cards.cards(findings, record, client, pages)
+        held: list[Held] = []
+        extension: dict[str, Any] = {}
+        if self.memory is not None and cards:
+            cards, held, counts = self.memory.apply(record, findings, cards, self.now())
+            if counts is not None:
+                extension[MEMORY_EXTENSION] = counts
+        response: dict[str, Any] = {"cards": cards}
         if data.gaps:
-            response["extension"] = {DATA_GAPS_EXTENSION: [{"topic": g.topic, "reason": g.reason} for g in data.gaps]}
-        return response, [f.rule_id for f in findings]
+            extension[DATA_GAPS_EXTENSION] = [{"topic": g.topic, "reason": g.reason} for g in data.gaps]
+        if extension:
+            response["extension"] = extension
+        rules = [c["source"]["topic"]["code"] for c in cards if "topic" in c["source"]]
+        return Answer(response, rules, held)
 
     def listed_id(self, hook: str) -> str:
         """The discovery id that answers this hook (where the legacy id takes its prefetch from)."""

@@ -22,7 +22,7 @@ from cds_service.feedback.report import per_rule, render_text, total
 
 from . import postgres
 
-TABLES = {"alembic_version", "cards_issued", "feedback", "jwt_replay"}
+TABLES = {"alembic_version", "cards_issued", "feedback", "jwt_replay", "card_memory"}
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 

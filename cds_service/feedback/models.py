@@ -32,6 +32,9 @@ class CardIssued(Base):
     rule_id: Mapped[str] = mapped_column(String(100))
     indicator: Mapped[str] = mapped_column(String(20))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set for a card the rules raised but card memory kept from the EHR ("shown-at-select", "snoozed"):
+    # counted apart, never as issued.
+    held_back: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
 
 class FeedbackItem(Base):
@@ -56,6 +59,22 @@ class FeedbackItem(Base):
     override_reason_code: Mapped[str | None] = mapped_column(String(200), nullable=True)
     user_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CardMemory(Base):
+    """Card memory (cds_service/memory): what was shown, which card was about what, what is snoozed.
+    Keys and the patient and product columns are keyed hashes (HMAC); nothing here names a patient or
+    a clinician. Rows past `expires_at` are ignored on read and purged in the background."""
+
+    __tablename__ = "card_memory"
+    __table_args__ = (Index("ix_card_memory_expires_at", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)  # "<kind>:<hash or card uuid>"
+    kind: Mapped[str] = mapped_column(String(10))  # shown | card | snooze
+    rule_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    patient: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    product: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class JwtReplay(Base):

@@ -28,6 +28,7 @@ class RuleNumbers:
     overridden: int = 0
     override_reasons: Counter = field(default_factory=Counter)
     issued_by_service: Counter = field(default_factory=Counter)  # the CDS service id that issued them
+    held_back: Counter = field(default_factory=Counter)  # raised but kept from the EHR by card memory, by why
 
     @property
     def override_rate(self) -> float | None:
@@ -43,14 +44,15 @@ class RuleNumbers:
             "overridden_by_reason": dict(sorted(self.override_reasons.items())),
             "override_rate": None if self.override_rate is None else round(self.override_rate, 4),
             "issued_by_service": dict(sorted(self.issued_by_service.items())),
+            "held_back": dict(sorted(self.held_back.items())),
         }
 
 
 def per_rule(store: FeedbackStore, since: datetime | None = None) -> list[RuleNumbers]:
     since_utc = since.astimezone(UTC) if since else None
     rules: dict[str, RuleNumbers] = {}
-    issued = select(CardIssued.rule_id, CardIssued.service_id, func.count()).group_by(
-        CardIssued.rule_id, CardIssued.service_id
+    issued = select(CardIssued.rule_id, CardIssued.service_id, CardIssued.held_back, func.count()).group_by(
+        CardIssued.rule_id, CardIssued.service_id, CardIssued.held_back
     )
     rule = func.coalesce(FeedbackItem.rule_id, CardIssued.rule_id, metrics.UNKNOWN_RULE)
     answers = (
@@ -63,8 +65,11 @@ def per_rule(store: FeedbackStore, since: datetime | None = None) -> list[RuleNu
         issued = issued.where(CardIssued.issued_at >= since_utc)
         answers = answers.where(FeedbackItem.received_at >= since_utc)
     with store.engine.connect() as conn:
-        for rule_id, service_id, count in conn.execute(issued):
+        for rule_id, service_id, held_back, count in conn.execute(issued):
             numbers = rules.setdefault(rule_id, RuleNumbers(rule_id))
+            if held_back:
+                numbers.held_back[held_back] += count
+                continue
             numbers.issued += count
             numbers.issued_by_service[service_id] += count
         for rule_id, outcome, reason, count in conn.execute(answers):
@@ -85,6 +90,7 @@ def total(rows: list[RuleNumbers]) -> RuleNumbers:
         whole.overridden += row.overridden
         whole.override_reasons.update(row.override_reasons)
         whole.issued_by_service.update(row.issued_by_service)
+        whole.held_back.update(row.held_back)
     return whole
 
 
@@ -99,6 +105,9 @@ def render_text(rows: list[RuleNumbers], since: datetime | None, store: str) -> 
         if row.issued_by_service:
             services = ", ".join(f"{sid} {n}" for sid, n in sorted(row.issued_by_service.items()))
             lines.append(f"    issued by service: {services}")
+        if row.held_back:
+            held = ", ".join(f"{why} {n}" for why, n in sorted(row.held_back.items()))
+            lines.append(f"    held back by card memory: {held}")
         if row.override_reasons:
             reasons = ", ".join(f"{code} {n}" for code, n in sorted(row.override_reasons.items()))
             lines.append(f"    overridden because: {reasons}")

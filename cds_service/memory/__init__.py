@@ -1,0 +1,6 @@
+"""Card memory: say a card once from order-select to order-sign, and honour a snooze (off by default)."""
+
+from .memory import CardMemory, Held
+from .store import MemoryStore, MemoryUnavailable
+
+__all__ = ["CardMemory", "Held", "MemoryStore", "MemoryUnavailable"]

@@ -1,0 +1,204 @@
+"""Card memory for one hook call: which cards the EHR has already shown, which are snoozed.
+
+- A card shown at order-select is not shown again at order-sign for the same clinician, patient,
+  encounter, rule and order (the medication's identity and its dosage: a changed dose is a new
+  order) and the same facts (the card's summary and what it found: a new lab or a new renal tier
+  makes it new) within the rule's window. Critical cards are always shown again.
+- Feedback that overrides a card with a snooze reason keeps that rule silent for that patient and
+  product, for every clinician, for the reason's days. Feedback names only the card's uuid, so each
+  returned card's rule, patient and product are kept (as keyed hashes) from the hook call.
+
+Every key and every patient or product column is an HMAC with the site's secret: the table names no
+patient, clinician or drug in the clear. A database that fails means no memory for that call, never
+a failed hook call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from .. import metrics
+from ..clinical.findings import Finding
+from ..config import MemorySettings
+from ..feedback.store import override_reason_of
+from ..knowledge.model import Knowledge
+from ..record.model import MedicationEntry, PatientRecord
+from .store import MemoryStore, MemoryUnavailable
+
+log = logging.getLogger(__name__)
+EXTENSION = "mg-cds.memory"
+SHOWN_AT_SELECT, SNOOZED = "shown-at-select", "snoozed"
+CARD_DAYS = 7.0  # how long a returned card's subject is kept for feedback that may snooze it
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A card the rules raised and memory kept from the EHR, and why."""
+
+    card: Mapping[str, Any]
+    reason: str  # SHOWN_AT_SELECT | SNOOZED
+
+
+@dataclass(frozen=True, slots=True)
+class _Subject:
+    shown: str  # the select -> sign key
+    snooze: str  # the (patient, rule, product) key
+    patient: str
+    product: str
+
+
+class CardMemory:
+    def __init__(self, settings: MemorySettings, knowledge: Knowledge, store: MemoryStore, source_label: str) -> None:
+        self.settings = settings
+        self.knowledge = knowledge
+        self.store = store
+        self.source_label = source_label
+        self._secret = settings.secret.encode()
+        self._snooze_reasons = [
+            {"code": code, "system": knowledge.override_reason_system, "display": knowledge.override_reasons[code]}
+            for code in knowledge.snooze_days
+        ]
+
+    def apply(
+        self, record: PatientRecord, findings: list[Finding], cards: list[dict[str, Any]], now: datetime
+    ) -> tuple[list[dict[str, Any]], list[Held], dict[str, int] | None]:
+        """The cards to return, those held back, and the response extension (None: memory had nothing
+        to say, or the database failed and every card is returned)."""
+        subjects = [self._subject(record, f, c) for f, c in zip(findings, cards, strict=True)]
+        try:
+            alive = self.store.alive(
+                [*(s.snooze for s in subjects), *(s.shown for s in subjects if record.hook == "order-sign")], now
+            )  # (the keys carry their kind: "snooze:...", "shown:...")
+        except MemoryUnavailable as exc:  # every card shown, the same shape (a snooze is then simply not kept)
+            return [self._with_snooze_reasons(c) for c in self._without_memory(cards, "read", exc)], [], None
+        shown, held = [], []
+        for card, subject in zip(cards, subjects, strict=True):
+            critical = card["indicator"] == "critical"
+            if not critical and subject.snooze in alive:
+                held.append(Held(card, SNOOZED))
+            elif not critical and record.hook == "order-sign" and subject.shown in alive:
+                held.append(Held(card, SHOWN_AT_SELECT))
+            else:
+                shown.append((card, subject))
+        try:
+            self.store.put(self._rows(record, shown, now))
+        except MemoryUnavailable as exc:
+            self._without_memory([], "write", exc)  # the cards stand; only their memory is lost
+        out = [self._with_snooze_reasons(card) for card, _ in shown]
+        counts = {"held_back": len(held)}
+        for reason in (SHOWN_AT_SELECT, SNOOZED):
+            counts[reason] = sum(1 for h in held if h.reason == reason)
+        if held and self.settings.info_card:
+            out.append(self._info_card(counts))
+        return out, held, counts
+
+    def snooze(self, items: Iterable[Mapping[str, Any]], now: datetime) -> int:
+        """Feedback overriding a card with a snooze reason: that rule is silent for that patient and
+        product for the reason's days. How many snoozes were set."""
+        wanted = {}
+        for item in items:
+            code = _reason_code(item)
+            if item.get("outcome") == "overridden" and code in self.knowledge.snooze_days:
+                wanted[f"card:{item['card']}"] = self.knowledge.snooze_days[code]
+        if not wanted:
+            return 0
+        try:
+            cards = self.store.alive(wanted, now)
+            rows = [
+                {
+                    "key": f"snooze:{self._hash(row.patient or '', row.rule_id or '', row.product or '')}",
+                    "kind": "snooze",
+                    "rule_id": row.rule_id,
+                    "patient": row.patient,
+                    "product": row.product,
+                    "expires_at": now + timedelta(days=wanted[key]),
+                }
+                for key, row in cards.items()
+            ]
+            self.store.put(rows)
+        except MemoryUnavailable as exc:
+            self._without_memory([], "snooze", exc)
+            return 0
+        return len(rows)
+
+    def _subject(self, record: PatientRecord, finding: Finding, card: Mapping[str, Any]) -> _Subject:
+        patient = self._hash("patient", record.patient_id)
+        product = self._hash("product", *_identity(finding.order))
+        facts = "\n".join([finding.summary, *finding.found])
+        order = orjson.dumps(finding.order.resource.get("dosageInstruction"), option=orjson.OPT_SORT_KEYS).decode()
+        shown = self._hash(
+            record.user_id or "", patient, record.encounter_id or "", finding.rule_id, product, order, facts
+        )
+        snooze = f"snooze:{self._hash(patient, finding.rule_id, product)}"
+        return _Subject(f"shown:{shown}", snooze, patient, product)
+
+    def _rows(self, record: PatientRecord, shown: list, now: datetime) -> list[dict[str, Any]]:
+        rows = []
+        for card, subject in shown:
+            rule_id = card["source"]["topic"]["code"]
+            rows.append(
+                {
+                    "key": f"card:{card['uuid']}",
+                    "kind": "card",
+                    "rule_id": rule_id,
+                    "patient": subject.patient,
+                    "product": subject.product,
+                    "expires_at": now + timedelta(days=CARD_DAYS),
+                }
+            )
+            if record.hook == "order-select" and card["indicator"] != "critical":
+                window = timedelta(minutes=self.settings.window(rule_id))
+                rows.append(
+                    {"key": subject.shown, "kind": "shown", "rule_id": rule_id, "patient": None,
+                     "product": None, "expires_at": now + window}
+                )  # fmt: skip
+        return rows
+
+    def _with_snooze_reasons(self, card: dict[str, Any]) -> dict[str, Any]:
+        if card["indicator"] != "critical" and self._snooze_reasons:
+            card["overrideReasons"] = [*card.get("overrideReasons", ()), *(dict(r) for r in self._snooze_reasons)]
+        return card
+
+    def _info_card(self, counts: Mapping[str, int]) -> dict[str, Any]:
+        parts = []
+        if counts[SHOWN_AT_SELECT]:
+            parts.append(f"{counts[SHOWN_AT_SELECT]} shown at order selection")
+        if counts[SNOOZED]:
+            parts.append(f"{counts[SNOOZED]} snoozed for this patient")
+        return {
+            "uuid": str(uuid.uuid4()),
+            "summary": f"{counts['held_back']} magnesium alert(s) not repeated: {', '.join(parts)}"[:139],
+            "indicator": "info",
+            "detail": "Card memory held these back; a changed dose or new results would show them again.",
+            "source": {"label": self.source_label},
+        }
+
+    def _without_memory(self, cards: list, operation: str, exc: MemoryUnavailable) -> list:
+        log.warning("card memory unavailable (%s on %s): every card is shown", exc, operation)
+        metrics.STORE_ERRORS.labels(f"memory-{operation}").inc()
+        return cards
+
+    def _hash(self, *parts: str) -> str:
+        return hmac.new(self._secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def _identity(order: MedicationEntry) -> tuple[str, ...]:
+    """What the product is, not how it is dosed: its RxNorm codes, else its name in lower case."""
+    codes = sorted({c.code for c in (*order.codings, *order.ingredient_codings) if c.system == RXNORM and c.code})
+    return tuple(codes) if codes else (" ".join(order.name.lower().split()),)
+
+
+def _reason_code(item: Mapping[str, Any]) -> str | None:
+    _reason, coding = override_reason_of(item)
+    code = coding.get("code")
+    return code if isinstance(code, str) else None

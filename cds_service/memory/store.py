@@ -1,0 +1,91 @@
+"""The card_memory table: upsert with an expiry, read only what has not expired, purge the rest in
+the background. Any database error is MemoryUnavailable: the caller goes on without memory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..feedback.models import CardMemory
+
+log = logging.getLogger(__name__)
+PURGE_EVERY_SECONDS = 600.0
+
+
+class MemoryUnavailable(RuntimeError):
+    """The database did not answer; names only the error type."""
+
+
+class MemoryStore:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime], purge_every: float = PURGE_EVERY_SECONDS) -> None:
+        """`clock`: the service's own (a fixed `--now` included), so expiry means the same everywhere."""
+        self.engine = engine
+        self.clock = clock
+        self.purge_every = purge_every
+        self._purger: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def put(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows, or renew the expiry (and facts) of a key already there."""
+        if not rows:
+            return
+        self._start_purger()
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(CardMemory)
+        statement = statement.on_conflict_do_update(
+            index_elements=[CardMemory.key],
+            set_={c: statement.excluded[c] for c in ("kind", "rule_id", "patient", "product", "expires_at")},
+        )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(statement, [dict(r) for r in rows])
+        except (SQLAlchemyError, OSError) as exc:
+            raise MemoryUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from exc
+
+    def alive(self, keys: Iterable[str], now: datetime) -> dict[str, CardMemory]:
+        """The rows of these keys that have not expired at `now` (expiry is enforced here, on read)."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        self._start_purger()
+        query = select(CardMemory).where(CardMemory.key.in_(wanted), CardMemory.expires_at > now.astimezone(UTC))
+        try:
+            with self.engine.connect() as conn:
+                return {row.key: row for row in conn.execute(query)}
+        except (SQLAlchemyError, OSError) as exc:
+            raise MemoryUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from exc
+
+    def purge(self, now: datetime | None = None) -> int:
+        """Delete expired rows; how many."""
+        cutoff = (now or self.clock()).astimezone(UTC)
+        with self.engine.begin() as conn:
+            return conn.execute(delete(CardMemory).where(CardMemory.expires_at <= cutoff)).rowcount or 0
+
+    def _start_purger(self) -> None:
+        """One purging thread per process (gunicorn workers fork after the app is built)."""
+        if self._purger is not None and self._purger.is_alive() and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._purger is None or not self._purger.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._purger = threading.Thread(target=self._purge_forever, name="memory-purge", daemon=True)
+                self._purger.start()
+
+    def _purge_forever(self) -> None:
+        while True:
+            try:
+                removed = self.purge()
+                if removed:
+                    log.info("card memory: %d expired row(s) purged", removed)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("card memory: purge failed (%s); retrying later", type(exc).__name__)
+            threading.Event().wait(self.purge_every)
