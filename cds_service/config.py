@@ -40,6 +40,7 @@ TOP_LEVEL_KEYS = {
     "gating",
     "clients",
     "memory",
+    "silent",
 }
 KNOWLEDGE_KEYS = ("rules", "renal_function", "lab_lookbacks", "level_checks", "gating")  # knowledge overrides
 ENV_OVERRIDES = {
@@ -100,6 +101,7 @@ class Settings:
     metrics_port: int = 9464  # 0: no metrics server
     clients: Mapping[str, ClientProfile] = field(default_factory=dict)  # by JWT iss; "default" for the rest
     memory: MemorySettings = field(default_factory=lambda: MemorySettings())
+    silent: bool = False  # every rule evaluated and recorded, no card returned (shadow mode before go-live)
 
     def client(self, iss: str | None) -> ClientProfile:
         """What the calling EHR can take (config `clients:`), by its JWT issuer, else the default."""
@@ -200,6 +202,7 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         metrics_port=_int(metrics, "metrics.port", 9464, 0, 65535),
         clients=_clients(raw.get("clients")),
         memory=_memory(_section(raw, "memory")),
+        silent=_bool(raw, "silent"),
     )
     knowledge = settings.knowledge()  # fail at start, naming the key, not at the first request
     unknown_rules = sorted(set(settings.memory.rule_windows) - set(knowledge.rules))
@@ -278,6 +281,13 @@ def _memory(section: Mapping[str, Any]) -> MemorySettings:
         rule_windows=windows,
         info_card=section.get("info_card", False),
     )
+
+
+def _bool(section: Mapping[str, Any], key: str) -> bool:
+    value = section.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"config: {key} must be true or false")
+    return value
 
 
 def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:

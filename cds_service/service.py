@@ -26,6 +26,7 @@ from .security import TrustedIssuer
 log = logging.getLogger(__name__)
 DATA_GAPS_EXTENSION = "mg-cds.data-gaps"
 LEGACY_ID = "magnesium-order-check"
+SILENT = "silent"
 
 
 class Answer(NamedTuple):
@@ -80,9 +81,12 @@ class CdsService:
         pages = self.settings.public_base_url or base_url
         cards = self.cards.cards(findings, record, client, pages)
         held: list[Held] = []
+        if self.settings.silent or any(self.knowledge.rule(f.rule_id).mode == SILENT for f in findings):
+            findings, cards, held = self._without_silent(findings, cards)
         extension: dict[str, Any] = {}
         if self.memory is not None and cards:
-            cards, held, counts = self.memory.apply(record, findings, cards, self.now())
+            cards, shown_before, counts = self.memory.apply(record, findings, cards, self.now())
+            held += shown_before
             if counts is not None:
                 extension[MEMORY_EXTENSION] = counts
         response: dict[str, Any] = {"cards": cards}
@@ -92,6 +96,13 @@ class CdsService:
             response["extension"] = extension
         rules = [c["source"]["topic"]["code"] for c in cards if "topic" in c["source"]]
         return Answer(response, rules, held)
+
+    def _without_silent(self, findings: list, cards: list) -> tuple[list, list, list[Held]]:
+        """Silent rules (or a silent service) are evaluated and recorded, never returned: shadow mode."""
+        quiet = [self.settings.silent or self.knowledge.rule(f.rule_id).mode == SILENT for f in findings]
+        live = [(f, c) for f, c, q in zip(findings, cards, quiet, strict=True) if not q]
+        silent = [Held(c, SILENT) for c, q in zip(cards, quiet, strict=True) if q]
+        return [f for f, _ in live], [c for _, c in live], silent
 
     def listed_id(self, hook: str) -> str:
         """The discovery id that answers this hook (where the legacy id takes its prefetch from)."""

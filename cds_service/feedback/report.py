@@ -107,7 +107,7 @@ def render_text(rows: list[RuleNumbers], since: datetime | None, store: str) -> 
             lines.append(f"    issued by service: {services}")
         if row.held_back:
             held = ", ".join(f"{why} {n}" for why, n in sorted(row.held_back.items()))
-            lines.append(f"    held back by card memory: {held}")
+            lines.append(f"    held back (not shown): {held}")
         if row.override_reasons:
             reasons = ", ".join(f"{code} {n}" for code, n in sorted(row.override_reasons.items()))
             lines.append(f"    overridden because: {reasons}")

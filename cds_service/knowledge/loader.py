@@ -89,6 +89,9 @@ def _gating_overrides(table: dict[str, Any], changes: Mapping[str, Any]) -> dict
     return merged
 
 
+MODES = ("live", "silent")  # silent: evaluated and recorded, never returned (shadow mode)
+
+
 def apply_overrides(rules_table: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of rules.yaml with site overrides merged in; unknown keys are errors."""
     merged = copy.deepcopy(rules_table)
@@ -109,14 +112,18 @@ def apply_overrides(rules_table: dict[str, Any], overrides: Mapping[str, Any]) -
         if rule_id not in merged["rules"]:
             raise KnowledgeError(f"{where}: unknown rule id")
         if not isinstance(change, Mapping):
-            raise KnowledgeError(f"{where}: must be a mapping with 'enabled' and/or 'parameters'")
-        unknown = set(change) - {"enabled", "parameters"}
+            raise KnowledgeError(f"{where}: must be a mapping with 'enabled', 'mode' and/or 'parameters'")
+        unknown = set(change) - {"enabled", "mode", "parameters"}
         if unknown:
-            raise KnowledgeError(f"{where}.{sorted(unknown)[0]}: unknown key (use 'enabled' or 'parameters')")
+            raise KnowledgeError(f"{where}.{sorted(unknown)[0]}: unknown key (use 'enabled', 'mode' or 'parameters')")
         if "enabled" in change:
             if not isinstance(change["enabled"], bool):
                 raise KnowledgeError(f"{where}.enabled: must be true or false")
             merged["rules"][rule_id]["enabled"] = change["enabled"]
+        if "mode" in change:
+            if change["mode"] not in MODES:
+                raise KnowledgeError(f"{where}.mode: must be one of {', '.join(MODES)}")
+            merged["rules"][rule_id]["mode"] = change["mode"]
         params = merged["rules"][rule_id].get("parameters") or {}
         for name, value in (change.get("parameters") or {}).items():
             if name not in params:
@@ -388,6 +395,7 @@ def _rule(rule_id: str, row: Mapping[str, Any], sources: Mapping[str, Source], r
         suggestions=tuple(row.get("suggestions") or ()),
         override_reasons=tuple(row.get("override_reasons") or ()),
         enabled=bool(row.get("enabled", True)),
+        mode=str(row.get("mode", "live")),
         escalated_indicator=_escalated(where, row),
         variants={
             name: _variant(f"{where}.variants.{name}", name, v, sources)

@@ -51,6 +51,7 @@ class RuleSpec:
     suggestions: tuple[str, ...]
     override_reasons: tuple[str, ...]
     enabled: bool = True
+    mode: str = "live"  # "silent": evaluated and recorded but never returned to the EHR (a site's shadow mode)
     escalated_indicator: str | None = None
     variants: Mapping[str, RuleVariant] = field(default_factory=dict)
     yields_to: tuple[str, ...] = ()  # rules whose card on the same order already says what this one would

@@ -103,6 +103,7 @@ def rule_page(knowledge: Knowledge, shipped: Knowledge, rule_id: str) -> RulePag
     changed = (
         base is None
         or base.enabled != spec.enabled
+        or base.mode != spec.mode
         or any(p.shipped is not None for p in parameters)
         or _gate_rows(shipped.gates.get(rule_id)) != gate_rows
     )
