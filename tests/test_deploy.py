@@ -19,7 +19,7 @@ import requests
 import yaml
 
 from cds_service.cli import _gunicorn_file
-from cds_service.config import ENV_OVERRIDES, settings_from_mapping
+from cds_service.config import ENV_OVERRIDES, MEMORY_SECRET_ENV, settings_from_mapping
 
 from .conftest import free_port, start_service
 
@@ -28,6 +28,7 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 IMAGE = "registry.example.org/mg-cds/cds-service:0.1.0"
 SERVICE_ENV = set(ENV_OVERRIDES) | {
+    MEMORY_SECRET_ENV,
     "CDS_SERVICE_CONFIG",
     "PROMETHEUS_MULTIPROC_DIR",
     "GUNICORN_WORKERS",
