@@ -61,6 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--since", type=_iso, help="only cards issued and feedback received from then on")
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report.add_argument("--config")
+    simulate = commands.add_parser(
+        "simulate", help="replay a site's history (Bulk Data NDJSON or FHIR bundles) and report the alert burden"
+    )
+    simulate.add_argument("source", type=Path, help="a folder of Bulk Data NDJSON files or of FHIR bundles")
+    simulate.add_argument("--config", help="the site's config (rules switched off, silent, thresholds, gating)")
+    simulate.add_argument("--compare", help="a second config: its figures side by side with the first")
+    simulate.add_argument("--since", type=_iso, help="replay orders from then on")
+    simulate.add_argument("--until", type=_iso, help="replay orders before then")
+    simulate.add_argument("--out", type=Path, default=Path("simulation"), help="where the report goes")
+    simulate.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: only this patient shard (0-based)")
+    simulate.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
+    merge = commands.add_parser("simulate-merge", help="combine the figures of simulate shards, exactly")
+    merge.add_argument("shards", type=Path, nargs="+", help="the --out folders of the shards")
+    merge.add_argument("--out", type=Path, required=True)
+    merge.add_argument("--config")
     args = parser.parse_args(argv)
     if args.command == "serve":
         _multiprocess_metrics_dir()  # before anything imports prometheus_client (the config does)
@@ -71,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
-    commands = {"serve": _serve, "evaluate": _evaluate, "migrate": _migrate, "report": _report}
+    commands = {
+        "serve": _serve,
+        "evaluate": _evaluate,
+        "migrate": _migrate,
+        "report": _report,
+        "simulate": _simulate,
+        "simulate-merge": _simulate_merge,
+    }
     return commands[args.command](args, settings)
 
 
@@ -81,6 +103,75 @@ def _iso(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO date/datetime: {text!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        number, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must be I/N, such as 0/4, got {text!r}") from None
+    if not (count >= 1 and 0 <= number < count):
+        raise argparse.ArgumentTypeError(f"--shard {text}: I must be from 0 to N-1") from None
+    return number, count
+
+
+def _simulate(args: argparse.Namespace, settings) -> int:
+    from .config import ConfigError, load_settings
+    from .simulate.report import write_report
+    from .simulate.runner import simulate
+
+    if not args.source.is_dir():
+        print(f"cds-service: {args.source}: not a folder (of Bulk Data NDJSON or of bundles)", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("cds-service: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    configs = {"site config": settings}
+    if args.compare:
+        try:
+            configs[f"compared: {Path(args.compare).name}"] = load_settings(args.compare)
+        except ConfigError as exc:
+            print(f"cds-service: --compare: {exc}", file=sys.stderr)
+            return 2
+    try:
+        figures = simulate(args.source, args.out, configs, args.since, args.until, args.shard, args.workers, sys.stderr)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
+    about = {
+        "source": str(args.source),
+        "since": args.since.isoformat() if args.since else "the start of the export",
+        "until": args.until.isoformat() if args.until else "the end of the export",
+        "shard": f"{args.shard[0]}/{args.shard[1]}",
+        "configurations": ", ".join(configs),
+    }
+    write_report(args.out, figures, about)
+    main = next(iter(figures.values()))
+    print(f"{main.orders_replayed:,} orders replayed, {main.cards:,} cards: report in {args.out}/report.html")
+    return 0
+
+
+def _simulate_merge(args: argparse.Namespace, settings) -> int:
+    from .simulate.figures import Figures
+    from .simulate.report import write_report
+
+    merged: dict[str, Figures] = {}
+    shards = []
+    for folder in args.shards:
+        try:
+            raw = json.loads((folder / "figures.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"cds-service: {folder}/figures.json: {exc}", file=sys.stderr)
+            return 2
+        parts = {raw["about"]["configurations"].split(", ")[0]: raw, **(raw.get("compare") or {})}
+        for label, figures in parts.items():
+            merged.setdefault(label, Figures()).merge(Figures.from_dict(figures))
+        shards.append(raw["about"]["shard"])
+    about = {"merged shards": ", ".join(shards), "configurations": ", ".join(merged)}
+    write_report(args.out, merged, about)
+    main = next(iter(merged.values()))
+    print(f"{len(shards)} shard(s): {main.orders_replayed:,} orders replayed, {main.cards:,} cards: {args.out}")
+    return 0
 
 
 def _serve(args: argparse.Namespace, settings) -> int:

@@ -6,6 +6,7 @@ which rules may speak about it, and every card says how its orders were read.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -58,7 +59,10 @@ class RuleEngine:
         """Whether some enabled rule could speak about this order: a magnesium product or a partner drug
         by a route a rule judges. Matching only, no patient data: cheap enough to decide first."""
         read = self._judged_sides(entry, "unknown")
-        return read is not None and (read[0] is not None or bool(read[1]))
+        if read is None:
+            return False
+        # A partner counts only through an enabled rule of its class (a statin while depletion-statin is off: no).
+        return read[0] is not None or any(self.knowledge.enabled(hit.drug_class.rule) for hit in read[1])
 
     def _judged_sides(
         self, entry: MedicationEntry, encounter: Setting
@@ -77,7 +81,9 @@ class RuleEngine:
             hits = []
         return match, hits, reading
 
-    def evaluate(self, record: PatientRecord) -> list[Finding]:
+    def evaluate(self, record: PatientRecord, gated: Counter | None = None) -> list[Finding]:
+        """The findings for a record; `gated`, when given, counts per rule the findings the gating table
+        held back (what `cds-service simulate` reports)."""
         magnesium: list[MagnesiumProduct] = []
         partners: list[PartnerDrug] = []
         readings: dict[str, tuple[str, OrderContext]] = {}
@@ -116,6 +122,8 @@ class RuleEngine:
                     if finding.order.reference in trace:
                         finding = replace(finding, found=(*finding.found, trace[finding.order.reference]))
                     findings.setdefault(finding.key, _stamped(finding, readings, record.hook == "patient-view"))
+                elif gated is not None:
+                    gated[finding.rule_id] += 1
         out = _each_lab_once(self._without_repeats(list(findings.values())))
         if record.hook == "patient-view":  # no edits of orders that are not in front of the clinician
             out = [replace(f, suggestions=tuple(s for s in f.suggestions if s.kind == "order-lab")) for f in out]

@@ -1,0 +1,55 @@
+"""What a replay counts. Only sums of integers, so shards merge exactly (`Figures.merge`); shares,
+rates and top lists are computed from them when the report is written."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+COUNTS = ("orders_replayed", "orders_without_date", "orders_read", "patients", "orders_with_card",
+          "orders_with_critical", "cards")  # fmt: skip
+
+
+@dataclass
+class Figures:
+    orders_replayed: int = 0  # orders some rule speaks about, replayed as order-sign at their time
+    orders_without_date: int = 0  # reported and skipped
+    orders_read: int = 0  # every MedicationRequest and MedicationStatement start in the window
+    patients: int = 0
+    orders_with_card: int = 0
+    orders_with_critical: int = 0
+    cards: int = 0
+    cards_by_rule: Counter = field(default_factory=Counter)
+    cards_by_rule_indicator: Counter = field(default_factory=Counter)  # "rule|indicator"
+    cards_per_order: Counter = field(default_factory=Counter)  # "0", "1", ... (as text: JSON keys)
+    gated_by_rule: Counter = field(default_factory=Counter)  # held back by the gating table
+    products_by_rule: Counter = field(default_factory=Counter)  # "rule|product the card is about"
+    partners_by_rule: Counter = field(default_factory=Counter)  # "rule|partner drug"
+    orders_by_month: Counter = field(default_factory=Counter)
+    cards_by_month: Counter = field(default_factory=Counter)
+
+    def merge(self, other: Figures) -> Figures:
+        for f in fields(self):
+            value = getattr(other, f.name)
+            if isinstance(value, Counter):
+                getattr(self, f.name).update(value)
+            else:
+                setattr(self, f.name, getattr(self, f.name) + value)
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            f.name: dict(sorted(getattr(self, f.name).items())) if f.name not in COUNTS else getattr(self, f.name)
+            for f in fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Figures:
+        out = cls()
+        for f in fields(cls):
+            if f.name in COUNTS:
+                setattr(out, f.name, int(raw[f.name]))
+            else:
+                setattr(out, f.name, Counter({str(k): int(v) for k, v in raw[f.name].items()}))
+        return out
