@@ -62,6 +62,15 @@ def export(tmp_path_factory) -> Path:
                     lines.append(json.dumps(_order(f"added-{i}-{j}", patient, rng.choice(ADDED), when)))
             undated = _order("added-undated", patients[0], ADDED[0], None)
             lines.append(json.dumps(undated))
+            statement = {  # a supplement the patient reported taking from 1 March: a start, replayed too
+                "resourceType": "MedicationStatement",
+                "id": "reported-mg",
+                "status": "active",
+                "subject": {"reference": f"Patient/{patients[1]}"},
+                "medicationCodeableConcept": {"text": "magnesium citrate 200 mg tablet"},
+                "effectivePeriod": {"start": "2026-03-01"},
+            }
+            (out / "MedicationStatement.ndjson").write_text(json.dumps(statement) + "\n")
         (out / f"{rtype}.ndjson").write_text("\n".join(lines) + "\n")
     return out
 
@@ -96,9 +105,10 @@ def test_figures_against_independent_counts(export, tmp_path, capsys):
     orders = _orders(export)
     dated = [o for o in orders if o.get("authoredOn")]
     spoken = [o for o in dated if any(w in o["medicationCodeableConcept"]["text"].lower() for w in SPOKEN_ABOUT)]
-    assert figures["orders_read"] == len(orders)
+    assert figures["orders_read"] == len(orders) + 1  # and the reported MedicationStatement
     assert figures["orders_without_date"] == 1
-    assert figures["orders_replayed"] == len(spoken)
+    assert figures["orders_replayed"] == len(spoken) + 1
+    spoken.append({"authoredOn": "2026-03-01"})
     assert figures["patients"] == 50
     by_month = {}
     for o in spoken:
@@ -174,6 +184,16 @@ def test_shards_merged_equal_one_run(export, tmp_path):
     for key in ("about",):
         whole.pop(key), merged.pop(key)
     assert merged == whole
+
+
+def test_a_window_replays_only_its_orders(export, tmp_path):
+    assert (
+        main(["simulate", str(export), "--out", str(tmp_path / "w"), "--since", "2026-04-01", "--until", "2026-05-01"])
+        == 0
+    )
+    figures = _figures(tmp_path / "w")
+    assert set(figures["orders_by_month"]) == {"2026-04"}
+    assert figures["orders_without_date"] == 1, "an order without a date cannot be placed: always reported"
 
 
 def test_compare_a_second_configuration(export, tmp_path):

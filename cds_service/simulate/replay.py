@@ -38,18 +38,16 @@ def replay_patient(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> int:
-    """Replay this patient's orders into `figures`, one per configuration; how many orders were read.
+    """Replay this patient's orders into `figures`, one per configuration; how many orders were scanned.
     An order is replayed under every configuration when any of them speaks about it, so that compared
     configurations share their denominator."""
     for fig in figures.values():
         fig.patients += 1
     orders = [r for r in resources if r.get("resourceType") in ORDER_TYPES and r.get("status") != "entered-in-error"]
-    read = 0
     for order in orders:
         when = order_time(order)
         if when is not None and ((since and when < since) or (until and when >= until)):
             continue
-        read += 1
         for fig in figures.values():
             fig.orders_read += 1
             fig.orders_without_date += when is None
@@ -64,7 +62,7 @@ def replay_patient(
             gated: Counter = Counter()
             findings = engine.evaluate(record, gated)
             _count(figures[label], when, findings, gated)
-    return read
+    return len(orders)
 
 
 def _count(figures: Figures, when: datetime, findings: list, gated: Counter) -> None:
