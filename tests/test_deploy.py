@@ -257,3 +257,27 @@ def test_the_containers_command_serves_with_the_shipped_gunicorn_and_example_con
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("version", ["1.30", "1.33"])
+def test_the_simulation_jobs_are_valid_and_agree_on_the_shards(version):
+    """The Indexed Job runs one patient shard per index and the merge Job combines what they wrote."""
+    jobs = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((K8S / "simulate").glob("*.yaml"))}
+    assert set(jobs) == {"indexed-job", "merge-job"}
+    for job in jobs.values():
+        kubernetes_validate.validate(job, version, strict=True)
+        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    spec = jobs["indexed-job"]["spec"]
+    (shard,) = spec["template"]["spec"]["containers"]
+    shards = next(e["value"] for e in shard["env"] if e["name"] == "SHARDS")
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == int(shards)
+    command = " ".join(shard["args"])
+    assert (
+        '--shard "$JOB_COMPLETION_INDEX/$SHARDS"' in command and "/data/results/shard-$JOB_COMPLETION_INDEX" in command
+    )
+    (merge,) = jobs["merge-job"]["spec"]["template"]["spec"]["containers"]
+    assert "simulate-merge /data/results/shard-*" in " ".join(merge["args"])
+    applied = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert not any("simulate" in r for r in applied), (
+        "the simulation Jobs are run on purpose, never applied with the service"
+    )
