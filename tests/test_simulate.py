@@ -16,6 +16,7 @@ import pytest
 
 from cds_service.cli import main
 
+from .conftest import SHARED
 from .test_browser import CHROMIUM_ARGS, _chromium
 
 TYPES = ("Patient", "MedicationRequest", "Observation", "Condition")
@@ -225,3 +226,26 @@ def test_the_report_opens_in_a_browser_with_every_chart(export, tmp_path):
         browser.close()
     assert problems == []
     assert len(charts) == 3 and all(n > 0 for n in charts), charts
+
+
+SYNTHEA = SHARED / "data" / "synthea-r4"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not SYNTHEA.is_dir(), reason=f"no third-party Synthea bundles at {SYNTHEA} (the 'shared' folder beside the clone)"
+)
+def test_a_folder_of_synthea_bundles(tmp_path):
+    """Bundles with urn:uuid references work as well as Bulk Data: every order of every patient is read."""
+    assert main(["simulate", str(SYNTHEA), "--out", str(tmp_path / "syn"), "--workers", "2"]) == 0
+    figures = _figures(tmp_path / "syn")
+    bundles = [json.loads(p.read_text()) for p in sorted(SYNTHEA.glob("*.json"))]
+    orders = [
+        e["resource"]
+        for b in bundles
+        for e in b["entry"]
+        if e["resource"]["resourceType"] in ("MedicationRequest", "MedicationStatement")
+        and e["resource"].get("status") != "entered-in-error"
+    ]
+    assert figures["patients"] == len(bundles) and figures["orders_read"] == len(orders)
+    assert figures["orders_replayed"] > 0
