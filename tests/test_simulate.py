@@ -249,3 +249,24 @@ def test_a_folder_of_synthea_bundles(tmp_path):
     ]
     assert figures["patients"] == len(bundles) and figures["orders_read"] == len(orders)
     assert figures["orders_replayed"] > 0
+
+
+def test_bad_input_is_named_never_a_crash(tmp_path, capsys):
+    export = tmp_path / "bad"
+    export.mkdir()
+    (export / "Patient.ndjson").write_text('{"resourceType": "Patient", "id": "p1"}\n{oops\n')
+    assert main(["simulate", str(export), "--out", str(tmp_path / "o1")]) == 2
+    assert f"{export / 'Patient.ndjson'}:2: not JSON" in capsys.readouterr().err
+    (export / "Patient.ndjson").write_text('{"resourceType": "Patient", "id": "p1", "birthDate": 1950}\n')
+    odd = [
+        {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "subject": {"reference": "Patient/p1"},
+         "authoredOn": "2026-02-01", "medicationCodeableConcept": "magnesium oxide", "dosageInstruction": "daily"},
+        {"resourceType": "MedicationRequest", "id": "m2", "status": "active", "subject": {"reference": "Patient/p1"},
+         "authoredOn": "2026-02-02", "medicationCodeableConcept": {"text": "magnesium oxide 400 MG Oral Tablet"},
+         "dosageInstruction": [{"doseAndRate": "one"}]},
+    ]  # fmt: skip
+    (export / "MedicationRequest.ndjson").write_text("".join(json.dumps(o) + "\n" for o in odd))
+    assert main(["simulate", str(export), "--out", str(tmp_path / "o2"), "--workers", "1"]) == 0
+    figures = _figures(tmp_path / "o2")
+    assert figures["orders_read"] == 2
+    assert figures["orders_replayed"] + figures["orders_unreadable"] == 1, "the readable magnesium order; the other no"

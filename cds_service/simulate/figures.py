@@ -7,14 +7,15 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-COUNTS = ("orders_replayed", "orders_without_date", "orders_read", "patients", "orders_with_card",
-          "orders_with_critical", "cards")  # fmt: skip
+COUNTS = ("orders_replayed", "orders_without_date", "orders_unreadable", "orders_read", "patients",
+          "orders_with_card", "orders_with_critical", "cards")  # fmt: skip
 
 
 @dataclass
 class Figures:
     orders_replayed: int = 0  # orders some rule speaks about, replayed as order-sign at their time
     orders_without_date: int = 0  # reported and skipped
+    orders_unreadable: int = 0  # not FHIR enough to replay (reported and skipped, never a crash)
     orders_read: int = 0  # every MedicationRequest and MedicationStatement start in the window
     patients: int = 0
     orders_with_card: int = 0

@@ -80,11 +80,25 @@ def _resources(source: Path) -> Iterator[dict[str, Any]]:
     for path in files:
         if path.suffix == ".ndjson":
             with path.open(encoding="utf-8") as lines:
-                for line in lines:
+                for number, line in enumerate(lines, start=1):
                     if line.strip():
-                        yield json.loads(line)
+                        yield _object(line, f"{path}:{number}")
         else:
-            yield from _bundle_resources(json.loads(path.read_text(encoding="utf-8")))
+            bundle = _object(path.read_text(encoding="utf-8"), str(path))
+            if bundle.get("resourceType") != "Bundle":
+                raise ValueError(f"{path}: not a FHIR Bundle (resourceType {bundle.get('resourceType')!r})")
+            yield from _bundle_resources(bundle)
+
+
+def _object(text: str, where: str) -> dict[str, Any]:
+    """One JSON object, or a ValueError that names the file and line."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: not JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: not a FHIR resource (a JSON object)")
+    return value
 
 
 def _bundle_resources(bundle: dict[str, Any]) -> Iterator[dict[str, Any]]:

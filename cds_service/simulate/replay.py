@@ -11,8 +11,10 @@ from typing import Any
 from ..clinical.engine import RuleEngine
 from ..clinical.relevance import may_concern_a_rule
 from ..knowledge.model import Knowledge
+from ..protocol.errors import ProtocolError
 from ..protocol.request import parse_request
 from ..record import build_record
+from ..record.build import READ_ERRORS
 from ..record.dates import parse_datetime
 from .figures import Figures
 
@@ -53,14 +55,20 @@ def replay_patient(
             fig.orders_without_date += when is None
         if when is None:
             continue
-        parsed = parse_request(_request(patient, order), SERVICE_ID, ("order-sign",))
-        if not any(may_concern_a_rule(parsed, engine) for engine, _ in engines.values()):
+        try:
+            parsed = parse_request(_request(patient, order), SERVICE_ID, ("order-sign",))
+            if not any(may_concern_a_rule(parsed, engine) for engine, _ in engines.values()):
+                continue
+            as_of = [*_as_of(resources, order, when), *medications.values()]
+            results = {}
+            for label, (engine, knowledge) in engines.items():
+                gated: Counter = Counter()
+                results[label] = engine.evaluate(build_record(parsed, as_of, (), knowledge, when), gated), gated
+        except (*READ_ERRORS, ProtocolError):
+            for fig in figures.values():
+                fig.orders_unreadable += 1
             continue
-        as_of = [*_as_of(resources, order, when), *medications.values()]
-        for label, (engine, knowledge) in engines.items():
-            record = build_record(parsed, as_of, (), knowledge, when)
-            gated: Counter = Counter()
-            findings = engine.evaluate(record, gated)
+        for label, (findings, gated) in results.items():
             _count(figures[label], when, findings, gated)
     return len(orders)
 

@@ -116,7 +116,8 @@ def _section(label: str, fig: Figures) -> str:
 <h2>{escape(label)}</h2>
 <dl>
   <dt>Orders replayed</dt><dd>{n:,} (orders some rule speaks about, of {fig.orders_read:,} orders read for
-  {fig.patients:,} patients; {fig.orders_without_date:,} without a date were skipped)</dd>
+  {fig.patients:,} patients; {fig.orders_without_date:,} without a date and {fig.orders_unreadable:,} not readable
+  as FHIR were skipped)</dd>
   <dt>Cards per 100 orders</dt><dd>{_per100(fig.cards, n)} ({fig.cards:,} cards / {n:,} orders replayed)</dd>
   <dt>Orders with any card</dt><dd>{_share(fig.orders_with_card, n):.1%} ({fig.orders_with_card:,} / {n:,})</dd>
   <dt>Orders with a critical card</dt><dd>{_share(fig.orders_with_critical, n):.1%}
