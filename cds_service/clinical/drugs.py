@@ -16,6 +16,9 @@ class DrugHit:
     how: str
 
 
+NAME_CACHE_SIZE = 8192
+
+
 class DrugMatcher:
     def __init__(self, knowledge: Knowledge) -> None:
         self._classes = knowledge.drug_classes
@@ -25,6 +28,7 @@ class DrugMatcher:
         self._atc: list[tuple[str, Drug]] = []
         self._products = knowledge.magnesium.rxnorm_products  # RxCUI -> its partner drugs, by name
         self._by_name: dict[str, list[Drug]] = {}
+        self._word_of_name: dict[str, str | None] = {}
         for drug_class in self._classes.values():
             for drug in drug_class.drugs:
                 self._by_name.setdefault(drug.name, []).append(drug)
@@ -54,10 +58,20 @@ class DrugMatcher:
                 if found:
                     return self._hits(found, f"ATC {coding.code}")
         for text in (med.name, *med.ingredient_names, *(c.display for c in med.codings if c.display)):
-            for word in words_of(text):
-                if word in self._by_word:
-                    return self._hits(self._by_word[word], f"name '{word}'")
+            word = self._named_word(text)
+            if word is not None:
+                return self._hits(self._by_word[word], f"name '{word}'")
         return []
+
+    def _named_word(self, text: str) -> str | None:
+        """The first word of a name that names a partner drug; remembered per name (formularies repeat)."""
+        if text in self._word_of_name:
+            return self._word_of_name[text]
+        found = next((word for word in words_of(text) if word in self._by_word), None)
+        if len(self._word_of_name) >= NAME_CACHE_SIZE:
+            self._word_of_name.clear()
+        self._word_of_name[text] = found
+        return found
 
     def _hits(self, drugs: list[Drug], how: str) -> list[DrugHit]:
         return [DrugHit(drug, self._classes[drug.class_id], how) for drug in drugs]
