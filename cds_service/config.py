@@ -155,8 +155,6 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
     )
     _only(metrics, "metrics", {"host", "port"})
     _only(feedback, "feedback", {"keep_user_comments"})
-    if not isinstance(feedback.get("keep_user_comments", False), bool):
-        raise ConfigError("config: feedback.keep_user_comments must be true or false")
     if raw.get("database_url") and raw.get("store_url") and raw["database_url"] != raw["store_url"]:
         raise ConfigError("config: database_url and store_url (its old name) disagree; set database_url only")
     _only(limits, "limits", {"max_body_bytes"})
@@ -170,17 +168,15 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         {"trusted_issuers", "max_token_lifetime_seconds", "clock_skew_seconds", "development_trust_sandbox"},
     )
     issuers = tuple(_issuer(row, i) for i, row in enumerate(security.get("trusted_issuers") or []))
-    if security.get("development_trust_sandbox", False) is True:
+    if _bool(security, "security.development_trust_sandbox"):
         issuers += (SANDBOX_ISSUER,)
-    elif security.get("development_trust_sandbox", False) is not False:
-        raise ConfigError("config: security.development_trust_sandbox must be true or false")
     log_level = str(raw.get("log_level", "INFO")).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("config: log_level must be DEBUG, INFO, WARNING or ERROR")
     settings = Settings(
         data_dir=Path(str(raw.get("data_dir", "data"))),
         database_url=_database_url(raw.get("database_url") or raw.get("store_url")),
-        keep_user_comments=feedback.get("keep_user_comments", False),
+        keep_user_comments=_bool(feedback, "feedback.keep_user_comments"),
         log_level=log_level,
         max_body_bytes=_int(limits, "limits.max_body_bytes", 5_000_000, 1_000, 100_000_000),
         fhir_servers=tuple(_server(s, i) for i, s in enumerate(fhir.get("servers") or [])),
@@ -230,9 +226,7 @@ def _clients(raw: Any) -> dict[str, ClientProfile]:
         if not isinstance(row, Mapping):
             raise ConfigError(f"config: {where} must be a mapping")
         _only(row, where, {"update_suggestions", "name"})
-        if "update_suggestions" in row and not isinstance(row["update_suggestions"], bool):
-            raise ConfigError(f"config: {where}.update_suggestions must be true or false")
-        out[str(key)] = ClientProfile(update_suggestions=row.get("update_suggestions", True))
+        out[str(key)] = ClientProfile(update_suggestions=_bool(row, f"{where}.update_suggestions", True))
     return out
 
 
@@ -254,9 +248,7 @@ class MemorySettings:
 
 def _memory(section: Mapping[str, Any]) -> MemorySettings:
     _only(section, "memory", {"enabled", "secret", "window_minutes", "rules", "info_card"})
-    for key in ("enabled", "info_card"):
-        if not isinstance(section.get(key, False), bool):
-            raise ConfigError(f"config: memory.{key} must be true or false")
+    enabled = _bool(section, "memory.enabled")
     rules = section.get("rules") or {}
     if not isinstance(rules, Mapping):
         raise ConfigError("config: memory.rules must map rule ids to {window_minutes: N}")
@@ -270,21 +262,22 @@ def _memory(section: Mapping[str, Any]) -> MemorySettings:
     secret = section.get("secret") or ""
     if not isinstance(secret, str):
         raise ConfigError("config: memory.secret must be a string")
-    if section.get("enabled", False) and len(secret) < 16:
+    if enabled and len(secret) < 16:
         raise ConfigError(
             f"config: memory.secret: required (16 characters or more) when memory is enabled; set {MEMORY_SECRET_ENV}"
         )
     return MemorySettings(
-        enabled=section.get("enabled", False),
+        enabled=enabled,
         secret=secret,
         window_minutes=_float(section, "memory.window_minutes", 60, 0, 7 * 24 * 60),
         rule_windows=windows,
-        info_card=section.get("info_card", False),
+        info_card=_bool(section, "memory.info_card"),
     )
 
 
-def _bool(section: Mapping[str, Any], key: str) -> bool:
-    value = section.get(key, False)
+def _bool(section: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    """A true/false setting; `key` is its dotted name in the config (the last part is looked up)."""
+    value = section.get(key.rsplit(".", 1)[-1], default)
     if not isinstance(value, bool):
         raise ConfigError(f"config: {key} must be true or false")
     return value
