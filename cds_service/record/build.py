@@ -124,8 +124,13 @@ def _condition(condition: Mapping[str, Any]) -> ConditionEntry | None:
         reference=f"Condition/{condition.get('id') or '(no id)'}",
         codings=codings_of(condition.get("code")),
         text=concept_text(condition.get("code")),
-        recorded=parse_datetime(condition.get("recordedDate")) or parse_datetime(condition.get("onsetDateTime")),
+        recorded=recorded_time(condition),
     )
+
+
+def recorded_time(condition: Mapping[str, Any]) -> datetime | None:
+    """When a Condition entered the record: recordedDate, else onsetDateTime."""
+    return parse_datetime(condition.get("recordedDate")) or parse_datetime(condition.get("onsetDateTime"))
 
 
 def _draft_lab_orders(drafts: Iterable[Mapping[str, Any]], knowledge: Knowledge) -> frozenset[str]:

@@ -40,7 +40,7 @@ def lab_series(
         code, analyte_name = _analyte_code(obs, knowledge)
         if analyte_name is None:
             continue
-        when = _effective(obs)
+        when = effective_time(obs)
         if when is None or when > latest_allowed:
             continue
         candidates.setdefault(analyte_name, []).append((when, code, obs))
@@ -76,7 +76,8 @@ def _analyte_code(obs: Mapping[str, Any], knowledge: Knowledge) -> tuple[str, st
     return "", None
 
 
-def _effective(obs: Mapping[str, Any]) -> datetime | None:
+def effective_time(obs: Mapping[str, Any]) -> datetime | None:
+    """When an Observation was taken: effectiveDateTime, else effectivePeriod.start, else issued."""
     when = parse_datetime(obs.get("effectiveDateTime"))
     if when is None and type(obs.get("effectivePeriod")) is dict:
         when = parse_datetime(obs["effectivePeriod"].get("start"))

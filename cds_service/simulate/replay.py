@@ -14,8 +14,9 @@ from ..knowledge.model import Knowledge
 from ..protocol.errors import ProtocolError
 from ..protocol.request import parse_request
 from ..record import build_record
-from ..record.build import READ_ERRORS
+from ..record.build import READ_ERRORS, recorded_time
 from ..record.dates import parse_datetime
+from ..record.labs import effective_time
 from .figures import Figures
 
 ORDER_TYPES = ("MedicationRequest", "MedicationStatement")
@@ -124,11 +125,11 @@ def _as_of(resources: list[dict[str, Any]], order: Mapping[str, Any], when: date
         if rtype == "Patient":
             out.append(r)
         elif rtype == "Observation":
-            seen = parse_datetime(r.get("effectiveDateTime")) or parse_datetime(r.get("issued"))
+            seen = effective_time(r)  # the time the record reads, so the replay and the rules agree
             if seen is not None and seen <= when:
                 out.append(r)
         elif rtype == "Condition":
-            start = parse_datetime(r.get("recordedDate")) or parse_datetime(r.get("onsetDateTime"))
+            start = recorded_time(r)
             ended = parse_datetime(r.get("abatementDateTime"))
             if (start is None or start <= when) and (ended is None or ended > when):
                 out.append(r)
