@@ -17,7 +17,6 @@ from .feedback.recorder import CardRecorder
 from .fhir.client import FhirFetcher
 from .instrumentation import annotate
 from .logs import clip
-from .memory import MemoryStore
 from .pages import rule_pages
 from .pages.links import PATH as RULE_PAGES
 from .protocol.errors import ProtocolError, operation_outcome
@@ -50,9 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments)
     store.ensure_schema()
-    clock = (lambda: settings.now) if settings.now else (lambda: datetime.now(UTC))
-    memory = MemoryStore(store.engine, clock) if settings.memory.enabled else None
-    service = CdsService(settings, fetcher, memory)
+    service = CdsService(settings, fetcher, store.engine)
     recorder = CardRecorder(store)
     app.extensions.update(cds_service=service, feedback_store=store, card_recorder=recorder)
     # The store's database (SQLite in data_dir by default) is shared by every worker, every replica on

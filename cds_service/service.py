@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from sqlalchemy import Engine
+
 from .cards import CardBuilder
 from .clinical.engine import RuleEngine
 from .clinical.relevance import may_concern_a_rule
@@ -37,8 +39,9 @@ class Answer(NamedTuple):
 
 class CdsService:
     def __init__(
-        self, settings: Settings, fetcher: FhirFetcher | None = None, memory_store: MemoryStore | None = None
+        self, settings: Settings, fetcher: FhirFetcher | None = None, store_engine: Engine | None = None
     ) -> None:
+        """`store_engine`: the store's database, where card memory lives when the site turns it on."""
         self.settings = settings
         self.knowledge = settings.knowledge()
         self.engine = RuleEngine(self.knowledge)
@@ -53,8 +56,8 @@ class CdsService:
         self.service_ids = set(self.hooks)
         self.fetcher = fetcher
         self.memory = (
-            CardMemory(settings.memory, self.knowledge, memory_store, settings.card_source_label)
-            if settings.memory.enabled and memory_store is not None
+            CardMemory(settings.memory, self.knowledge, MemoryStore(store_engine, self.now), settings.card_source_label)
+            if settings.memory.enabled and store_engine is not None
             else None
         )
 
