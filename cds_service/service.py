@@ -83,9 +83,7 @@ class CdsService:
         client = self.settings.client(issuer.iss if issuer else None)
         pages = self.settings.public_base_url or base_url
         cards = self.cards.cards(findings, record, client, pages)
-        held: list[Held] = []
-        if self.settings.silent or any(self.knowledge.rule(f.rule_id).mode == SILENT for f in findings):
-            findings, cards, held = self._without_silent(findings, cards)
+        findings, cards, held = self._without_silent(findings, cards)
         extension: dict[str, Any] = {}
         if self.memory is not None and cards:
             cards, shown_before, counts = self.memory.apply(record, findings, cards, self.now())
@@ -103,6 +101,8 @@ class CdsService:
     def _without_silent(self, findings: list, cards: list) -> tuple[list, list, list[Held]]:
         """Silent rules (or a silent service) are evaluated and recorded, never returned: shadow mode."""
         quiet = [self.settings.silent or self.knowledge.rule(f.rule_id).mode == SILENT for f in findings]
+        if not any(quiet):
+            return findings, cards, []
         live = [(f, c) for f, c, q in zip(findings, cards, quiet, strict=True) if not q]
         silent = [Held(c, SILENT) for c, q in zip(cards, quiet, strict=True) if q]
         return [f for f, _ in live], [c for _, c in live], silent
