@@ -163,7 +163,7 @@ def _simulate_merge(args: argparse.Namespace, settings) -> int:
         except (OSError, ValueError) as exc:
             print(f"cds-service: {folder}/figures.json: {exc}", file=sys.stderr)
             return 2
-        parts = {raw["about"]["configurations"].split(", ")[0]: raw, **(raw.get("compare") or {})}
+        parts = {raw["configuration"]: raw, **(raw.get("compare") or {})}
         for label, figures in parts.items():
             merged.setdefault(label, Figures()).merge(Figures.from_dict(figures))
         shards.append(raw["about"]["shard"])

@@ -19,7 +19,7 @@ def write_report(out: Path, figures: dict[str, Figures], about: dict[str, Any]) 
     out.mkdir(parents=True, exist_ok=True)
     labels = list(figures)
     main = figures[labels[0]]
-    body = {**main.as_dict(), "rates": rates(main), "about": about}
+    body = {**main.as_dict(), "rates": rates(main), "configuration": labels[0], "about": about}
     if len(labels) > 1:
         body["compare"] = {label: {**figures[label].as_dict(), "rates": rates(figures[label])} for label in labels[1:]}
     (out / "figures.json").write_text(json.dumps(body, indent=2), encoding="utf-8")
