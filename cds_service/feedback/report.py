@@ -48,7 +48,8 @@ class RuleNumbers:
         }
 
 
-def per_rule(store: FeedbackStore, since: datetime | None = None) -> list[RuleNumbers]:
+def per_rule(store: FeedbackStore, since: datetime | None = None, rule_id: str | None = None) -> list[RuleNumbers]:
+    """Numbers per rule (only `rule_id`'s when given: a rule page needs no other)."""
     since_utc = since.astimezone(UTC) if since else None
     rules: dict[str, RuleNumbers] = {}
     issued = select(CardIssued.rule_id, CardIssued.service_id, CardIssued.held_back, func.count()).group_by(
@@ -64,6 +65,9 @@ def per_rule(store: FeedbackStore, since: datetime | None = None) -> list[RuleNu
     if since_utc:
         issued = issued.where(CardIssued.issued_at >= since_utc)
         answers = answers.where(FeedbackItem.received_at >= since_utc)
+    if rule_id is not None:
+        issued = issued.where(CardIssued.rule_id == rule_id)
+        answers = answers.where(rule == rule_id)
     with store.engine.connect() as conn:
         for rule_id, service_id, held_back, count in conn.execute(issued):
             numbers = rules.setdefault(rule_id, RuleNumbers(rule_id))

@@ -51,7 +51,7 @@ def rule_pages(knowledge: Knowledge, store: FeedbackStore, clock: datetime | Non
     def rule(rule_id: str) -> str | tuple[str, int]:
         if rule_id not in knowledge.rules:
             return render_template("rules/missing.html", rule_id=rule_id), 404
-        counts, since = _recent(store, clock)
+        counts, since = _recent(store, clock, rule_id)
         page = rule_page(knowledge, _shipped(), rule_id)
         numbers = counts.get(rule_id, RuleNumbers(rule_id)) if counts is not None else None
         return render_template("rules/rule.html", page=page, numbers=numbers, since=since)
@@ -65,11 +65,13 @@ def _shipped() -> Knowledge:
     return load_knowledge()
 
 
-def _recent(store: FeedbackStore, clock: datetime | None) -> tuple[dict[str, RuleNumbers] | None, datetime]:
+def _recent(
+    store: FeedbackStore, clock: datetime | None, rule_id: str | None = None
+) -> tuple[dict[str, RuleNumbers] | None, datetime]:
     """Cards and feedback of the last COUNT_DAYS days per rule; None when the store cannot say."""
     since = (clock or datetime.now(UTC)) - timedelta(days=COUNT_DAYS)
     try:
-        return {row.rule_id: row for row in per_rule(store, since)}, since
+        return {row.rule_id: row for row in per_rule(store, since, rule_id)}, since
     except (StoreUnavailable, SQLAlchemyError) as exc:
         log.warning("rule pages: counts unavailable, store error %s", type(exc).__name__)
         return None, since
