@@ -80,7 +80,8 @@ class CardMemory:
                 [*(s.snooze for s in subjects), *(s.shown for s in subjects if record.hook == "order-sign")], now
             )  # (the keys carry their kind: "snooze:...", "shown:...")
         except MemoryUnavailable as exc:  # every card shown, the same shape (a snooze is then simply not kept)
-            return [self._with_snooze_reasons(c) for c in self._without_memory(cards, "read", exc)], [], None
+            self._unavailable("read", exc)
+            return [self._with_snooze_reasons(c) for c in cards], [], None
         shown, held = [], []
         for card, subject in zip(cards, subjects, strict=True):
             critical = card["indicator"] == "critical"
@@ -93,7 +94,7 @@ class CardMemory:
         try:
             self.store.put(self._rows(record, shown, now))
         except MemoryUnavailable as exc:
-            self._without_memory([], "write", exc)  # the cards stand; only their memory is lost
+            self._unavailable("write", exc)  # the cards stand; only their memory is lost
         out = [self._with_snooze_reasons(card) for card, _ in shown]
         counts = {"held_back": len(held)}
         for reason in (SHOWN_AT_SELECT, SNOOZED):
@@ -127,7 +128,7 @@ class CardMemory:
             ]
             self.store.put(rows)
         except MemoryUnavailable as exc:
-            self._without_memory([], "snooze", exc)
+            self._unavailable("snooze", exc)
             return 0
         return len(rows)
 
@@ -183,10 +184,9 @@ class CardMemory:
             "source": {"label": self.source_label},
         }
 
-    def _without_memory(self, cards: list, operation: str, exc: MemoryUnavailable) -> list:
+    def _unavailable(self, operation: str, exc: MemoryUnavailable) -> None:
         log.warning("card memory unavailable (%s on %s): every card is shown", exc, operation)
         metrics.STORE_ERRORS.labels(f"memory-{operation}").inc()
-        return cards
 
     def _hash(self, *parts: str) -> str:
         return hmac.new(self._secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()
