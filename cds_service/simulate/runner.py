@@ -82,7 +82,8 @@ def _replay_group(
 ) -> dict[str, Figures]:
     index = ExportIndex(index_path)
     medications = index.medications()
-    engines = {label: (RuleEngine(s.knowledge()), s.knowledge()) for label, s in configs.items()}
+    knowledge = {label: s.knowledge() for label, s in configs.items()}  # loaded once per configuration
+    engines = {label: (RuleEngine(k), k) for label, k in knowledge.items()}
     figures = {label: Figures() for label in configs}
     for patient in patients:
         resources = index.resources_of(patient)
