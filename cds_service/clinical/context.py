@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from ..knowledge.model import Knowledge, RuleSpec
@@ -260,8 +261,9 @@ def fit_name(template: str, name: str, **fields: Any) -> str:
         limits[longest] = max(12, len(shortened[longest]) - over)
 
 
+@lru_cache(maxsize=8192)
 def short_name(name: str, limit: int = 48) -> str:
-    """Drug names go into summaries that must stay under 140 characters."""
+    """Drug names go into summaries that must stay under 140 characters (cached: names repeat)."""
     name = " ".join(name.split())
     return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
 

@@ -196,11 +196,11 @@ def _magnesium_ingredients(med: MedicationEntry, match: ProductMatch, tables: Ma
 
 def _dose_quantity(dosage: Mapping[str, Any]) -> tuple[float, str] | None:
     rates = dosage.get("doseAndRate") if isinstance(dosage.get("doseAndRate"), list) else []
-    first = rates[0] if rates and isinstance(rates[0], Mapping) else {}
+    first = rates[0] if rates and isinstance(rates[0], dict) else {}
     quantity = first.get("doseQuantity")
-    if not isinstance(quantity, Mapping) and isinstance(first.get("doseRange"), Mapping):
+    if not isinstance(quantity, dict) and isinstance(first.get("doseRange"), dict):
         quantity = first["doseRange"].get("high")
-    if not isinstance(quantity, Mapping) or not is_num(quantity.get("value")):
+    if not isinstance(quantity, dict) or not is_num(quantity.get("value")):
         return None
     return float(quantity["value"]), unit_of(quantity)
 
@@ -213,13 +213,13 @@ def unit_of(quantity: Mapping[str, Any]) -> str:
 
 def _course_total(dosage: Mapping[str, Any], per_dose: float, per_day: float) -> str:
     """For a bounded course, the total it gives."""
-    timing = dosage.get("timing") if isinstance(dosage.get("timing"), Mapping) else {}
-    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), Mapping) else {}
+    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
+    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
     count = repeat.get("count")
     if is_num(count) and count > 0:
         return f"course of {_num(count)} doses: {_num(per_dose * count)} mg elemental Mg in total"
     duration = repeat.get("boundsDuration")
-    if isinstance(duration, Mapping) and is_num(duration.get("value")):
+    if isinstance(duration, dict) and is_num(duration.get("value")):
         days = {"d": 1.0, "wk": 7.0, "h": 1 / 24}.get(str(duration.get("code") or duration.get("unit")))
         if days:
             total = per_dose * per_day * duration["value"] * days
@@ -228,9 +228,9 @@ def _course_total(dosage: Mapping[str, Any], per_dose: float, per_day: float) ->
 
 
 def _doses_per_day(dosage: Mapping[str, Any]) -> tuple[float | None, str, bool]:
-    as_needed = bool(dosage.get("asNeededBoolean")) or isinstance(dosage.get("asNeededCodeableConcept"), Mapping)
-    timing = dosage.get("timing") if isinstance(dosage.get("timing"), Mapping) else {}
-    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), Mapping) else {}
+    as_needed = bool(dosage.get("asNeededBoolean")) or isinstance(dosage.get("asNeededCodeableConcept"), dict)
+    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
+    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
     frequency = (
         repeat.get("frequencyMax") if as_needed and is_num(repeat.get("frequencyMax")) else repeat.get("frequency")
     )
@@ -247,9 +247,9 @@ def _doses_per_day(dosage: Mapping[str, Any]) -> tuple[float | None, str, bool]:
         return per_day, f"{_num(per_day)} doses/day" + (" (as needed, at most)" if as_needed else ""), as_needed
     if isinstance(repeat.get("when"), list) and repeat["when"]:
         return float(len(repeat["when"])), f"{len(repeat['when'])} doses/day", as_needed
-    code = timing.get("code") if isinstance(timing.get("code"), Mapping) else {}
+    code = timing.get("code") if isinstance(timing.get("code"), dict) else {}
     for coding in items(code.get("coding")):
-        if isinstance(coding, Mapping) and str(coding.get("code", "")).upper() in TIMING_CODES:
+        if isinstance(coding, dict) and str(coding.get("code", "")).upper() in TIMING_CODES:
             per_day = float(TIMING_CODES[str(coding["code"]).upper()])
             return per_day, f"{_num(per_day)} doses/day ({coding['code']})", as_needed
     return None, "frequency not stated in the dosage", as_needed

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from ..jsonutil import items
@@ -82,11 +83,15 @@ def _route(entry: MedicationEntry, vocabulary: OrderVocabulary, name: str) -> tu
 
 
 def _class_of(text: str, vocabulary: OrderVocabulary) -> RouteClass | None:
-    if not text:
-        return None
+    return _route_class_of(text, vocabulary.route_words) if text else None
+
+
+@lru_cache(maxsize=8192)
+def _route_class_of(text: str, route_words: tuple[tuple[str, frozenset[str]], ...]) -> RouteClass | None:
+    """Route texts, forms and drug names repeat across calls (one formulary): each is read once."""
     words = set(words_of(text))
     lowered = f" {text.lower()} "
-    for route_class, class_words in vocabulary.route_words:
+    for route_class, class_words in route_words:
         if words & class_words or any(" " in w and f" {w} " in lowered for w in class_words):
             return route_class
     return None
@@ -100,12 +105,12 @@ def found_word(text: str, vocabulary: OrderVocabulary, route_class: RouteClass) 
 def _form_text(resource: Mapping[str, Any]) -> str:
     """Medication.form of a contained Medication (the referenced ones are named in entry.name)."""
     for contained in items(resource.get("contained")):
-        if isinstance(contained, Mapping) and isinstance(contained.get("form"), Mapping):
+        if isinstance(contained, dict) and isinstance(contained.get("form"), dict):
             form = contained["form"]
             text = form.get("text")
             if isinstance(text, str):
                 return text
-            return " ".join(str(c.get("display", "")) for c in items(form.get("coding")) if isinstance(c, Mapping))
+            return " ".join(str(c.get("display", "")) for c in items(form.get("coding")) if isinstance(c, dict))
     return ""
 
 
@@ -113,7 +118,7 @@ def _use(
     entry: MedicationEntry, vocabulary: OrderVocabulary, setting: Setting, route: RouteClass, name: str
 ) -> tuple[Use, str]:
     dosage = entry.dosage or {}
-    if dosage.get("asNeededBoolean") is True or isinstance(dosage.get("asNeededCodeableConcept"), Mapping):
+    if dosage.get("asNeededBoolean") is True or isinstance(dosage.get("asNeededCodeableConcept"), dict):
         return "as-needed", "asNeeded"
     repeat = _repeat(dosage)
     count = repeat.get("count")
@@ -137,12 +142,12 @@ def _use(
 def _course_days(repeat: Mapping[str, Any]) -> float | None:
     """Length of a bounded course in days: boundsDuration, boundsPeriod, or count / doses per day."""
     duration = repeat.get("boundsDuration")
-    if isinstance(duration, Mapping) and _num(duration.get("value")):
+    if isinstance(duration, dict) and _num(duration.get("value")):
         unit = duration.get("code") or duration.get("unit")
         if unit in DAYS:
             return float(duration["value"]) * DAYS[unit]
     period = repeat.get("boundsPeriod")
-    if isinstance(period, Mapping):
+    if isinstance(period, dict):
         start, end = parse_datetime(period.get("start")), parse_datetime(period.get("end"))
         if start and end and end >= start:
             return (end - start) / timedelta(days=1)
@@ -166,12 +171,12 @@ def encounter_setting(encounter_class: Coding | None, vocabulary: OrderVocabular
 
 def _setting(resource: Mapping[str, Any], vocabulary: OrderVocabulary) -> Setting:
     category = resource.get("category")
-    concepts = [category] if isinstance(category, Mapping) else items(category)  # some EHRs send one object
+    concepts = [category] if isinstance(category, dict) else items(category)  # some EHRs send one object
     for concept in concepts:
-        if not isinstance(concept, Mapping):
+        if not isinstance(concept, dict):
             continue
         for coding in items(concept.get("coding")):
-            if isinstance(coding, Mapping) and coding.get("system") == vocabulary.setting_system:
+            if isinstance(coding, dict) and coding.get("system") == vocabulary.setting_system:
                 found = vocabulary.setting_codes.get(str(coding.get("code")))
                 if found:
                     return found  # type: ignore[return-value]
@@ -179,22 +184,26 @@ def _setting(resource: Mapping[str, Any], vocabulary: OrderVocabulary) -> Settin
 
 
 def _repeat(dosage: Mapping[str, Any]) -> Mapping[str, Any]:
-    timing = dosage.get("timing") if isinstance(dosage.get("timing"), Mapping) else {}
+    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
     repeat = timing.get("repeat")
-    return repeat if isinstance(repeat, Mapping) else {}
+    return repeat if isinstance(repeat, dict) else {}
 
 
 def _timing_code_text(dosage: Mapping[str, Any]) -> str:
-    timing = dosage.get("timing") if isinstance(dosage.get("timing"), Mapping) else {}
-    code = timing.get("code") if isinstance(timing.get("code"), Mapping) else {}
+    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
+    code = timing.get("code") if isinstance(timing.get("code"), dict) else {}
     parts = [str(code.get("text") or "")]
-    parts += [str(c.get("code", "")) for c in items(code.get("coding")) if isinstance(c, Mapping)]
+    parts += [str(c.get("code", "")) for c in items(code.get("coding")) if isinstance(c, dict)]
     return " ".join(parts)
 
 
 def _phrase_in(text: str, phrases: tuple[str, ...]) -> str | None:
-    if not text:
-        return None
+    return _phrase_of(text, phrases) if text else None
+
+
+@lru_cache(maxsize=8192)
+def _phrase_of(text: str, phrases: tuple[str, ...]) -> str | None:
+    """Dosage texts and names repeat across calls: each is searched once per process."""
     words = set(words_of(text))
     lowered = f" {' '.join(words_of(text))} "
     for phrase in phrases:

@@ -69,7 +69,7 @@ def build_record(
 def _encounter_class(encounters: Iterable[Mapping[str, Any]], encounter_id: str | None) -> Coding | None:
     """The class (R4: one Coding) of the encounter the hook names; other encounters say nothing."""
     for encounter in encounters:
-        if encounter_id and encounter.get("id") == encounter_id and isinstance(encounter.get("class"), Mapping):
+        if encounter_id and encounter.get("id") == encounter_id and isinstance(encounter.get("class"), dict):
             coding = encounter["class"]
             if isinstance(coding.get("code"), str):
                 return Coding(coding.get("system") if isinstance(coding.get("system"), str) else None, coding["code"])

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..jsonutil import items
 from ..knowledge.model import Knowledge
 from .dates import parse_datetime
 from .model import LabValue
@@ -34,13 +33,15 @@ def lab_series(
     horizon = now - timedelta(days=knowledge.lab_retention_days)
     latest_allowed = now + FUTURE_TOLERANCE
     candidates: dict[str, list[tuple[datetime, str, dict]]] = {}
-    for obs in observations:
-        if type(obs.get("status")) is not str or obs["status"] not in USABLE_STATUSES:
+    to_analyte = knowledge.loinc_to_analyte
+    for obs in observations:  # every Observation of the record passes here: the first tests are the cheapest
+        status = obs.get("status")
+        if type(status) is not str or status not in USABLE_STATUSES:
             continue
-        code, analyte_name = _analyte_code(obs, knowledge)
+        code, analyte_name = _analyte_code(obs, to_analyte)
         if analyte_name is None:
             continue
-        when = effective_time(obs)
+        when = parse_datetime(obs.get("effectiveDateTime")) or effective_time(obs)  # the common case first
         if when is None or when > latest_allowed:
             continue
         candidates.setdefault(analyte_name, []).append((when, code, obs))
@@ -64,15 +65,19 @@ def lab_series(
     return {name: labs for name, labs in series.items() if labs}
 
 
-def _analyte_code(obs: Mapping[str, Any], knowledge: Knowledge) -> tuple[str, str | None]:
+def _analyte_code(obs: Mapping[str, Any], to_analyte: Mapping[str, str]) -> tuple[str, str | None]:
+    """The LOINC code of the Observation that names an analyte a rule reads (the code looked up first:
+    most Observations are of analytes no rule reads)."""
     code_block = obs.get("code")
-    if type(code_block) is not dict:
+    codings = code_block.get("coding") if type(code_block) is dict else None
+    if type(codings) is not list:
         return "", None
-    for coding in items(code_block.get("coding")):
-        if type(coding) is dict and coding.get("system") == LOINC:
-            analyte = knowledge.loinc_to_analyte.get(coding.get("code")) if type(coding.get("code")) is str else None
-            if analyte:
-                return str(coding["code"]), analyte
+    for coding in codings:
+        if type(coding) is dict:
+            code = coding.get("code")
+            analyte = to_analyte.get(code) if type(code) is str else None
+            if analyte and coding.get("system") == LOINC:
+                return code, analyte
     return "", None
 
 
@@ -116,16 +121,12 @@ def _lab_value(
 
 def _reference_range(obs: Mapping[str, Any], analyte, knowledge: Knowledge) -> tuple[float | None, float | None]:
     ranges = obs.get("referenceRange")
-    if not isinstance(ranges, list) or not ranges or not isinstance(ranges[0], Mapping):
+    if not isinstance(ranges, list) or not ranges or not isinstance(ranges[0], dict):
         return None, None
 
     def bound(key: str) -> float | None:
         q = ranges[0].get(key)
-        if (
-            not isinstance(q, Mapping)
-            or isinstance(q.get("value"), bool)
-            or not isinstance(q.get("value"), int | float)
-        ):
+        if not isinstance(q, dict) or isinstance(q.get("value"), bool) or not isinstance(q.get("value"), int | float):
             return None
         return to_canonical(float(q["value"]), ucum_unit(q, knowledge.unit_aliases), analyte)
 

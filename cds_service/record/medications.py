@@ -55,7 +55,7 @@ def parse_medication(
         codings = codings + codings_of(medication.get("code"))
         name = name or concept_text(medication.get("code"))
         for ingredient in items(medication.get("ingredient")):
-            if not isinstance(ingredient, Mapping):
+            if not isinstance(ingredient, dict):
                 continue
             item = ingredient.get("itemCodeableConcept")
             ingredient_codings.extend(codings_of(item))
@@ -65,7 +65,7 @@ def parse_medication(
             if strength:
                 strengths.append((concept_text(item), *strength))
     dosage = resource.get("dosageInstruction") if rtype == "MedicationRequest" else resource.get("dosage")
-    route = _first(dosage).get("route") if isinstance(_first(dosage), Mapping) else None
+    route = _first(dosage).get("route") if isinstance(_first(dosage), dict) else None
     when = resource.get("authoredOn") if rtype == "MedicationRequest" else resource.get("effectiveDateTime")
     return MedicationEntry(
         reference=f"{rtype}/{resource['id']}" if _str(resource.get("id")) else f"{rtype}/(no id: {position or '?'})",
@@ -87,7 +87,7 @@ def parse_medication(
 def _reference_display(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> str:
     """What Epic sends when it omits the Medication: medicationReference.display, read as the name."""
     ref = resource.get("medicationReference")
-    if medication is None and isinstance(ref, Mapping) and isinstance(ref.get("display"), str):
+    if medication is None and isinstance(ref, dict) and isinstance(ref.get("display"), str):
         return ref["display"].strip()
     return ""
 
@@ -97,7 +97,7 @@ def medication_unresolved(resource: Mapping[str, Any], medications: Mapping[str,
     EHR's server can say what it is."""
     ref = resource.get("medicationReference")
     return (
-        isinstance(ref, Mapping)
+        isinstance(ref, dict)
         and isinstance(ref.get("reference"), str)
         and (_resolve_medication(resource, medications) is None)
     )
@@ -105,13 +105,13 @@ def medication_unresolved(resource: Mapping[str, Any], medications: Mapping[str,
 
 def _resolve_medication(resource: Mapping[str, Any], medications: Mapping[str, Mapping[str, Any]]) -> Mapping | None:
     ref = resource.get("medicationReference")
-    if not isinstance(ref, Mapping) or not isinstance(ref.get("reference"), str):
+    if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
         return None
     target = ref["reference"]
     if target.startswith("#"):
         for contained in items(resource.get("contained")):
             if (
-                isinstance(contained, Mapping)
+                isinstance(contained, dict)
                 and contained.get("resourceType") == "Medication"
                 and contained.get("id") == target[1:]
             ):
@@ -124,14 +124,14 @@ def _resolve_medication(resource: Mapping[str, Any], medications: Mapping[str, M
 
 def _strength(ratio: Any) -> tuple[float, str] | None:
     """Amount per single unit (tablet, capsule, mL) from a Medication.ingredient.strength Ratio."""
-    if not isinstance(ratio, Mapping) or not isinstance(ratio.get("numerator"), Mapping):
+    if not isinstance(ratio, dict) or not isinstance(ratio.get("numerator"), dict):
         return None
     numerator, denominator = ratio["numerator"], ratio.get("denominator") or {}
-    value, per = numerator.get("value"), denominator.get("value", 1) if isinstance(denominator, Mapping) else 1
+    value, per = numerator.get("value"), denominator.get("value", 1) if isinstance(denominator, dict) else 1
     unit = numerator.get("code") or numerator.get("unit")
     if isinstance(value, bool) or not isinstance(value, int | float) or not isinstance(per, int | float) or not per:
         return None
-    per_unit = denominator.get("code") or denominator.get("unit") if isinstance(denominator, Mapping) else None
+    per_unit = denominator.get("code") or denominator.get("unit") if isinstance(denominator, dict) else None
     liquid = isinstance(per_unit, str) and per_unit.lower() == "ml"
     return float(value) / float(per), str(unit or "") + ("/mL" if liquid else "")  # "mg/mL": per millilitre
 

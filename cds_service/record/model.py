@@ -91,7 +91,7 @@ class MedicationEntry:
     def dosage(self) -> Mapping[str, Any] | None:
         """The first dosage instruction (MedicationRequest) or dosage (MedicationStatement)."""
         items = self.resource.get("dosageInstruction" if self.resource_type == "MedicationRequest" else "dosage")
-        return items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else None
+        return items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else None
 
 
 @dataclass(frozen=True, slots=True)
