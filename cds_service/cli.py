@@ -334,9 +334,9 @@ def _chain(first, second):
     if first is None:
         return second
 
-    def both(*args):
-        first(*args)
-        second(*args)
+    def both(server, worker):  # gunicorn checks a hook's arity: (server, worker), not *args
+        first(server, worker)
+        second(server, worker)
 
     return both
 

@@ -68,3 +68,30 @@ def test_a_port_in_use_stops_the_start_with_one_line_naming_the_flag(tmp_path):
     errors = [line for line in run.stderr.splitlines() if "cannot listen" in line]
     assert len(errors) == 1 and "--port" in errors[0] and str(port) in errors[0], run.stderr
     assert run.stderr.strip().endswith(errors[0]) and "serving on" not in run.stderr  # (after the no-issuer warning)
+
+
+def test_a_gunicorn_config_with_its_own_exit_hooks_runs_them_beside_the_services(tmp_path):
+    """Before: any --gunicorn-config defining worker_exit or child_exit stopped the start with gunicorn's
+    'Value must have an arity of: 2' (the chained hook took *args). Now both hooks run, the site's and
+    the service's (cards recorded before a worker exits)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(
+        "import os\n"
+        f"_MARKS = {str(marks)!r}\n"
+        "def worker_exit(server, worker):\n"
+        "    open(os.path.join(_MARKS, f'worker_exit.{worker.pid}'), 'w').close()\n"
+        "def child_exit(server, worker):\n"
+        "    open(os.path.join(_MARKS, f'child_exit.{worker.pid}'), 'w').close()\n"
+    )
+    env = {"CDS_SERVICE_DATA_DIR": str(tmp_path / "data"), "PATH": str(Path(sys.executable).parent)}
+    proc, base = start_service("--workers", "1", "--gunicorn-config", str(conf), env=env, cwd=tmp_path)
+    try:
+        body = load_json(SCENARIOS / "dialysis-hypomag-iv" / "request.order-sign.json")
+        assert requests.post(f"{base}/cds-services/{SERVICE}", json=body, timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert proc.returncode == 0, proc.log_path.read_text()[-2000:]
+    assert {m.name.split(".")[0] for m in marks.iterdir()} == {"worker_exit", "child_exit"}
