@@ -1,12 +1,14 @@
 """HTTP benchmark: the service under gunicorn against a baseline app under the same server and workers.
 
-    python bench/http_bench.py [--quick] [--workers 2] [--threads 2] [--seconds 5]
+    python bench/http_bench.py [--quick] [--workers 2] [--threads 4] [--seconds 2] [--rounds 5]
 
-Both receive the same bodies at fixed concurrency levels from bench/loadgen.py (separate processes,
-loopback): the typical order-sign (5 drafts, 20 active medications, 200 Observations in prefetch)
-and an unrelated order (one metformin draft, the same full prefetch). The service logs at INFO, as in
-production. Prints throughput and latency percentiles per case, and service / baseline ratios for
-p50, p99 and throughput, all from one run.
+Both run side by side and receive the same bodies at fixed concurrency levels from bench/loadgen.py
+(separate processes, loopback): the typical order-sign (5 drafts, 20 active medications, 200
+Observations in prefetch) and an unrelated order (one metformin draft, the same full prefetch).
+Rounds interleave baseline and service, because this machine's speed drifts from minute to minute.
+The service logs at INFO and keeps metrics on, as in production. Prints throughput, latency
+percentiles and the servers' own CPU per request (from /proc, so the load generator's share is not
+counted), and service / baseline ratios of each, all from one run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from common import load_figures, machine, print_table, write_result
 from loadgen import drive
 from workload import request
 
-from cds_service.cli import DEFAULT_THREADS
+from cds_service.cli import DEFAULT_THREADS, HEARTBEAT_DIR
 from tests.servers import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +48,8 @@ def start(kind: str, workers: int, threads: int, data_dir: Path) -> tuple[subpro
             str(threads),
             "--now",
             "2026-11-15T12:00:00Z",
+            "--metrics-port",
+            str(free_port()),  # metrics on, as in production, on a port no other run holds
         ]
     else:
         cmd = [
@@ -60,6 +64,7 @@ def start(kind: str, workers: int, threads: int, data_dir: Path) -> tuple[subpro
             "gthread",
             "--threads",
             str(threads),
+            *(("--worker-tmp-dir", HEARTBEAT_DIR) if Path(HEARTBEAT_DIR).is_dir() else ()),  # as `serve` does
             "baseline_app:app",
         ]
     # INFO is the production level: one JSON line per request, written to a file as a container's stdout would be.
@@ -77,34 +82,95 @@ def start(kind: str, workers: int, threads: int, data_dir: Path) -> tuple[subpro
     raise RuntimeError(f"{kind} did not start")
 
 
-def run(quick: bool = False, workers: int = 2, threads: int = DEFAULT_THREADS, seconds: float = 5.0) -> dict:
-    seconds = 2.0 if quick else seconds
+def _tree(pid: int) -> list[int]:
+    """The gunicorn master and every process under it (its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, ()))
+    return out
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (Linux /proc): what the server spent, whatever the client did."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    quick: bool = False, workers: int = 2, threads: int = DEFAULT_THREADS, seconds: float = 2.0, rounds: int = 0
+) -> dict:
+    """Both apps run side by side; each round drives baseline then service for every case and level, so
+    a slow minute of this shared machine falls on both. Figures pool every round."""
+    rounds = rounds or (3 if quick else 5)
     bodies = {
         "typical": json.dumps(request(200, 20)).encode(),
         "unrelated": json.dumps(request(200, 20, unrelated=True)).encode(),
     }
     levels = [1, 4] if quick else [1, 4, 8]
-    rows = []
     data_dir = HERE / "results" / "http-data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    for kind in ("baseline", "service"):
-        proc, port = start(kind, workers, threads, data_dir)
-        try:
+    servers = {kind: start(kind, workers, threads, data_dir) for kind in ("baseline", "service")}
+    pooled: dict[tuple, dict] = {}
+    try:
+        trees = {kind: _tree(proc.pid) for kind, (proc, _) in servers.items()}
+        for _, port in servers.values():
             drive(port, PATH, bodies["typical"], 2, 1.0)  # warm-up
+        for r in range(rounds):
+            print(f"round {r + 1}/{rounds}", file=sys.stderr, flush=True)
             for case, body in bodies.items():
                 for concurrency in levels:
-                    latencies, errors, wall = drive(port, PATH, body, concurrency, seconds)
-                    figures = load_figures(latencies, wall)
-                    rows.append({"app": kind, "case": case, "concurrency": concurrency, "errors": errors, **figures})
-        finally:
+                    for kind, (_, port) in servers.items():
+                        cpu_before = _cpu_seconds(trees[kind])
+                        latencies, errors, wall = drive(port, PATH, body, concurrency, seconds)
+                        slot = pooled.setdefault(
+                            (kind, case, concurrency), {"lat": [], "err": 0, "wall": 0.0, "cpu": 0.0}
+                        )
+                        slot["cpu"] += _cpu_seconds(trees[kind]) - cpu_before
+                        slot["lat"] += latencies
+                        slot["err"] += errors
+                        slot["wall"] += wall
+    finally:
+        for proc, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=20)
+    rows = []
+    for (kind, case, concurrency), slot in pooled.items():
+        figures = load_figures(slot["lat"], slot["wall"])
+        cpu_ms = round(1000 * slot["cpu"] / max(1, len(slot["lat"])), 2)
+        rows.append(
+            {
+                "app": kind,
+                "case": case,
+                "concurrency": concurrency,
+                "errors": slot["err"],
+                **figures,
+                "server_cpu_ms": cpu_ms,
+            }
+        )
+    rows.sort(key=lambda row: (row["app"], row["case"], row["concurrency"]))
     sizes = ", ".join(f"{case} {len(body) / 1024:.0f} KiB" for case, body in bodies.items())
     print(
-        f"bodies: {sizes}; {workers} workers x {threads} threads (gthread, both apps); "
-        f"{seconds:g} s per level; service at log level INFO"
+        f"bodies: {sizes}; {workers} workers x {threads} threads (gthread, both apps); {rounds} rounds of "
+        f"{seconds:g} s per level, baseline and service interleaved; service at log level INFO"
     )
-    print_table(rows, ["app", "case", "concurrency", "requests", "errors", "req_per_s", "p50_ms", "p99_ms"])
+    columns = ["app", "case", "concurrency", "requests", "errors", "req_per_s", "p50_ms", "p99_ms", "server_cpu_ms"]
+    print_table(rows, columns)
     ratios = []
     for case in bodies:
         for concurrency in levels:
@@ -117,11 +183,19 @@ def run(quick: bool = False, workers: int = 2, threads: int = DEFAULT_THREADS, s
                     "p50_ratio": round(svc["p50_ms"] / base["p50_ms"], 2),
                     "p99_ratio": round(svc["p99_ms"] / base["p99_ms"], 2),
                     "throughput_ratio": round(svc["req_per_s"] / base["req_per_s"], 2),
+                    "cpu_ratio": round(svc["server_cpu_ms"] / base["server_cpu_ms"], 2),
                 }
             )
     print("service / baseline (targets: typical p50 <= 2, p99 <= 3, throughput >= 0.5; unrelated p50 <= 1.3)")
-    print_table(ratios, ["case", "concurrency", "p50_ratio", "p99_ratio", "throughput_ratio"])
-    result = {"machine": machine(), "workers": workers, "threads": threads, "rows": rows, "ratios": ratios}
+    print_table(ratios, ["case", "concurrency", "p50_ratio", "p99_ratio", "throughput_ratio", "cpu_ratio"])
+    result = {
+        "machine": machine(),
+        "workers": workers,
+        "threads": threads,
+        "rounds": rounds,
+        "rows": rows,
+        "ratios": ratios,
+    }
     write_result(HERE / "results" / "http.json", result)
     return result
 
@@ -131,6 +205,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="default: what `cds-service serve` uses")
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per case, level and round")
+    parser.add_argument("--rounds", type=int, default=0, help="default: 3 with --quick, else 5")
     args = parser.parse_args()
-    run(args.quick, args.workers, args.threads, args.seconds)
+    run(args.quick, args.workers, args.threads, args.seconds, args.rounds)
