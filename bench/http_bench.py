@@ -82,15 +82,20 @@ def start(kind: str, workers: int, threads: int, data_dir: Path) -> tuple[subpro
     raise RuntimeError(f"{kind} did not start")
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces); None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _tree(pid: int) -> list[int]:
     """The gunicorn master and every process under it (its workers)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
+        fields = _stat_fields(entry) if entry.isdigit() else None
+        if fields:
             children.setdefault(int(fields[1]), []).append(int(entry))
     out, todo = [], [pid]
     while todo:
@@ -102,14 +107,8 @@ def _tree(pid: int) -> list[int]:
 
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of these processes (Linux /proc): what the server spent, whatever the client did."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    stats = [fields for fields in map(_stat_fields, pids) if fields]
+    return sum(int(f[11]) + int(f[12]) for f in stats) / os.sysconf("SC_CLK_TCK")
 
 
 def run(

@@ -34,14 +34,14 @@ def lab_series(
     latest_allowed = now + FUTURE_TOLERANCE
     candidates: dict[str, list[tuple[datetime, str, dict]]] = {}
     to_analyte = knowledge.loinc_to_analyte
-    for obs in observations:  # every Observation of the record passes here: the first tests are the cheapest
+    for obs in observations:
         status = obs.get("status")
         if type(status) is not str or status not in USABLE_STATUSES:
             continue
         code, analyte_name = _analyte_code(obs, to_analyte)
         if analyte_name is None:
             continue
-        when = parse_datetime(obs.get("effectiveDateTime")) or effective_time(obs)  # the common case first
+        when = effective_time(obs)
         if when is None or when > latest_allowed:
             continue
         candidates.setdefault(analyte_name, []).append((when, code, obs))
