@@ -1,22 +1,30 @@
 """A bounded HTTP load generator: C client processes, each with one keep-alive connection, POST the
-same body back to back for a fixed time; latencies are collected per request. Loopback only."""
+same body back to back for a fixed time (or, with `fresh`, a copy of it made new for every request);
+latencies are collected per request. Loopback only."""
 
 from __future__ import annotations
 
 import http.client
 import multiprocessing
+import os
+import random
 import time
+from collections.abc import Callable
+
+Fresh = Callable[[bytes, random.Random], bytes]
 
 
-def _client(port: int, path: str, body: bytes, seconds: float, out: multiprocessing.Queue) -> None:
+def _client(port: int, path: str, body: bytes, seconds: float, fresh: Fresh | None, out: multiprocessing.Queue) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
     latencies, errors = [], 0
+    rng = random.Random(os.getpid())
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
+        payload = fresh(body, rng) if fresh else body  # made before the clock starts
         started = time.perf_counter()
         try:
-            conn.request("POST", path, body=body, headers=headers)
+            conn.request("POST", path, body=payload, headers=headers)
             response = conn.getresponse()
             response.read()
             if response.status != 200:
@@ -44,8 +52,11 @@ def run_clients(target, args: tuple, concurrency: int, seconds: float) -> tuple[
     return results, time.perf_counter() - started
 
 
-def drive(port: int, path: str, body: bytes, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
-    """Latencies (ms) of every request, the error count, and the wall time."""
-    results, wall = run_clients(_client, (port, path, body, seconds), concurrency, seconds)
+def drive(
+    port: int, path: str, body: bytes, concurrency: int, seconds: float, fresh: Fresh | None = None
+) -> tuple[list[float], int, float]:
+    """Latencies (ms) of every request, the error count, and the wall time. `fresh(body, rng)`, when
+    given, makes each request's body (a module-level function: it crosses into the client processes)."""
+    results, wall = run_clients(_client, (port, path, body, seconds, fresh), concurrency, seconds)
     latencies = [x for lat, _ in results for x in lat]
     return latencies, sum(e for _, e in results), wall

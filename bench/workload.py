@@ -13,6 +13,9 @@ from typing import Any
 NOW = datetime.fromisoformat("2026-11-15T12:00:00+00:00")
 LOINC = "http://loinc.org"
 PATIENT = "bench-patient"
+# "First sight": every id, timestamp and the hookInstance carry this marker, which the load generator
+# replaces by a new random number per request, so each call is about a patient no cache has seen.
+MARKER = "918273"
 # (LOINC, unit, low, high): labs the rules read, plus codes they ignore (most of a real chart)
 LABS = [
     ("2160-0", "mg/dL", 0.7, 3.0),
@@ -53,13 +56,13 @@ def _bundle(resources: list[dict]) -> dict:
     return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
 
 
-def _medication(rid: str, name: str, status: str, count: float = 1, per_day: int = 1) -> dict:
+def _medication(rid: str, name: str, status: str, count: float = 1, per_day: int = 1, patient: str = PATIENT) -> dict:
     return {
         "resourceType": "MedicationRequest",
         "id": rid,
         "status": status,
         "intent": "order",
-        "subject": {"reference": f"Patient/{PATIENT}"},
+        "subject": {"reference": f"Patient/{patient}"},
         "medicationCodeableConcept": {"text": name},
         "authoredOn": NOW.date().isoformat(),
         "dosageInstruction": [
@@ -75,20 +78,27 @@ def _medication(rid: str, name: str, status: str, count: float = 1, per_day: int
 UNRELATED_DRAFTS = [("Metformin 1000 mg tablet", 1, 2)]  # no magnesium, partner, wasting or risk drug
 
 
-def request(observations: int = 200, medications: int = 20, seed: int = 7, unrelated: bool = False) -> dict[str, Any]:
-    """The typical order-sign; `unrelated`: the same patient and full prefetch, one order no rule speaks about."""
+def request(
+    observations: int = 200, medications: int = 20, seed: int = 7, unrelated: bool = False, marked: bool = False
+) -> dict[str, Any]:
+    """The typical order-sign; `unrelated`: the same patient and full prefetch, one order no rule speaks about;
+    `marked`: ids, timestamps (their microseconds) and hookInstance carry MARKER (see `first_sight`)."""
     rng = random.Random(seed)
+    tag = f"-{MARKER}" if marked else ""
+    patient = PATIENT + tag
     obs = []
     for i in range(observations):
         code, unit, low, high = LABS[i % len(LABS)]
         when = NOW - timedelta(days=rng.uniform(0, 700))
+        if marked:
+            when = when.replace(microsecond=int(MARKER))
         obs.append(
             {
                 "resourceType": "Observation",
-                "id": f"obs-{i}",
+                "id": f"obs-{i}{tag}",
                 "status": "final",
                 "code": {"coding": [{"system": LOINC, "code": code}]},
-                "subject": {"reference": f"Patient/{PATIENT}"},
+                "subject": {"reference": f"Patient/{patient}"},
                 "effectiveDateTime": when.isoformat(),
                 "valueQuantity": {
                     "value": round(rng.uniform(low, high), 2),
@@ -108,21 +118,24 @@ def request(observations: int = 200, medications: int = 20, seed: int = 7, unrel
             sorted((o for c in codes for o in by_code.get(c, ())), key=lambda o: o["effectiveDateTime"], reverse=True)
         )
 
-    active = [_medication(f"active-{i}", ACTIVE_NAMES[i % len(ACTIVE_NAMES)], "active") for i in range(medications)]
+    active = [
+        _medication(f"active-{i}{tag}", ACTIVE_NAMES[i % len(ACTIVE_NAMES)], "active", patient=patient)
+        for i in range(medications)
+    ]
     drafts = [
-        _medication(f"draft-{i}", name, "draft", count, per_day)
+        _medication(f"draft-{i}{tag}", name, "draft", count, per_day, patient)
         for i, (name, count, per_day) in enumerate(UNRELATED_DRAFTS if unrelated else DRAFTS)
     ]
     return {
         "hook": "order-sign",
-        "hookInstance": "6f1b6a3e-2f0a-4c55-9b1e-0c5a4f0d9e11",
+        "hookInstance": f"6f1b6a3e-2f0a-4c55-9b1e-0c5a4f{MARKER if marked else '0d9e11'}",
         "context": {
             "userId": "Practitioner/bench",
-            "patientId": PATIENT,
+            "patientId": patient,
             "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": d} for d in drafts]},
         },
         "prefetch": {
-            "patient": {"resourceType": "Patient", "id": PATIENT, "gender": "female", "birthDate": "1950-03-03"},
+            "patient": {"resourceType": "Patient", "id": patient, "gender": "female", "birthDate": "1950-03-03"},
             "medicationRequests": _bundle(active),
             "medicationStatements": _bundle([]),
             "conditions": _bundle([]),
@@ -133,3 +146,9 @@ def request(observations: int = 200, medications: int = 20, seed: int = 7, unrel
             "electrolytes": labs("2823-3", "17861-6"),
         },
     }
+
+
+def first_sight(marked_body: bytes, rng: random.Random) -> bytes:
+    """The marked body about a new patient: MARKER replaced by a random number of the same width, so
+    per-content caches (timestamps, the R4 check of an order) meet it for the first time."""
+    return marked_body.replace(MARKER.encode(), b"%06d" % rng.randrange(10**6))
