@@ -1,20 +1,26 @@
 """Fetch prefetch queries from the EHR's FHIR server: in parallel, each call with a timeout, all of
 them within one deadline, bounded paging that never leaves the allow-listed base URL, and no
-redirects. The access token is sent only to that base URL and is never logged."""
+redirects. The access token is sent only to that base URL, on each request, and is never logged.
+
+Connections to a server are kept alive and reused across hook calls (one session per server and
+process): a new TCP (and TLS) connection per query per call cost more CPU than the call itself."""
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
-from .. import metrics
+from .. import fastjson, metrics
 from ..jsonutil import items
 
 log = logging.getLogger(__name__)
@@ -37,18 +43,18 @@ class FhirFetcher:
         self.deadline = deadline
         self.max_pages = max_pages
         self.max_bytes = max_bytes
+        self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir-fetch")
+        self._sessions: dict[str, requests.Session] = {}
+        self._sessions_lock = threading.Lock()
+        self._pid = os.getpid()
 
     def fetch_all(self, base_url: str, queries: Mapping[str, str], token: str | None) -> dict[str, FetchResult]:
         started = time.monotonic()
-        session = requests.Session()
-        session.headers["Accept"] = "application/fhir+json, application/json"
-        if token:
-            session.headers["Authorization"] = f"Bearer {token}"
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(4, len(queries)))
-        session.mount(base_url, adapter)
+        session = self._session(base_url)
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
         futures = {
-            self._pool.submit(self._fetch_one, session, base_url, key, query, started): key
+            self._pool.submit(self._fetch_one, session, auth, base_url, key, query, started): key
             for key, query in queries.items()
         }
         done, _ = wait(futures, timeout=self.deadline)
@@ -60,14 +66,26 @@ class FhirFetcher:
                 future.cancel()
                 error = f"no answer within the {self.deadline:g} s deadline"
                 results[key] = FetchResult(key, error=error, reason="deadline", seconds=self.deadline)
-        session.close()
         for result in results.values():
             metrics.FHIR_FETCH_SECONDS.labels("failed" if result.error else "ok").observe(result.seconds)
             if result.error:
                 metrics.FHIR_FETCH_FAILURES.labels(result.reason or "other").inc()
         return results
 
-    def _fetch_one(self, session: requests.Session, base: str, key: str, query: str, started: float) -> FetchResult:
+    def _session(self, base_url: str) -> requests.Session:
+        """This process's keep-alive session for an allow-listed server (a forked worker makes its own:
+        the parent's sockets are not its to use)."""
+        with self._sessions_lock:
+            if self._pid != os.getpid():
+                self._sessions, self._pid = {}, os.getpid()
+            session = self._sessions.get(base_url)
+            if session is None:
+                session = self._sessions[base_url] = _server_session(base_url, self._workers)
+            return session
+
+    def _fetch_one(
+        self, session: requests.Session, auth: dict[str, str], base: str, key: str, query: str, started: float
+    ) -> FetchResult:
         result = FetchResult(key)
         url: str | None = f"{base}/{query}"
         try:
@@ -76,7 +94,7 @@ class FhirFetcher:
                 if remaining <= 0:
                     result.error, result.reason = "deadline reached while paging", "deadline"
                     break
-                body = self._get_json(session, url, min(self.timeout, remaining))
+                body = self._get_json(session, auth, url, min(self.timeout, remaining))
                 if body.get("resourceType") == "OperationOutcome":
                     result.error, result.reason = (
                         "the FHIR server answered with an OperationOutcome",
@@ -114,9 +132,9 @@ class FhirFetcher:
         )
         return result
 
-    def _get_json(self, session: requests.Session, url: str, timeout: float) -> dict[str, Any]:
+    def _get_json(self, session: requests.Session, auth: dict[str, str], url: str, timeout: float) -> dict[str, Any]:
         try:
-            with session.get(url, timeout=timeout, allow_redirects=False, stream=True) as response:
+            with session.get(url, headers=auth, timeout=timeout, allow_redirects=False, stream=True) as response:
                 if response.status_code != 200:
                     raise FetchError(f"the FHIR server answered HTTP {response.status_code}", "http_status")
                 chunks, size = [], 0
@@ -132,12 +150,29 @@ class FhirFetcher:
         except requests.RequestException as exc:
             raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})", "connection") from exc
         try:
-            body = json.loads(b"".join(chunks))
+            body = fastjson.loads(b"".join(chunks))  # orjson, or the standard parser where orjson refuses
         except (ValueError, RecursionError) as exc:
             raise FetchError("the FHIR server's answer was not JSON", "not_json") from exc
         if not isinstance(body, dict):
             raise FetchError("the FHIR server's answer was not a FHIR resource", "not_fhir")
         return body
+
+
+def _server_session(base_url: str, pool_size: int) -> requests.Session:
+    """A session shared by every call to one server, so it holds nothing that belongs to a call: the
+    token goes on each request, and no cookie is ever kept (a server's cookie must not follow one
+    patient's call into another's). The environment's proxy and CA settings (HTTPS_PROXY, NO_PROXY,
+    REQUESTS_CA_BUNDLE) are read once here instead of at every request; ~/.netrc is never used, so no
+    credential but the EHR's token reaches a FHIR server."""
+    session = requests.Session()
+    settings = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    session.trust_env = False
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    session.headers["Accept"] = "application/fhir+json, application/json"
+    session.mount(base_url, HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
+    return session
 
 
 class FetchError(Exception):
