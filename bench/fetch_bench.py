@@ -101,6 +101,8 @@ def run(quick: bool = False, latency_ms: float = 50.0) -> dict:
         no_prefetch["fhirServer"] = proxy_base
         hook_request = parse_request(no_prefetch, SERVICE_ID)
         templates = templates_for(service.discovery, SERVICE_ID, "order-sign")
+        # A template whose token this request has no value for (the encounter's) is not fetched.
+        templates = {key: t for key, t in templates.items() if resolve(t, hook_request) is not None}
         single: dict[str, list[float]] = {key: [] for key in templates}
         totals, raw_parallel = [], []
         queries = [resolve(t, hook_request) for t in templates.values()]
