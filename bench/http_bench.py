@@ -35,7 +35,10 @@ HERE = Path(__file__).resolve().parent
 PATH = "/cds-services/magnesium-order-sign"
 
 
-def start(kind: str, workers: int, threads: int, data_dir: Path) -> tuple[subprocess.Popen, int]:
+def start(
+    kind: str, workers: int, threads: int, data_dir: Path, config: Path | None = None
+) -> tuple[subprocess.Popen, int]:
+    """Baseline or service under gunicorn on a free port, once it answers; `config`: the service's YAML."""
     port = free_port()
     bin_dir = Path(sys.executable).parent
     if kind == "service":
@@ -52,6 +55,7 @@ def start(kind: str, workers: int, threads: int, data_dir: Path) -> tuple[subpro
             "2026-11-15T12:00:00Z",
             "--metrics-port",
             str(free_port()),  # metrics on, as in production, on a port no other run holds
+            *(("--config", str(config)) if config else ()),
         ]
     else:
         cmd = [
@@ -71,7 +75,7 @@ def start(kind: str, workers: int, threads: int, data_dir: Path) -> tuple[subpro
         ]
     # INFO is the production level: one JSON line per request, written to a file as a container's stdout would be.
     env = {**os.environ, "CDS_SERVICE_DATA_DIR": str(data_dir), "CDS_SERVICE_LOG_LEVEL": "INFO"}
-    log = (data_dir / f"{kind}.log").open("w")
+    log = (data_dir / f"{kind}-{threads}.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
