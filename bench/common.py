@@ -9,7 +9,9 @@ import os
 import platform
 import statistics
 import sys
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,3 +49,35 @@ def write_result(path: Path, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), **result}
     path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+class FhirAnswers(BaseHTTPRequestHandler):
+    """A stand-in FHIR server's handler: keep-alive HTTP/1.1, FHIR JSON answers, no access log."""
+
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _LoopbackServer(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 drops simultaneous connects (1 s SYN retry)
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that stops drops its connections
+            super().handle_error(request, client_address)
+
+
+def serve_in_thread(handler: type[BaseHTTPRequestHandler], port: int) -> ThreadingHTTPServer:
+    """`handler` on 127.0.0.1:`port`, one thread per connection, until `.shutdown()`."""
+    server = _LoopbackServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -12,14 +12,13 @@ import copy
 import os
 import statistics
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import requests
-from common import machine, print_table, write_result
+from common import FhirAnswers, machine, print_table, serve_in_thread, write_result
 from workload import NOW, PATIENT, request
 
 from cds_service.config import settings_from_mapping
@@ -52,28 +51,13 @@ def start_proxy(target: str, latency_s: float) -> tuple[ThreadingHTTPServer, str
     proxy_base = f"http://127.0.0.1:{port}/fhir"
     session = requests.Session()
 
-    class Proxy(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Proxy(FhirAnswers):
         def do_GET(self):
             time.sleep(latency_s)
             upstream = session.get(target.rsplit("/fhir", 1)[0] + self.path, timeout=30)
-            data = upstream.content.replace(target.encode(), proxy_base.encode())
-            self.send_response(upstream.status_code)
-            self.send_header("Content-Type", "application/fhir+json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.answer(upstream.status_code, upstream.content.replace(target.encode(), proxy_base.encode()))
 
-        def log_message(self, *args):
-            pass
-
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 128  # the default backlog of 5 drops simultaneous connects (1 s SYN retry)
-
-    server = Server(("127.0.0.1", port), Proxy)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_in_thread(Proxy, port)
     return server, proxy_base
 
 
