@@ -143,3 +143,16 @@ def test_a_forked_worker_opens_its_own_session():
     assert fetcher._session("http://127.0.0.1:1/fhir") is first
     fetcher._pid = -1  # as in a child after fork: the parent's pid
     assert fetcher._session("http://127.0.0.1:1/fhir") is not first
+
+
+def test_the_ca_bundle_set_in_the_environment_verifies_the_server(monkeypatch, tmp_path):
+    """A hospital's own CA (REQUESTS_CA_BUNDLE) is used for its FHIR server's TLS, as before."""
+    from cds_service.fhir.client import FhirFetcher
+
+    bundle = tmp_path / "hospital-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    assert FhirFetcher(1, 1, 1, 1000)._session("https://fhir.hospital.example.org/r4").verify == str(bundle)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    assert FhirFetcher(1, 1, 1, 1000)._session("https://fhir.hospital.example.org/r4").verify is True
