@@ -156,3 +156,47 @@ def test_the_ca_bundle_set_in_the_environment_verifies_the_server(monkeypatch, t
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     assert FhirFetcher(1, 1, 1, 1000)._session("https://fhir.hospital.example.org/r4").verify is True
+
+
+class ClosingOnReuse(BaseHTTPRequestHandler):
+    """Answers the first request of a connection; a second one on the same connection is dropped
+    unanswered, as a server does when its idle timeout fires just as the client reuses the connection."""
+
+    protocol_version = "HTTP/1.1"
+    dropped = 0
+
+    def do_GET(self):
+        self.served = getattr(self, "served", 0) + 1
+        if self.served > 1:
+            type(self).dropped += 1
+            self.close_connection = True
+            return
+        data = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_connection_the_server_closed_on_reuse_is_retried_once_on_a_new_one():
+    from cds_service.fhir.client import FhirFetcher
+
+    ClosingOnReuse.dropped = 0
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), ClosingOnReuse)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/fhir"
+    try:
+        fetcher = FhirFetcher(2, 3, 1, 100_000)
+        queries = {"magnesium": "Observation?code=19123-9"}
+        for _ in range(3):  # the second and third calls reuse the connection the server then drops
+            results = fetcher.fetch_all(base, queries, None)
+            assert results["magnesium"].error is None
+        assert ClosingOnReuse.dropped >= 1
+    finally:
+        server.shutdown()
+        server.server_close()

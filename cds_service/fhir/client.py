@@ -134,28 +134,38 @@ class FhirFetcher:
 
     def _get_json(self, session: requests.Session, auth: dict[str, str], url: str, timeout: float) -> dict[str, Any]:
         try:
-            with session.get(url, headers=auth, timeout=timeout, allow_redirects=False, stream=True) as response:
-                if response.status_code != 200:
-                    raise FetchError(f"the FHIR server answered HTTP {response.status_code}", "http_status")
-                chunks, size = [], 0
-                for chunk in response.iter_content(65536):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise FetchError(
-                            f"the FHIR server's answer was larger than {self.max_bytes} bytes", "too_large"
-                        )
-                    chunks.append(chunk)
+            try:
+                raw = self._get(session, auth, url, timeout)
+            except requests.ConnectionError as exc:
+                if isinstance(exc, requests.Timeout):
+                    raise
+                # Most often a kept-alive connection the server closed as it was reused: a GET is safe
+                # to send once more, on a new connection. (A timeout is not retried: it took its time.)
+                raw = self._get(session, auth, url, timeout)
         except requests.Timeout as exc:
             raise FetchError(f"the FHIR server did not answer within {timeout:.2g} s", "timeout") from exc
         except requests.RequestException as exc:
             raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})", "connection") from exc
         try:
-            body = fastjson.loads(b"".join(chunks))  # orjson, or the standard parser where orjson refuses
+            body = fastjson.loads(raw)  # orjson, or the standard parser where orjson refuses
         except (ValueError, RecursionError) as exc:
             raise FetchError("the FHIR server's answer was not JSON", "not_json") from exc
         if not isinstance(body, dict):
             raise FetchError("the FHIR server's answer was not a FHIR resource", "not_fhir")
         return body
+
+    def _get(self, session: requests.Session, auth: dict[str, str], url: str, timeout: float) -> bytes:
+        """The body of a 200 answer, read up to max_bytes; FetchError for another status or a larger one."""
+        with session.get(url, headers=auth, timeout=timeout, allow_redirects=False, stream=True) as response:
+            if response.status_code != 200:
+                raise FetchError(f"the FHIR server answered HTTP {response.status_code}", "http_status")
+            chunks, size = [], 0
+            for chunk in response.iter_content(65536):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise FetchError(f"the FHIR server's answer was larger than {self.max_bytes} bytes", "too_large")
+                chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def _server_session(base_url: str, pool_size: int) -> requests.Session:
