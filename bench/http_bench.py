@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import load_figures, machine, print_table, write_result
+from common import cpu_seconds, load_figures, machine, print_table, process_tree, write_result
 from loadgen import drive
 from workload import first_sight, request
 
@@ -88,35 +88,6 @@ def start(
     raise RuntimeError(f"{kind} did not start")
 
 
-def _stat_fields(pid: int | str) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (which may hold spaces); None once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def _tree(pid: int) -> list[int]:
-    """The gunicorn master and every process under it (its workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        fields = _stat_fields(entry) if entry.isdigit() else None
-        if fields:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children.get(current, ()))
-    return out
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes (Linux /proc): what the server spent, whatever the client did."""
-    stats = [fields for fields in map(_stat_fields, pids) if fields]
-    return sum(int(f[11]) + int(f[12]) for f in stats) / os.sysconf("SC_CLK_TCK")
-
-
 def run(
     quick: bool = False, workers: int = 2, threads: int = DEFAULT_THREADS, seconds: float = 2.0, rounds: int = 0
 ) -> dict:
@@ -135,7 +106,7 @@ def run(
     servers = {kind: start(kind, workers, threads, data_dir) for kind in ("baseline", "service")}
     pooled: dict[tuple, dict] = {}
     try:
-        trees = {kind: _tree(proc.pid) for kind, (proc, _) in servers.items()}
+        trees = {kind: process_tree(proc.pid) for kind, (proc, _) in servers.items()}
         for _, port in servers.values():
             drive(port, PATH, bodies["typical"], 2, 1.0)  # warm-up
         for r in range(rounds):
@@ -143,12 +114,12 @@ def run(
             for case, body in bodies.items():
                 for concurrency in levels:
                     for kind, (_, port) in servers.items():
-                        cpu_before = _cpu_seconds(trees[kind])
+                        cpu_before = cpu_seconds(trees[kind])
                         latencies, errors, wall = drive(port, PATH, body, concurrency, seconds, fresh.get(case))
                         slot = pooled.setdefault(
                             (kind, case, concurrency), {"lat": [], "err": 0, "wall": 0.0, "cpu": 0.0}
                         )
-                        slot["cpu"] += _cpu_seconds(trees[kind]) - cpu_before
+                        slot["cpu"] += cpu_seconds(trees[kind]) - cpu_before
                         slot["lat"] += latencies
                         slot["err"] += errors
                         slot["wall"] += wall

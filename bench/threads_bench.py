@@ -25,9 +25,18 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import requests
-from common import FhirAnswers, load_figures, machine, print_table, serve_in_thread, write_result
+from common import (
+    FhirAnswers,
+    cpu_seconds,
+    load_figures,
+    machine,
+    print_table,
+    process_tree,
+    serve_in_thread,
+    write_result,
+)
 from fetch_bench import load
-from http_bench import PATH, _cpu_seconds, _tree, start
+from http_bench import PATH, start
 from loadgen import drive
 from workload import request
 
@@ -104,15 +113,15 @@ def run(
                 data_dir = Path(tmp) / f"threads-{threads}"
                 data_dir.mkdir()
                 servers[threads] = start("service", 2, threads, data_dir, config)
-            trees = {threads: _tree(proc.pid) for threads, (proc, _) in servers.items()}
+            trees = {threads: process_tree(proc.pid) for threads, (proc, _) in servers.items()}
             for r in range(rounds):
                 print(f"round {r + 1}/{rounds}", flush=True)
                 for load_name, body in bodies.items():
                     for threads, (_, port) in servers.items():
-                        cpu_before = _cpu_seconds(trees[threads])
+                        cpu_before = cpu_seconds(trees[threads])
                         latencies, errors, wall = drive(port, PATH, body, c, seconds)
                         slot = pooled.setdefault((load_name, threads), {"lat": [], "err": 0, "wall": 0.0, "cpu": 0.0})
-                        slot["cpu"] += _cpu_seconds(trees[threads]) - cpu_before
+                        slot["cpu"] += cpu_seconds(trees[threads]) - cpu_before
                         slot["lat"] += latencies
                         slot["err"] += errors
                         slot["wall"] += wall
