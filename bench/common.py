@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from loadgen import Fresh, drive
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -110,3 +112,31 @@ def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of these processes (Linux /proc): what the server spent, whatever the client did."""
     stats = [fields for fields in map(_stat_fields, pids) if fields]
     return sum(int(f[11]) + int(f[12]) for f in stats) / os.sysconf("SC_CLK_TCK")
+
+
+def pooled_run(
+    pooled: dict[tuple, dict],
+    key: tuple,
+    pids: list[int],
+    port: int,
+    path: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    fresh: Fresh | None = None,
+) -> None:
+    """Drive one load run against a server (loadgen.drive) and add its latencies, errors, wall time
+    and the server's own CPU (`pids`) to `pooled[key]`: rounds interleaved across servers pool here."""
+    cpu_before = cpu_seconds(pids)
+    latencies, errors, wall = drive(port, path, body, concurrency, seconds, fresh)
+    slot = pooled.setdefault(key, {"lat": [], "err": 0, "wall": 0.0, "cpu": 0.0})
+    slot["cpu"] += cpu_seconds(pids) - cpu_before
+    slot["lat"] += latencies
+    slot["err"] += errors
+    slot["wall"] += wall
+
+
+def pooled_figures(slot: dict) -> dict:
+    """Errors, requests, throughput, p50/p99 (ms) and the server's CPU per call of the pooled runs."""
+    cpu_ms = round(1000 * slot["cpu"] / max(1, len(slot["lat"])), 2)
+    return {"errors": slot["err"], **load_figures(slot["lat"], slot["wall"]), "server_cpu_ms": cpu_ms}

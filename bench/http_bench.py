@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import requests
-from common import cpu_seconds, load_figures, machine, print_table, process_tree, write_result
+from common import machine, pooled_figures, pooled_run, print_table, process_tree, write_result
 from loadgen import drive
 from workload import first_sight, request
 
@@ -114,33 +114,15 @@ def run(
             for case, body in bodies.items():
                 for concurrency in levels:
                     for kind, (_, port) in servers.items():
-                        cpu_before = cpu_seconds(trees[kind])
-                        latencies, errors, wall = drive(port, PATH, body, concurrency, seconds, fresh.get(case))
-                        slot = pooled.setdefault(
-                            (kind, case, concurrency), {"lat": [], "err": 0, "wall": 0.0, "cpu": 0.0}
-                        )
-                        slot["cpu"] += cpu_seconds(trees[kind]) - cpu_before
-                        slot["lat"] += latencies
-                        slot["err"] += errors
-                        slot["wall"] += wall
+                        key = (kind, case, concurrency)
+                        pooled_run(pooled, key, trees[kind], port, PATH, body, concurrency, seconds, fresh.get(case))
     finally:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=20)
     rows = []
     for (kind, case, concurrency), slot in pooled.items():
-        figures = load_figures(slot["lat"], slot["wall"])
-        cpu_ms = round(1000 * slot["cpu"] / max(1, len(slot["lat"])), 2)
-        rows.append(
-            {
-                "app": kind,
-                "case": case,
-                "concurrency": concurrency,
-                "errors": slot["err"],
-                **figures,
-                "server_cpu_ms": cpu_ms,
-            }
-        )
+        rows.append({"app": kind, "case": case, "concurrency": concurrency, **pooled_figures(slot)})
     rows.sort(key=lambda row: (row["app"], row["case"], row["concurrency"]))
     sizes = ", ".join(f"{case} {len(body) / 1024:.0f} KiB" for case, body in bodies.items())
     print(

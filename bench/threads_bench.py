@@ -27,9 +27,9 @@ from pathlib import Path
 import requests
 from common import (
     FhirAnswers,
-    cpu_seconds,
-    load_figures,
     machine,
+    pooled_figures,
+    pooled_run,
     print_table,
     process_tree,
     serve_in_thread,
@@ -37,7 +37,6 @@ from common import (
 )
 from fetch_bench import load
 from http_bench import PATH, start
-from loadgen import drive
 from workload import request
 
 from cds_service.config import Settings
@@ -118,22 +117,14 @@ def run(
                 print(f"round {r + 1}/{rounds}", flush=True)
                 for load_name, body in bodies.items():
                     for threads, (_, port) in servers.items():
-                        cpu_before = cpu_seconds(trees[threads])
-                        latencies, errors, wall = drive(port, PATH, body, c, seconds)
-                        slot = pooled.setdefault((load_name, threads), {"lat": [], "err": 0, "wall": 0.0, "cpu": 0.0})
-                        slot["cpu"] += cpu_seconds(trees[threads]) - cpu_before
-                        slot["lat"] += latencies
-                        slot["err"] += errors
-                        slot["wall"] += wall
+                        pooled_run(pooled, (load_name, threads), trees[threads], port, PATH, body, c, seconds)
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=20)
             fhir.shutdown()
     for (load_name, threads), slot in pooled.items():
-        figures = load_figures(slot["lat"], slot["wall"])
-        cpu_ms = round(1000 * slot["cpu"] / max(1, len(slot["lat"])), 2)
-        rows.append({"load": load_name, "threads": threads, "errors": slot["err"], **figures, "server_cpu_ms": cpu_ms})
+        rows.append({"load": load_name, "threads": threads, **pooled_figures(slot)})
     rows.sort(key=lambda row: (row["load"] != "prefetch", row["threads"]))
     print(
         f"2 workers x 1..8 threads (gthread), concurrency {c}, {rounds} interleaved rounds of {seconds:g} s; "
