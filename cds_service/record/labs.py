@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..knowledge.model import Knowledge
-from .dates import parse_datetime
+from .dates import parse_datetime, parse_text
 from .model import LabValue
 from .units import to_canonical, ucum_unit
 
@@ -34,6 +34,7 @@ def lab_series(
     latest_allowed = now + FUTURE_TOLERANCE
     candidates: dict[str, list[tuple[datetime, str, dict]]] = {}
     to_analyte = knowledge.loinc_to_analyte
+    # The loop runs once per Observation (10,000 in a long chart): the common shapes are read inline.
     for obs in observations:
         status = obs.get("status")
         if type(status) is not str or status not in USABLE_STATUSES:
@@ -41,10 +42,17 @@ def lab_series(
         code, analyte_name = _analyte_code(obs, to_analyte)
         if analyte_name is None:
             continue
-        when = effective_time(obs)
+        text = obs.get("effectiveDateTime")
+        when = parse_text(text) if type(text) is str and 4 <= len(text) <= 40 else None
+        if when is None:
+            when = effective_time(obs)
         if when is None or when > latest_allowed:
             continue
-        candidates.setdefault(analyte_name, []).append((when, code, obs))
+        found = candidates.get(analyte_name)
+        if found is None:
+            candidates[analyte_name] = [(when, code, obs)]
+        else:
+            found.append((when, code, obs))
     series: dict[str, tuple[LabValue, ...]] = {}
     for analyte_name, found in candidates.items():
         found.sort(key=lambda item: item[0], reverse=True)
