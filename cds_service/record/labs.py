@@ -34,7 +34,7 @@ def lab_series(
     latest_allowed = now + FUTURE_TOLERANCE
     candidates: dict[str, list[tuple[datetime, str, dict]]] = {}
     to_analyte = knowledge.loinc_to_analyte
-    # The loop runs once per Observation (10,000 in a long chart): the common shapes are read inline.
+    # Runs once per Observation (10,000 in a long chart): the common time, effectiveDateTime, is read inline.
     for obs in observations:
         status = obs.get("status")
         if type(status) is not str or status not in USABLE_STATUSES:
