@@ -10,14 +10,12 @@ def parse_datetime(value: object) -> datetime | None:
     """An aware datetime for a FHIR date or dateTime string, or None when it is not one."""
     if not isinstance(value, str) or not 4 <= len(value) <= 40:
         return None
-    return parse_text(value)
+    return _parse(value)
 
 
 @lru_cache(maxsize=16384)
-def parse_text(value: str) -> datetime | None:
-    """A string of 4 to 40 characters (what `parse_datetime` admits; a hot loop that has checked that may
-    call this directly). The same timestamps come back in every call about a patient (select, sign,
-    re-sign): parsed once."""
+def _parse(value: str) -> datetime | None:
+    """The same timestamps come back in every call about a patient (select, sign, re-sign): parsed once."""
     text = value.strip()
     try:
         if len(text) == 4:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..knowledge.model import Knowledge
-from .dates import parse_datetime, parse_text
+from .dates import parse_datetime
 from .model import LabValue
 from .units import to_canonical, ucum_unit
 
@@ -42,10 +42,7 @@ def lab_series(
         code, analyte_name = _analyte_code(obs, to_analyte)
         if analyte_name is None:
             continue
-        text = obs.get("effectiveDateTime")
-        when = parse_text(text) if type(text) is str and 4 <= len(text) <= 40 else None
-        if when is None:
-            when = effective_time(obs)
+        when = parse_datetime(obs.get("effectiveDateTime")) or effective_time(obs)
         if when is None or when > latest_allowed:
             continue
         found = candidates.get(analyte_name)
