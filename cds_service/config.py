@@ -207,12 +207,23 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
     return settings
 
 
+# The kinds of one-click suggestion cards carry (what a client profile may allow).
+SUGGESTION_KINDS = frozenset({"remove-order", "order-lab", "update-order"})
+
+
 @dataclass(frozen=True, slots=True)
 class ClientProfile:
-    """What one EHR client can take. Epic's suggestions, for one, cannot edit an order's dose or timing:
-    with update_suggestions false the spacing advice goes into the card's text instead."""
+    """What one EHR client can apply. The CDS Hooks Sandbox applies medication orders only; Epic's
+    suggestions cannot edit an order's dose or timing. A kind the client cannot apply gets no button:
+    the card's Do line already says what to do."""
 
-    update_suggestions: bool = True  # (every suggestion this service builds carries one action: no switch needed)
+    update_suggestions: bool = True  # kept for existing configs: false = no update-order buttons
+    suggestions: frozenset[str] = SUGGESTION_KINDS
+
+    def applies(self, kind: str) -> bool:
+        if kind == "update-order" and not self.update_suggestions:
+            return False
+        return kind in self.suggestions
 
 
 def _clients(raw: Any) -> dict[str, ClientProfile]:
@@ -225,8 +236,13 @@ def _clients(raw: Any) -> dict[str, ClientProfile]:
         where = f"clients.{key}"
         if not isinstance(row, Mapping):
             raise ConfigError(f"config: {where} must be a mapping")
-        _only(row, where, {"update_suggestions", "name"})
-        out[str(key)] = ClientProfile(update_suggestions=_bool(row, f"{where}.update_suggestions", True))
+        _only(row, where, {"update_suggestions", "name", "suggestions"})
+        kinds = row.get("suggestions", sorted(SUGGESTION_KINDS))
+        if not isinstance(kinds, list) or any(k not in SUGGESTION_KINDS for k in kinds):
+            raise ConfigError(f"config: {where}.suggestions: a list of {', '.join(sorted(SUGGESTION_KINDS))}")
+        out[str(key)] = ClientProfile(
+            update_suggestions=_bool(row, f"{where}.update_suggestions", True), suggestions=frozenset(kinds)
+        )
     return out
 
 

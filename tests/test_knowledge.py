@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 
 from cds_service.config import ConfigError, settings_from_mapping
 from cds_service.knowledge import KnowledgeError, load_knowledge
-from cds_service.knowledge.loader import read_tables
+from cds_service.knowledge.anatomy import FIELDS, check_texts, fill
+from cds_service.knowledge.loader import build_knowledge, read_tables
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "shared" / "design" / "clinical-rules.md"
 
@@ -78,37 +80,41 @@ def test_rule_ids_come_from_the_catalogue():
     assert not unknown, f"rule ids not in clinical-rules.md: {unknown}"
 
 
-def test_card_texts_fill_with_the_fields_rules_give():
-    fields = {
-        "drug": "X",
-        "estimate": "CrCl",
-        "value": "15",
-        "unit": "mL/min",
-        "condition": "ESRD",
-        "change": "1 → 2",
-        "partner_name": "P",
-        "mg": "M",
-        "spacing": "s",
-        "lookback": "180",
-        "daily": "9",
-        "ul": "350",
-        "age": "50 y",
-        "other": "O",
-        "total": "",
-        "due_from": "d1",
-        "due_by": "d2",
-        "risk": "r",
-        "last": "l",
-        "high": "8.4",
-        "wasting": "furosemide",
-        "recheck": "6 h",
-    }
+def test_every_card_template_names_known_fields_and_fits_the_budget():
+    """The load-time check (knowledge/anatomy.py) holds for the shipped rules, variants included."""
     for rule in load_knowledge().rules.values():
-        for key, template in rule.text.items():
-            assert "{" not in template.format(**fields), (rule.id, key)
+        check_texts(rule.id, rule.text)
         for variant in rule.variants.values():
-            for key, template in variant.text.items():
-                assert "{" not in template.format(**fields), (rule.id, variant.name, key)
+            check_texts(f"{rule.id}.{variant.name}", {**rule.text, **variant.text})
+
+
+def _with_text(rule_id: str, **text):
+    tables = copy.deepcopy(read_tables())
+    tables["rules.yaml"]["rules"][rule_id]["text"].update(text)
+    return tables
+
+
+def test_a_template_naming_an_unknown_field_stops_the_start():
+    with pytest.raises(KnowledgeError, match=r"myasthenia-gravis.text.do: unknown field '\{dose_x\}'"):
+        build_knowledge(_with_text("myasthenia-gravis", do="Give {dose_x}."))
+
+
+def test_a_summary_that_can_exceed_140_characters_stops_the_start():
+    long = "{drug} " + "and a very long verdict " * 4 + "{risk}"
+    with pytest.raises(KnowledgeError, match=r"myasthenia-gravis.text.summary: can reach \d+ characters"):
+        build_knowledge(_with_text("myasthenia-gravis", summary=long))
+
+
+def test_a_detail_that_can_exceed_700_characters_stops_the_start():
+    why = "Magnesium reduces acetylcholine release at the neuromuscular junction. " * 9
+    with pytest.raises(KnowledgeError, match=r"myasthenia-gravis: the detail can reach \d+ characters"):
+        build_knowledge(_with_text("myasthenia-gravis", why=why))
+
+
+def test_a_fact_longer_than_its_bound_is_shortened_when_filled():
+    filled = fill("{renal}", {"renal": "x" * 500})
+    assert len(filled) == FIELDS["renal"] and filled.endswith("…")
+    assert fill("{renal}; {treatment}", {"renal": "CrCl 21"}) == ""  # a fact with nothing to say is left out
 
 
 def test_site_overrides_apply():

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from ..knowledge.anatomy import FIELDS, NAME_FIELDS, NAME_FLOOR, SUMMARY_LIMIT, clip, fill, placeholders
 from ..knowledge.model import Knowledge, RuleSpec
 from ..record.model import LabValue, MedicationEntry, PatientRecord
+from . import facts
 from .dose import DailyDose
 from .drugs import DrugHit
 from .findings import Finding, SuggestedAction
@@ -120,14 +123,23 @@ class RuleContext:
     ) -> Finding:
         """A Finding with the rule's texts, sources and suggestions filled in for this order.
 
-        A variant (renal rules in a treatment context) swaps the indicator, texts and suggestions but
-        keeps the rule id, so feedback, metrics and EHR override memory stay per rule."""
+        `found` is the audit trail (the card's explanation); what the clinician reads comes from the
+        rule's templates, filled with `fields` and the facts every rule may name (renal, mg_latest,
+        treatment, ...: `standard_fact`). A variant (renal rules in a treatment context) swaps the
+        indicator, texts and suggestions but keeps the rule id, so feedback, metrics and EHR override
+        memory stay per rule."""
         spec = self.knowledge.rule(rule_id)
         chosen = spec.variants[variant] if variant else None
         texts = {**spec.text, **(chosen.text if chosen else {})}
         name = order.name or self.known_name(order) or recognised
-        summary = fit_name(texts[summary_key], name, **fields)
         drug = short_name(name)
+        suffix = summary_key.removeprefix("summary")
+        template = texts[summary_key]
+        parts = {part: texts.get(f"{part}{suffix}") or texts[part] for part in ("found", "do", "why")}
+        values: dict[str, Any] = {**fields, "drug": drug}
+        for needed in (*placeholders(parts["found"]), *placeholders(parts["do"])):
+            if needed not in values:
+                values[needed] = self.standard_fact(needed, fields)
         gaps = tuple(f"Not available: {g.topic} ({g.reason})" for g in self.record.gaps)
         said = (f"Said as: {chosen.when}",) if chosen else ()
         keys = chosen.suggestions if chosen else spec.suggestions
@@ -135,17 +147,40 @@ class RuleContext:
             rule_id=rule_id,
             indicator=(chosen.indicator if chosen else None) or indicator or spec.indicator,
             order=order,
-            summary=summary,
-            found=(*found, f"{self.order_word}: {drug} ({order.reference}); {recognised}", *said, *gaps),
-            why=texts["why"],
-            action=texts["action"],
+            summary=fit_name(template, name, **fields),
+            facts=tuple(f for f in (fill(line, values) for line in parts["found"].split("\n")) if f),
+            do=fill(parts["do"], values) or parts["do"],
+            why=parts["why"],
             evidence=spec.evidence,
             sources=tuple(dict.fromkeys((*spec.sources, *(chosen.sources if chosen else ())))),
             suggestions=(*extra_suggestions, *(self.suggestions(spec, order, drug, keys) if spec_suggestions else ())),
             override_reasons=spec.override_reasons,
             partner=partner,
+            audit=(*found, f"{self.order_word}: {drug} ({order.reference}); {recognised}", *said, *gaps),
+            variant=chosen.name if chosen else None,
+            summary_template=template,
+            fields=fields,
             merge_key=merge_key,
         )
+
+    def standard_fact(self, name: str, fields: Mapping[str, Any]) -> str:
+        """A fact any rule's template may name; '' when it has nothing to say (the line is left out)."""
+        if name == "renal":
+            return facts.renal(self.renal)
+        if name == "renal_missing":
+            return facts.renal_missing(self.renal)
+        if name == "treatment":
+            return self.treatment.fact
+        if name == "rise":
+            rise = self.renal.rise
+            return f"Creatinine {rise.earlier.stated()} → {rise.latest.stated()}" if rise else ""
+        if name == "mg_latest":
+            window = float(fields.get("lookback") or self.knowledge.lab_lookbacks["magnesium_days"].value)
+            latest = self.record.latest("magnesium")
+            high = self.high_limit(latest) if latest is not None and latest.usable else None
+            low = self.low_limit(latest) if latest is not None and latest.usable else None
+            return facts.magnesium(self.record, window, high, low)
+        return ""
 
     def suggestions(
         self, spec: RuleSpec, order: MedicationEntry, drug: str, keys: tuple[str, ...] | None = None
@@ -240,25 +275,21 @@ def _when(due: datetime, delay: timedelta) -> str:
     return f"due {due.date().isoformat()}" if delay >= timedelta(days=1) else f"due {due:%Y-%m-%d %H:%M} UTC"
 
 
-SUMMARY_LIMIT = 139
-
-
-NAME_FIELDS = ("partner_name", "mg", "other", "condition")  # names a summary may shorten; never its verdict
-
-
 def fit_name(template: str, name: str, **fields: Any) -> str:
-    """Fill a summary, shortening the names in it (never the key words) to keep it under 140 characters."""
+    """Fill a summary, shortening the names in it (never the key words) to keep it under 140 characters;
+    every other field is clipped to its bound (knowledge/anatomy.py), as the load-time check assumed."""
     names = {"drug": " ".join(name.split())}
     names.update({k: " ".join(str(fields[k]).split()) for k in NAME_FIELDS if k in fields})
+    others = {k: clip(v, FIELDS[k]) if k in FIELDS else v for k, v in fields.items() if k not in names}
     limits = dict.fromkeys(names, 48)
     while True:
         shortened = {k: short_name(v, limits[k]) for k, v in names.items()}
-        summary = template.format(**{**fields, **shortened})
+        summary = template.format(**{**others, **shortened})
         over = len(summary) - SUMMARY_LIMIT
         longest = max(names, key=lambda k: len(shortened[k]))
-        if over <= 0 or limits[longest] <= 12:
+        if over <= 0 or limits[longest] <= NAME_FLOOR:
             return summary
-        limits[longest] = max(12, len(shortened[longest]) - over)
+        limits[longest] = max(NAME_FLOOR, len(shortened[longest]) - over)
 
 
 @lru_cache(maxsize=8192)

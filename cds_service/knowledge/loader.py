@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .anatomy import TemplateError, check_texts
 from .model import (
     Analyte,
     ConditionSet,
@@ -31,6 +32,7 @@ from .model import (
     RxNormProduct,
     Salt,
     Source,
+    SourceCheck,
 )
 
 TABLE_FILES = (
@@ -204,8 +206,25 @@ def _sources(table: Mapping[str, Any]) -> dict[str, Source]:
         url = row.get("url")
         if url is not None and not str(url).startswith("https://"):
             raise KnowledgeError(f"{where}.url: must be an absolute https URL")
-        out[sid] = Source(id=sid, citation=row["citation"], status=row["status"], url=url, note=row.get("note"))
+        out[sid] = Source(
+            id=sid,
+            citation=row["citation"],
+            status=row["status"],
+            url=url,
+            note=row.get("note"),
+            claim=row.get("claim"),
+            checked=_checked(f"{where}.checked", row.get("checked")),
+        )
     return out
+
+
+def _checked(where: str, row: Any) -> SourceCheck | None:
+    """How a source's link was checked against a stored copy of the document it names, and when."""
+    if row is None:
+        return None
+    if not isinstance(row, Mapping) or not row.get("on") or not row.get("result"):
+        raise KnowledgeError(f"{where}: needs 'on' (a date) and 'result' (and 'against': what was read)")
+    return SourceCheck(on=str(row["on"]), against=str(row.get("against") or ""), result=str(row["result"]))
 
 
 def _cited(where: str, ids: Any, sources: Mapping[str, Source]) -> tuple[str, ...]:
@@ -377,10 +396,11 @@ def _rule(rule_id: str, row: Mapping[str, Any], sources: Mapping[str, Source], r
         raise KnowledgeError(f"{where}.indicator: must be one of {sorted(INDICATORS)}")
     if row.get("evidence") not in EVIDENCE_GRADES:
         raise KnowledgeError(f"{where}.evidence: must be one of {sorted(EVIDENCE_GRADES)}")
-    text = row.get("text") or {}
-    for key in ("summary", "why", "action"):
+    text = _texts(f"{where}.text", row.get("text") or {})
+    for key in ("summary", "found", "do", "why"):
         if not text.get(key):
             raise KnowledgeError(f"{where}.text.{key}: missing")
+    _check_anatomy(f"{where}.text", text)
     for code in row.get("override_reasons") or []:
         if code not in reasons:
             raise KnowledgeError(f"{where}.override_reasons: unknown code '{code}'")
@@ -391,33 +411,59 @@ def _rule(rule_id: str, row: Mapping[str, Any], sources: Mapping[str, Source], r
         evidence=row["evidence"],
         sources=_cited(f"{where}.source", row.get("source"), sources),
         parameters=_parameters(f"{where}.parameters", row.get("parameters"), sources),
-        text={k: " ".join(str(v).split()) for k, v in text.items()},
+        text=text,
         suggestions=tuple(row.get("suggestions") or ()),
         override_reasons=tuple(row.get("override_reasons") or ()),
         enabled=bool(row.get("enabled", True)),
         mode=str(row.get("mode", "live")),
         escalated_indicator=_escalated(where, row),
         variants={
-            name: _variant(f"{where}.variants.{name}", name, v, sources)
+            name: _variant(f"{where}.variants.{name}", name, v, sources, text)
             for name, v in (row.get("variants") or {}).items()
         },
         yields_to=tuple(str(r) for r in row.get("yields_to") or ()),
     )
 
 
-VARIANT_TEXT_KEYS = ("summary", "summary_dialysis", "why", "action")
+TEXT_PARTS = ("summary", "found", "do", "why")  # each may have suffixed forms: summary_dialysis, do_low
 
 
-def _variant(where: str, name: str, row: Any, sources: Mapping[str, Source]) -> RuleVariant:
+def _texts(where: str, row: Mapping[str, Any]) -> dict[str, str]:
+    """A rule's (or variant's) card texts, white space folded; `found` lists are kept one fact a line."""
+    out = {}
+    for key, value in row.items():
+        if not isinstance(key, str) or key.split("_")[0] not in TEXT_PARTS:
+            continue
+        if key.startswith("found"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise KnowledgeError(f"{where}.{key}: a list of fact templates")
+            out[key] = "\n".join(" ".join(v.split()) for v in value)
+        else:
+            out[key] = " ".join(str(value).split())
+    return out
+
+
+def _check_anatomy(where: str, text: Mapping[str, str]) -> None:
+    try:
+        check_texts(where, text)
+    except TemplateError as exc:
+        raise KnowledgeError(str(exc)) from None
+
+
+def _variant(
+    where: str, name: str, row: Any, sources: Mapping[str, Source], base: Mapping[str, str]
+) -> RuleVariant:
     if not isinstance(row, Mapping) or not row.get("summary") or not row.get("when"):
         raise KnowledgeError(f"{where}: needs 'when' and 'summary'")
     if row.get("indicator") not in INDICATORS:
         raise KnowledgeError(f"{where}.indicator: must be one of {sorted(INDICATORS)}")
+    text = _texts(where, row)
+    _check_anatomy(where, {**base, **text})
     return RuleVariant(
         name=name,
         when=str(row["when"]),
         indicator=row["indicator"],
-        text={k: " ".join(str(row[k]).split()) for k in VARIANT_TEXT_KEYS if row.get(k)},
+        text=text,
         suggestions=tuple(row.get("suggestions") or ()),
         sources=_cited(f"{where}.source", row.get("source"), sources),
     )

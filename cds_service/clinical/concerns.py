@@ -1,0 +1,68 @@
+"""One card per rule and concern: findings that say the same thing about several products become one.
+
+A patient on two magnesium products with a CrCl of 25 has one renal problem, not two; the card names
+both products and offers one suggestion per product where the actions differ (remove this one, remove
+that one). Findings merge only when the rule, its indicator and variant, what to do, and every value
+of the summary other than the product names are the same, so a merged card never states a value that
+holds for one product only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from ..knowledge.anatomy import MAX_FACTS, NAME_FIELDS
+from .context import fit_name, short_name
+from .findings import Finding
+
+
+def one_card_per_concern(findings: list[Finding]) -> list[Finding]:
+    groups: dict[tuple[Any, ...], list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault(_concern(finding), []).append(finding)
+    return [group[0] if len(group) == 1 else _merged(group) for group in groups.values()]
+
+
+def _concern(finding: Finding) -> tuple[Any, ...]:
+    values = tuple(sorted((k, str(v)) for k, v in finding.fields.items() if k not in NAME_FIELDS))
+    return (
+        finding.rule_id,
+        finding.indicator,
+        finding.variant,
+        finding.merge_key,
+        finding.summary_template,
+        finding.do,
+        values,
+    )
+
+
+def _merged(group: list[Finding]) -> Finding:
+    first = group[0]
+    names = _joined(short_name(f.order.name or f.fields.get("mg", ""), 40) for f in group)
+    fields = dict(first.fields)
+    for name in NAME_FIELDS:
+        if name in fields and len({str(f.fields.get(name)) for f in group}) > 1:
+            fields[name] = _joined(str(f.fields.get(name)) for f in group)
+    facts = tuple(dict.fromkeys(fact for f in group for fact in f.facts))[:MAX_FACTS]
+    suggestions, labs = [], set()
+    for finding in group:
+        for suggestion in finding.suggestions:
+            if suggestion.lab is not None and suggestion.lab in labs:
+                continue  # one lab order for the concern, whatever the number of products
+            labs.update({suggestion.lab} if suggestion.lab else ())
+            suggestions.append(suggestion)
+    return replace(
+        first,
+        summary=fit_name(first.summary_template, names, **fields),
+        facts=facts,
+        suggestions=tuple(suggestions),
+        audit=tuple(dict.fromkeys(line for f in group for line in f.audit)),
+        fields=fields,
+        also=tuple(o for f in group[1:] for o in f.orders),
+    )
+
+
+def _joined(names: Any) -> str:
+    distinct = list(dict.fromkeys(n for n in names if n))
+    return distinct[0] if len(distinct) == 1 else ", ".join(distinct[:-1]) + " and " + distinct[-1]
