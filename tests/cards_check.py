@@ -15,6 +15,17 @@ from cds_service.protocol.schemas import validate
 RULE_IDS = set(load_knowledge().rules)
 
 
+def visible_text(card: dict[str, Any]) -> str:
+    """What a clinician reads: the summary, the detail and the suggestions' labels (not the explanation)."""
+    labels = [s.get("label", "") for s in card.get("suggestions", ())]
+    return "\n".join([card["summary"], card.get("detail", ""), *labels])
+
+
+def explanation_text(card: dict[str, Any]) -> str:
+    """The card's audit trail (mg-cds.explanation) as text: how orders were read, record ids, gaps."""
+    return json.dumps(card.get("extension", {}).get("mg-cds.explanation", {}), ensure_ascii=False)
+
+
 def action_types(card: dict[str, Any]) -> list[str]:
     return sorted(a["type"] for s in card.get("suggestions", ()) for a in s.get("actions", ()))
 
@@ -39,9 +50,11 @@ def assert_cards(response: dict[str, Any], expected: dict[str, Any]) -> None:
     assert got == want, f"cards differ:\n got  {sorted(got)}\n want {sorted(want)}\n summaries {summaries}"
     for e in expected["cards"]:
         card = next(c for c in cards if c["source"]["topic"]["code"] == e["rule"])
-        text = json.dumps(card, ensure_ascii=False)
+        # What the card must say, in its text or (how it read the orders, record ids) its explanation.
+        explained = json.dumps(card.get("extension", {}).get("mg-cds.explanation", {}), ensure_ascii=False)
+        text = visible_text(card) + "\n" + explained
         for needle in e["mentions"]:
-            assert needle in text, f"{e['rule']} card does not mention {needle!r}:\n{card['detail']}"
+            assert needle in text, f"{e['rule']} card does not mention {needle!r}:\n{text}"
     present = {c["source"]["topic"]["code"] for c in cards}
     fired_but_absent = present & set(expected["absent"])
     assert not fired_but_absent, f"rules that must stay silent fired: {fired_but_absent}"

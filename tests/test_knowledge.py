@@ -107,7 +107,7 @@ def test_a_summary_that_can_exceed_140_characters_stops_the_start():
 
 def test_a_detail_that_can_exceed_700_characters_stops_the_start():
     why = "Magnesium reduces acetylcholine release at the neuromuscular junction. " * 9
-    with pytest.raises(KnowledgeError, match=r"myasthenia-gravis: the detail can reach \d+ characters"):
+    with pytest.raises(KnowledgeError, match=r"myasthenia-gravis.text: the detail can reach \d+ characters"):
         build_knowledge(_with_text("myasthenia-gravis", why=why))
 
 

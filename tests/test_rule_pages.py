@@ -170,6 +170,9 @@ def test_card_links_are_labelled_by_their_own_source(client):
         for card in client.post(f"/cds-services/{SERVICE_FOR[hook]}", json=body).get_json()["cards"]:
             for link in card.get("links", []):
                 label = link["label"].rstrip("…")
+                if label.startswith("Local policy: "):  # the service's own policy opens the rule's page
+                    assert link["url"].endswith(f"/rules/{card['source']['topic']['code']}"), (name, link)
+                    continue
                 assert any(c.startswith(label) for c in citations_by_url[link["url"]]), (name, link)
                 seen += 1
     assert seen > 100

@@ -24,7 +24,7 @@ from .explain import EXTENSION, explanation
 from .resources import lab_service_request, valid_medication_request
 
 log = logging.getLogger(__name__)
-LINK_LABEL_LIMIT = 90
+LINK_LABEL_LIMIT = 140
 
 
 class CardBuilder:
@@ -159,4 +159,3 @@ def fit_summary(text: str) -> str:
 
 def _short(citation: str) -> str:
     return clip(citation, LINK_LABEL_LIMIT)
-

@@ -3,8 +3,8 @@
 A patient on two magnesium products with a CrCl of 25 has one renal problem, not two; the card names
 both products and offers one suggestion per product where the actions differ (remove this one, remove
 that one). Findings merge only when the rule, its indicator and variant, what to do, and every value
-of the summary other than the product names are the same, so a merged card never states a value that
-holds for one product only.
+of the summary other than the product names are the same (their facts are joined), so a merged card
+never states a value that holds for one product only.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ..knowledge.anatomy import MAX_FACTS, NAME_FIELDS
+from ..knowledge.anatomy import MAX_FACTS, NAME_FIELDS, placeholders
 from .context import fit_name, short_name
 from .findings import Finding
 
@@ -25,7 +25,8 @@ def one_card_per_concern(findings: list[Finding]) -> list[Finding]:
 
 
 def _concern(finding: Finding) -> tuple[Any, ...]:
-    values = tuple(sorted((k, str(v)) for k, v in finding.fields.items() if k not in NAME_FIELDS))
+    named = set(placeholders(finding.summary_template)) - set(NAME_FIELDS)
+    values = tuple(sorted((k, str(v)) for k, v in finding.fields.items() if k in named))
     return (
         finding.rule_id,
         finding.indicator,
@@ -39,11 +40,16 @@ def _concern(finding: Finding) -> tuple[Any, ...]:
 
 def _merged(group: list[Finding]) -> Finding:
     first = group[0]
-    names = _joined(short_name(f.order.name or f.fields.get("mg", ""), 40) for f in group)
     fields = dict(first.fields)
     for name in NAME_FIELDS:
         if name in fields and len({str(f.fields.get(name)) for f in group}) > 1:
             fields[name] = _joined(str(f.fields.get(name)) for f in group)
+    products = [f.order.name or str(f.fields.get("mg", "")) for f in group]
+    for limit in (40, 32, 26, 20, 16, 12):  # each name shortened alike, so that every product stays named
+        names = _joined(short_name(p, limit) for p in products)
+        summary = fit_name(first.summary_template, names, **fields)
+        if names in summary:
+            break
     facts = tuple(dict.fromkeys(fact for f in group for fact in f.facts))[:MAX_FACTS]
     suggestions, labs = [], set()
     for finding in group:
@@ -54,7 +60,7 @@ def _merged(group: list[Finding]) -> Finding:
             suggestions.append(suggestion)
     return replace(
         first,
-        summary=fit_name(first.summary_template, names, **fields),
+        summary=summary,
         facts=facts,
         suggestions=tuple(suggestions),
         audit=tuple(dict.fromkeys(line for f in group for line in f.audit)),

@@ -15,10 +15,11 @@ from functools import lru_cache
 SUMMARY_LIMIT = 139  # CDS Hooks 2.0: summary "<140 characters"
 DETAIL_LIMIT = 700
 MAX_FACTS = 3
+FACT_SEPARATOR = " · "  # between facts; a fact may itself use ';'
 NAME_FLOOR = 12  # a name in a summary is never shortened below this (fit_name in clinical/context.py)
 
 # Names a summary may shorten to fit (never its verdict); the drug's own name always is one.
-NAME_FIELDS = ("drug", "partner_name", "mg", "other", "condition")
+NAME_FIELDS = ("drug", "partner_name", "mg", "other", "condition", "wasting")
 
 # Every field a template may name, with the most characters it can hold once filled.
 FIELDS: Mapping[str, int] = {
@@ -97,7 +98,7 @@ def evidence_words(grade: str, local_policy: bool) -> str:
 
 def render_detail(facts: Iterable[str], do: str, why: str, evidence: str) -> str:
     """The one place the detail's layout is written: Found, Do, Why (with the evidence grade)."""
-    found = "; ".join(f for f in facts if f)
+    found = FACT_SEPARATOR.join(f for f in facts if f)
     parts = [f"**Found:** {found}."] if found else []
     parts.append(f"**Do:** {do}")
     parts.append(f"**Why:** {why} *Evidence: {evidence}.*")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -67,7 +68,16 @@ def read_tables() -> dict[str, Any]:
 
 
 def load_knowledge(overrides: Mapping[str, Any] | None = None) -> Knowledge:
-    """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides."""
+    """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides.
+
+    Loaded once per process and overrides (the tables ship with the package and knowledge is immutable):
+    reading and checking them takes about a second."""
+    return _load(json.dumps(overrides or {}, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=32)
+def _load(overrides_json: str) -> Knowledge:
+    overrides = json.loads(overrides_json)
     tables = read_tables()
     if overrides:
         tables["rules.yaml"] = apply_overrides(tables["rules.yaml"], overrides)
@@ -450,9 +460,7 @@ def _check_anatomy(where: str, text: Mapping[str, str]) -> None:
         raise KnowledgeError(str(exc)) from None
 
 
-def _variant(
-    where: str, name: str, row: Any, sources: Mapping[str, Source], base: Mapping[str, str]
-) -> RuleVariant:
+def _variant(where: str, name: str, row: Any, sources: Mapping[str, Source], base: Mapping[str, str]) -> RuleVariant:
     if not isinstance(row, Mapping) or not row.get("summary") or not row.get("when"):
         raise KnowledgeError(f"{where}: needs 'when' and 'summary'")
     if row.get("indicator") not in INDICATORS:

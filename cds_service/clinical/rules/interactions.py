@@ -65,7 +65,6 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
     pair = (
         f"{short_name(partner.entry.name or drug.name, 40)} ({origin[partner.entry.origin]}) and "
         f"{mg_name} ({origin[mg.entry.origin]}), both by mouth"
-        + ("; route of the partner not stated, taken as oral" if partner_route == "unknown" else "")
     )
     return ctx.finding(
         spec.id,

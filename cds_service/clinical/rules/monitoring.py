@@ -33,7 +33,8 @@ def risks_of(ctx: RuleContext, product: MagnesiumProduct, *, age_and_dose: bool 
     impaired_below = ctx.knowledge.renal_function["impaired_below"].value
     impaired = renal.value is not None and renal.value < impaired_below and renal.bound != "at least"
     if renal.dialysis is not None or impaired:
-        risks.append(f"{renal.short} {renal.shown_value} {renal.unit}" if renal.value is not None else "dialysis")
+        when = f" on {day(renal.when)}" if renal.when is not None and renal.dialysis is None else ""
+        risks.append(f"{renal.short} {renal.shown_value} {renal.unit}{when}" if renal.value is not None else "dialysis")
     wasting = ctx.wasting_drugs()
     if wasting:
         risks.append(f"{', '.join(wasting)} (magnesium-wasting)")
@@ -41,7 +42,7 @@ def risks_of(ctx: RuleContext, product: MagnesiumProduct, *, age_and_dose: bool 
         return risks
     age = ctx.record.age_at(ctx.record.now)
     if age is not None and age >= ctx.knowledge.rule("monitoring-recheck").value("at_risk_age"):
-        risks.append(f"age {int(age)}")
+        risks.append(f"age {int(age)} years")
     dose = product.dose
     limit = upper_limit(ctx, age) if age is not None else None
     if dose.known and limit is not None and dose.mg_per_day > limit:
