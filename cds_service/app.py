@@ -131,6 +131,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         for item in stored:
             rule = item.rule_id or metrics.UNKNOWN_RULE
             metrics.FEEDBACK.labels(service_id, rule, item.outcome, item.reason_code or "").inc()
+            if item.first_for_card:
+                metrics.FEEDBACK_CARDS.labels(service_id, rule, item.outcome, item.reason_code or "").inc()
         if service.memory is not None:
             snoozed = service.memory.snooze(body["feedback"], service.now())
             if snoozed:

@@ -164,6 +164,37 @@ def test_report_counts_per_rule_and_period(store_url):
     assert "renal-severe" in text_report and "67%" in text_report and "nephrology-directed 1" in text_report
 
 
+def test_report_counts_cards_not_clicks(store_url):
+    """Accepted, then undone and accepted again, then overridden: one card, counted by its latest
+    outcome; every event stays stored and the report says how many it folded."""
+    store = migrated(store_url)
+    cards = [card("renal-severe", "critical"), card("renal-severe", "critical"), card("mg-high", "critical")]
+    store.record_cards(cards)
+    clicks = [
+        answer(cards[0]["card_uuid"], "accepted", minute=1),
+        answer(cards[0]["card_uuid"], "accepted", minute=2),  # the same card accepted twice (create, delete)
+        answer(cards[1]["card_uuid"], "accepted", minute=1),
+        answer(cards[1]["card_uuid"], "overridden", "nephrology-directed", minute=5),  # changed their mind
+        answer(cards[2]["card_uuid"], "overridden", "lab-not-current", minute=3),
+    ]
+    stored = store.add("magnesium-order-check", clicks)
+    assert len(stored) == 5 and store.count() == 5  # raw events are all kept
+    assert [s.first_for_card for s in stored] == [True, False, True, False, True]
+    rows = {r.rule_id: r for r in per_rule(store)}
+    severe = rows["renal-severe"]
+    assert (severe.accepted, severe.overridden, severe.events) == (1, 1, 4)
+    assert severe.override_reasons == {"nephrology-directed": 1}
+    assert severe.override_rate == pytest.approx(0.5)
+    assert (rows["mg-high"].overridden, rows["mg-high"].events) == (1, 1)
+    assert "3 answered cards counted once each by their latest outcome (5 feedback events stored)" in render_text(
+        list(rows.values()), None, store.dialect
+    )
+    # A later click in another batch still answers the same card once.
+    store.add("magnesium-order-check", [answer(cards[2]["card_uuid"], "accepted", minute=9)])
+    mg_high = {r.rule_id: r for r in per_rule(store)}["mg-high"]
+    assert (mg_high.accepted, mg_high.overridden, mg_high.events) == (1, 0, 2)
+
+
 def _upgrade_in_a_process(url: str) -> str:
     engine = create_engine(url)
     upgrade(engine)
