@@ -35,6 +35,17 @@ def test_evaluate_prints_readable_cards(capsys):
     assert "-> suggestion: Remove the order" in out
 
 
+def test_evaluate_explain_prints_the_audit_trail_the_card_text_leaves_out(capsys):
+    args = ("evaluate", str(FIXTURE), "--order", "renal-contraindicated-cg-order-0", "--now", "2026-11-15T12:00:00Z")
+    _, plain, _ = run_cli(capsys, *args)
+    code, out, _ = run_cli(capsys, *args, "--explain")
+    assert code == 0
+    assert "Observation/renal-contraindicated-cg-obs-0" not in plain and "read as" not in plain
+    assert "explanation (MedicationRequest/renal-contraindicated-cg-order-0):" in out
+    assert "Creatinine 2.9 mg/dL on 2026-11-01 (Observation/renal-contraindicated-cg-obs-0)" in out
+    assert "read as: enteral" in out
+
+
 def test_evaluate_json_for_order_select(capsys):
     code, out, _ = run_cli(
         capsys, "evaluate", str(FIXTURE), "--hook", "order-select", "--json", "--now", "2026-11-15T12:00:00Z"
