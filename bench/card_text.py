@@ -8,7 +8,6 @@ cards there are. Not a speed benchmark: what a clinician is given to read.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -17,23 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cds_service.app import create_app  # noqa: E402
-from cds_service.config import settings_from_mapping  # noqa: E402
-from tests.conftest import FIXTURE_NOW, SCENARIOS, SERVICE_FOR, load_json, scenario_cases  # noqa: E402
-
-
-def golden_cards(data_dir: str) -> list[tuple[str, str, dict]]:
-    apps: dict[str, object] = {}
-    out = []
-    for name, hook in scenario_cases():
-        request = load_json(SCENARIOS / name / f"request.{hook}.json")
-        config = load_json(SCENARIOS / name / "expected.json").get("config", {})
-        key = json.dumps(config, sort_keys=True)
-        if key not in apps:
-            apps[key] = create_app(settings_from_mapping({"data_dir": data_dir, **config}, now=FIXTURE_NOW))
-        body = apps[key].test_client().post(f"/cds-services/{SERVICE_FOR[hook]}", json=request).get_json()
-        out.extend((name, hook, card) for card in body["cards"])
-    return out
+from tests.cards_check import golden_cards  # noqa: E402
+from tests.conftest import scenario_cases  # noqa: E402
 
 
 def main() -> None:

@@ -59,3 +59,24 @@ def assert_cards(response: dict[str, Any], expected: dict[str, Any]) -> None:
     fired_but_absent = present & set(expected["absent"])
     assert not fired_but_absent, f"rules that must stay silent fired: {fired_but_absent}"
     assert present <= RULE_IDS
+
+
+def golden_cards(data_dir: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every golden scenario through the service (all hooks, full prefetch): (scenario, hook, card)."""
+    from cds_service.app import create_app
+    from cds_service.config import settings_from_mapping
+
+    from .conftest import FIXTURE_NOW, SCENARIOS, SERVICE_FOR, load_json, scenario_cases
+
+    apps: dict[str, Any] = {}
+    out = []
+    for name, hook in scenario_cases():
+        request = load_json(SCENARIOS / name / f"request.{hook}.json")
+        config = load_json(SCENARIOS / name / "expected.json").get("config", {})
+        key = json.dumps(config, sort_keys=True)
+        if key not in apps:
+            apps[key] = create_app(settings_from_mapping({"data_dir": data_dir, **config}, now=FIXTURE_NOW))
+        response = apps[key].test_client().post(f"/cds-services/{SERVICE_FOR[hook]}", json=request)
+        assert response.status_code == 200, (name, hook, response.get_json())
+        out.extend((name, hook, card) for card in response.get_json()["cards"])
+    return out

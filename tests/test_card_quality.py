@@ -9,18 +9,15 @@ reads; patient-view never repeats a rule for one concern.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from typing import Any
 
 import pytest
 
-from cds_service.app import create_app
-from cds_service.config import settings_from_mapping
 from cds_service.knowledge.anatomy import DETAIL_LIMIT, FACT_SEPARATOR, SUMMARY_LIMIT
 
-from .conftest import FIXTURE_NOW, SCENARIOS, SERVICE_FOR, load_json, scenario_cases
+from .cards_check import golden_cards
 
 FORBIDDEN = {
     "a FHIR resource id": re.compile(
@@ -44,31 +41,9 @@ NUMBER_WITH_UNIT = re.compile(r"\d\s*(mg|g|mL|mmol|mEq|umol|µmol|%|h|d|days|y|k
 EVIDENCE = re.compile(r"\*Evidence: (high|moderate|low|local policy|expert opinion)\.\*$")
 
 
-def _golden_cards() -> list[tuple[str, str, dict[str, Any]]]:
-    apps: dict[str, Any] = {}
-    out = []
-    for name, hook in scenario_cases():
-        request = load_json(SCENARIOS / name / f"request.{hook}.json")
-        config = load_json(SCENARIOS / name / "expected.json").get("config", {})
-        key = json.dumps(config, sort_keys=True)
-        if key not in apps:
-            apps[key] = create_app(settings_from_mapping({"data_dir": "", **config}, now=FIXTURE_NOW))
-        response = apps[key].test_client().post(f"/cds-services/{SERVICE_FOR[hook]}", json=request)
-        assert response.status_code == 200, (name, hook, response.get_json())
-        out.extend((name, hook, card) for card in response.get_json()["cards"])
-    return out
-
-
 @pytest.fixture(scope="module")
-def golden(tmp_path_factory, monkeypatch_module) -> list[tuple[str, str, dict[str, Any]]]:
-    monkeypatch_module.chdir(tmp_path_factory.mktemp("quality"))  # the SQLite store of each app lands here
-    return _golden_cards()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
+def golden(tmp_path_factory) -> list[tuple[str, str, dict[str, Any]]]:
+    return golden_cards(str(tmp_path_factory.mktemp("quality")))
 
 
 def _facts(detail: str) -> list[str]:

@@ -178,3 +178,15 @@ def test_every_catalogue_rule_fires_in_a_fixture_and_is_silent_in_others():
         catalogue = set(re.findall(r"^\| `([a-z-]+)`", CATALOGUE.read_text(encoding="utf-8"), re.MULTILINE))
         catalogue |= {"depletion-calcineurin-inhibitor", "depletion-other"}  # listed on one row with aminoglycoside
         assert catalogue - rules == set(), f"catalogue rules missing from rules.yaml: {catalogue - rules}"
+
+
+def test_every_source_link_was_checked_and_local_policy_says_what_it_is():
+    """A link opens the document its citation names (checked against a stored copy, or marked unchecked);
+    the service's own policy has no link to an unrelated document and a one-sentence claim to show."""
+    for source in load_knowledge().sources.values():
+        if source.local_policy:
+            assert source.url is None and source.claim, source.id
+            continue
+        if source.url:
+            assert source.checked is not None and source.checked.on, source.id
+            assert not re.search(r"search\.cfm\?query=", source.url), source.id  # a search page is no document

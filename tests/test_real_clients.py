@@ -127,6 +127,25 @@ def test_a_client_that_cannot_apply_updates_gets_the_advice_in_the_text(make_app
             raise AssertionError(f"{bad} was accepted")
 
 
+def test_a_client_profile_offers_only_the_suggestion_kinds_that_client_can_apply(make_app):
+    """The Sandbox applies medication orders only: no lab or spacing buttons, the advice in the Do line."""
+    from cds_service.config import ConfigError, settings_from_mapping
+
+    body = load_json(SCENARIOS / "renal-severe-cg" / "request.order-sign.json")
+    sandbox = make_app({"clients": {"default": {"suggestions": ["remove-order"]}}})
+    card = sandbox.test_client().post(SIGN, json=body).get_json()["cards"][0]
+    assert [a["type"] for s in card["suggestions"] for a in s["actions"]] == ["delete"]
+    assert "check serum Mg now" in card["detail"]  # the lab the button would have ordered, said in words
+    full = make_app().test_client().post(SIGN, json=body).get_json()["cards"][0]
+    assert sorted(a["type"] for s in full["suggestions"] for a in s["actions"]) == ["create", "delete"]
+    try:
+        settings_from_mapping({"clients": {"default": {"suggestions": ["order-pizza"]}}})
+    except ConfigError as exc:
+        assert "clients.default.suggestions" in str(exc)
+    else:
+        raise AssertionError("an unknown suggestion kind was accepted")
+
+
 def test_a_chart_review_speaks_of_medications_running_not_of_orders(client):
     """patient-view cards are about therapy already running: no 'ordered', no 'Order:' line."""
     body = load_json(SCENARIOS / "patient-view-interactions-depletion" / "request.patient-view.json")
