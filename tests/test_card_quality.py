@@ -61,6 +61,19 @@ def _read_by_clinician(card: dict[str, Any]) -> list[str]:
     return texts
 
 
+def assert_readable(card: dict[str, Any], where: str) -> None:
+    """One card, any source (golden scenarios, third-party patients): every check above but the median."""
+    assert len(card["summary"]) <= SUMMARY_LIMIT and len(card["detail"]) <= DETAIL_LIMIT, where
+    parts = card["detail"].split("\n\n")
+    assert [p.split(":**")[0] for p in parts] == ["**Found", "**Do", "**Why"] and EVIDENCE.search(parts[-1]), where
+    for text in _read_by_clinician(card):
+        for what, pattern in FORBIDDEN.items():
+            assert not pattern.search(text), f"{where}: {what} in {text!r}"
+    for fact in _facts(card["detail"]):
+        assert not LAB_VALUE.search(fact) or DATE.search(fact) or "problem list" in fact, (where, fact)
+    assert ACTIONS.search(card["summary"]), (where, card["summary"])
+
+
 def test_there_are_golden_cards_of_every_hook(golden):
     assert {hook for _, hook, _ in golden} == {"order-select", "order-sign", "patient-view"}
     assert len(golden) > 150
