@@ -158,4 +158,8 @@ def fit_summary(text: str) -> str:
 
 
 def _short(citation: str) -> str:
-    return clip(citation, LINK_LABEL_LIMIT)
+    """A link label within its limit, cut at a word (never inside a number: '20-2…')."""
+    text = " ".join(citation.split())
+    if len(text) <= LINK_LABEL_LIMIT:
+        return text
+    return text[: LINK_LABEL_LIMIT - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"

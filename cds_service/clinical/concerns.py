@@ -40,15 +40,17 @@ def _concern(finding: Finding) -> tuple[Any, ...]:
 
 def _merged(group: list[Finding]) -> Finding:
     first = group[0]
-    fields = dict(first.fields)
-    for name in NAME_FIELDS:
-        if name in fields and len({str(f.fields.get(name)) for f in group}) > 1:
-            fields[name] = _joined(str(f.fields.get(name)) for f in group)
     products = [f.order.name or str(f.fields.get("mg", "")) for f in group]
+    differing = [n for n in NAME_FIELDS if n in first.fields and len({str(f.fields[n]) for f in group}) > 1]
     for limit in (40, 32, 26, 20, 16, 12):  # each name shortened alike, so that every product stays named
+        fields = dict(first.fields)
+        for name in differing:
+            fields[name] = _joined(short_name(str(f.fields[name]), limit) for f in group)
         names = _joined(short_name(p, limit) for p in products)
         summary = fit_name(first.summary_template, names, **fields)
-        if names in summary:
+        named = placeholders(first.summary_template)
+        shown = ([names] if "drug" in named else []) + [fields[n] for n in differing if n in named]
+        if all(value in summary for value in shown):
             break
     facts = tuple(dict.fromkeys(fact for f in group for fact in f.facts))[:MAX_FACTS]
     suggestions, labs = [], set()
