@@ -11,6 +11,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from . import fastjson, instrumentation, metrics
+from .cards.explain import for_the_record
 from .config import SANDBOX_ISSUER, Settings
 from .feedback import FeedbackStore, StoreUnavailable
 from .feedback.recorder import CardRecorder
@@ -209,6 +210,7 @@ def _issued(card: dict[str, Any], service_id: str, body: dict[str, Any]) -> dict
         "indicator": card["indicator"],
         "issued_at": datetime.now(UTC),
         "held_back": None,
+        "explanation": for_the_record(card),
     }
 
 

@@ -4,7 +4,9 @@ migrations and recording through an outage."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import re
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,7 @@ from cds_service.feedback.recorder import CardRecorder
 from cds_service.feedback.report import per_rule, render_text, total
 
 from . import postgres
+from .conftest import SCENARIOS, load_json
 
 TABLES = {"alembic_version", "cards_issued", "feedback", "jwt_replay", "card_memory"}
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -267,3 +270,21 @@ def test_database_url_means_psycopg_3_and_the_old_key_still_works():
 
     assert settings_from_mapping({"database_url": "postgres://u@h/db"}).database_url == "postgresql+psycopg://u@h/db"
     assert settings_from_mapping({"store_url": "sqlite:////tmp/x.db"}).effective_store_url == "sqlite:////tmp/x.db"
+
+
+def test_the_card_record_keeps_how_orders_were_read_and_nothing_about_the_patient(make_app):
+    """cards_issued keeps each card's reading (route class, use, setting), variant and data gaps: what a
+    pharmacy committee needs to see why a rule fired, with no record ids, values or names."""
+    app = make_app()
+    body = load_json(SCENARIOS / "fq-cipro-magnesium-ordered" / "request.order-sign.json")
+    cards = app.test_client().post("/cds-services/magnesium-order-sign", json=body).get_json()["cards"]
+    assert app.extensions["card_recorder"].flush(timeout=10)
+    store = app.extensions["feedback_store"]
+    with store.engine.connect() as conn:
+        rows = dict(conn.execute(select(CardIssued.card_uuid, CardIssued.explanation)).all())
+    kept = json.loads(rows[cards[0]["uuid"]])
+    assert kept["read_as"] == [
+        {"order": "this order", "route": "enteral", "use": "long-term", "setting": "unknown"},
+        {"order": "other order", "route": "enteral", "use": "long-term", "setting": "unknown"},
+    ]
+    assert not re.search(r"/|\d{4}-\d{2}|mg|[Cc]iprofloxacin|glycinate", rows[cards[0]["uuid"]])

@@ -178,13 +178,14 @@ class RuleEngine:
 def _stamped(finding: Finding, readings: dict[str, tuple[str, OrderContext]], review: bool = False) -> Finding:
     """The card says how its orders were read, so a misreading is visible to the clinician (at
     patient-view, `review`, they are medications already running, not orders)."""
-    lines = []
+    lines, read_as = [], []
     labels = ("This medication", "Other medication") if review else ("This order", "Other order")
     for label, entry in zip(labels, (finding.order, finding.partner), strict=True):
         if entry is not None and entry.reference in readings:
             reading = readings[entry.reference][1]
             lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
-    return replace(finding, audit=(*finding.audit, *lines))
+            read_as.append((label.lower(), reading.route, reading.use, reading.setting))
+    return replace(finding, audit=(*finding.audit, *lines), read_as=tuple(read_as))
 
 
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}

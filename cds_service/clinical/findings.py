@@ -47,6 +47,7 @@ class Finding:
     summary_template: str = ""  # kept so a card merged across products can name them all
     fields: Mapping[str, Any] = field(default_factory=dict, compare=False)
     also: tuple[MedicationEntry, ...] = ()  # other products this card speaks about (one card per concern)
+    read_as: tuple[tuple[str, str, str, str], ...] = ()  # (which order, route class, use, setting), for the record
 
     merge_key: str = ""  # what else, besides rule and order, makes this card distinct (e.g. the partner drug)
 
