@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .knowledge import Knowledge, KnowledgeError, load_knowledge
+from .knowledge.suggestions import ACTIONS
 from .security.jwt_verifier import ASYMMETRIC, DEFAULT_ALGORITHMS, TrustedIssuer, keys_by_kid
 
 TOP_LEVEL_KEYS = {
@@ -207,10 +208,6 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
     return settings
 
 
-# The kinds of one-click suggestion cards carry (what a client profile may allow).
-SUGGESTION_KINDS = frozenset({"remove-order", "order-lab", "update-order"})
-
-
 @dataclass(frozen=True, slots=True)
 class ClientProfile:
     """What one EHR client can apply. The CDS Hooks Sandbox applies medication orders only; Epic's
@@ -218,7 +215,7 @@ class ClientProfile:
     the card's Do line already says what to do."""
 
     update_suggestions: bool = True  # kept for existing configs: false = no update-order buttons
-    suggestions: frozenset[str] = SUGGESTION_KINDS
+    suggestions: frozenset[str] = ACTIONS
 
     def applies(self, kind: str) -> bool:
         if kind == "update-order" and not self.update_suggestions:
@@ -237,9 +234,9 @@ def _clients(raw: Any) -> dict[str, ClientProfile]:
         if not isinstance(row, Mapping):
             raise ConfigError(f"config: {where} must be a mapping")
         _only(row, where, {"update_suggestions", "name", "suggestions"})
-        kinds = row.get("suggestions", sorted(SUGGESTION_KINDS))
-        if not isinstance(kinds, list) or any(k not in SUGGESTION_KINDS for k in kinds):
-            raise ConfigError(f"config: {where}.suggestions: a list of {', '.join(sorted(SUGGESTION_KINDS))}")
+        kinds = row.get("suggestions", sorted(ACTIONS))
+        if not isinstance(kinds, list) or any(k not in ACTIONS for k in kinds):
+            raise ConfigError(f"config: {where}.suggestions: a list of {', '.join(sorted(ACTIONS))}")
         out[str(key)] = ClientProfile(
             update_suggestions=_bool(row, f"{where}.update_suggestions", True), suggestions=frozenset(kinds)
         )

@@ -190,3 +190,10 @@ def test_every_source_link_was_checked_and_local_policy_says_what_it_is():
         if source.url:
             assert source.checked is not None and source.checked.on, source.id
             assert not re.search(r"search\.cfm\?query=", source.url), source.id  # a search page is no document
+
+
+def test_a_rule_naming_a_suggestion_not_in_the_registry_stops_the_start():
+    tables = copy.deepcopy(read_tables())
+    tables["rules.yaml"]["rules"]["renal-severe"]["variants"]["parenteral"]["suggestions"] = ["order-pizza"]
+    with pytest.raises(KnowledgeError, match=r"variants.parenteral.suggestions: unknown suggestion 'order-pizza'"):
+        build_knowledge(tables)

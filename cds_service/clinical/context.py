@@ -10,6 +10,7 @@ from typing import Any
 
 from ..knowledge.anatomy import FIELDS, NAME_FIELDS, NAME_FLOOR, SUMMARY_LIMIT, clip, fill, placeholders
 from ..knowledge.model import Knowledge, RuleSpec
+from ..knowledge.suggestions import SUGGESTIONS
 from ..record.model import LabValue, MedicationEntry, PatientRecord
 from . import facts
 from .dose import DailyDose
@@ -77,6 +78,25 @@ class RuleContext:
 
     def reading_of(self, order: MedicationEntry) -> OrderContext | None:
         return next((p.reading for p in (*self.magnesium, *self.partners) if p.entry is order), None)
+
+    def _lab_suggestion(
+        self, spec: RuleSpec, order: MedicationEntry, analyte: str, due: str | None
+    ) -> SuggestedAction | None:
+        """A lab order: now, at the rule's recheck, at the level-check interval, or if none is recent."""
+        now = self.record.now
+        name = "serum magnesium" if analyte == "magnesium" else f"serum {analyte}"
+        if due == "recheck":
+            when = now + timedelta(days=spec.value("recheck_after_days"))
+            return _lab(analyte, f"Order {name} recheck due {when.date().isoformat()}", when)
+        if due == "level-check":
+            shown, delay = self.level_check(order)
+            return _lab(analyte, f"Order {name} in {shown} ({_when(now + delay, delay)})", now + delay)
+        if due == "if-missing":
+            lookback = self.knowledge.lab_lookbacks[f"{analyte}_days"].value
+            if self.record.latest(analyte, lookback) is not None:
+                return None
+            return _lab(analyte, f"Order {name} (none in the last {lookback:.0f} days)", now)
+        return _lab(analyte, f"Order {name}" + (" now" if analyte == "magnesium" else ""), now)
 
     def level_check(self, order: MedicationEntry) -> tuple[str, timedelta]:
         """How soon to check serum magnesium after this dose: hours for parenteral, days otherwise."""
@@ -185,11 +205,13 @@ class RuleContext:
     def suggestions(
         self, spec: RuleSpec, order: MedicationEntry, drug: str, keys: tuple[str, ...] | None = None
     ) -> list[SuggestedAction]:
-        now = self.record.now
         out: list[SuggestedAction] = []
         reading = self.reading_of(order)
         for key in spec.suggestions if keys is None else keys:
-            if key == "remove-order":
+            kind = SUGGESTIONS[key]  # every key was checked against the registry at load
+            if kind.by_family:
+                continue  # built by the interaction rule, which knows the partner and the spacing
+            if kind.action == "remove-order":
                 if reading is not None and reading.route == "parenteral" and self.treatment.low_magnesium:
                     continue  # never suggest removing parenteral repletion while the level is low
                 out.append(
@@ -200,26 +222,10 @@ class RuleContext:
                         recommended=spec.indicator == "critical",
                     )
                 )
-            elif key == "order-serum-magnesium-now":
-                out.append(_lab("magnesium", "Order serum magnesium now", now))
-            elif key == "order-serum-magnesium-recheck":
-                due = now + timedelta(days=spec.value("recheck_after_days"))
-                out.append(_lab("magnesium", f"Order serum magnesium recheck due {due.date().isoformat()}", due))
-            elif key == "order-serum-magnesium-level-check":
-                shown, delay = self.level_check(order)
-                due = now + delay
-                out.append(_lab("magnesium", f"Order serum magnesium in {shown} ({_when(due, delay)})", due))
-            elif key == "order-serum-creatinine":
-                out.append(_lab("creatinine", "Order serum creatinine", now))
-            elif key in ("order-potassium-if-missing", "order-calcium-if-missing"):
-                analyte = "potassium" if "potassium" in key else "calcium"
-                lookback = self.knowledge.lab_lookbacks[f"{analyte}_days"].value
-                if self.record.latest(analyte, lookback) is None:
-                    out.append(_lab(analyte, f"Order serum {analyte} (none in the last {lookback:.0f} days)", now))
-            elif key in ("update-spacing", "remove-magnesium-if-no-spacing"):
-                continue  # built by the interaction rule, which knows the partner and the spacing
-            else:
-                raise ValueError(f"rules.yaml: {spec.id}: unknown suggestion '{key}'")
+            elif kind.lab is not None:
+                lab = self._lab_suggestion(spec, order, kind.lab, kind.due)
+                if lab is not None:
+                    out.append(lab)
         return [s for s in out if not (s.lab and s.lab in self.record.draft_lab_orders)]
 
 

@@ -35,6 +35,7 @@ from .model import (
     Source,
     SourceCheck,
 )
+from .suggestions import SUGGESTIONS
 
 TABLE_FILES = (
     "sources.yaml",
@@ -414,6 +415,7 @@ def _rule(rule_id: str, row: Mapping[str, Any], sources: Mapping[str, Source], r
     for code in row.get("override_reasons") or []:
         if code not in reasons:
             raise KnowledgeError(f"{where}.override_reasons: unknown code '{code}'")
+    _check_suggestions(where, row)
     return RuleSpec(
         id=rule_id,
         title=row["title"],
@@ -451,6 +453,17 @@ def _texts(where: str, row: Mapping[str, Any]) -> dict[str, str]:
         else:
             out[key] = " ".join(str(value).split())
     return out
+
+
+def _check_suggestions(where: str, row: Mapping[str, Any]) -> None:
+    """Every suggestion a rule or its variants name is in the registry (knowledge/suggestions.py)."""
+    rows = [(where, row), *((f"{where}.variants.{n}", v) for n, v in (row.get("variants") or {}).items())]
+    for place, item in rows:
+        for key in (item.get("suggestions") or []) if isinstance(item, Mapping) else []:
+            if key not in SUGGESTIONS:
+                raise KnowledgeError(
+                    f"{place}.suggestions: unknown suggestion '{key}' (known: {', '.join(sorted(SUGGESTIONS))})"
+                )
 
 
 def _check_anatomy(where: str, text: Mapping[str, str]) -> None:

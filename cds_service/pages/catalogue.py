@@ -10,20 +10,8 @@ from dataclasses import dataclass
 
 from ..knowledge.anatomy import evidence_words
 from ..knowledge.model import Gate, GateSide, Knowledge, Parameter, RuleSpec, Source
+from ..knowledge.suggestions import SUGGESTIONS
 
-# What each suggestion kind in rules.yaml offers the clinician (the labels on cards are built per
-# patient by clinical/context.py; these say what kind of button it is).
-SUGGESTION_KINDS: Mapping[str, str] = {
-    "remove-order": "Remove the magnesium order (a delete of the draft order)",
-    "order-serum-magnesium-now": "Order serum magnesium now (a ServiceRequest)",
-    "order-serum-magnesium-recheck": "Order a serum magnesium recheck with a due date (a ServiceRequest)",
-    "order-serum-magnesium-level-check": "Order serum magnesium at the level-check interval (a ServiceRequest)",
-    "order-serum-creatinine": "Order serum creatinine now (a ServiceRequest)",
-    "order-potassium-if-missing": "Order serum potassium when none is on record in its lookback",
-    "order-calcium-if-missing": "Order serum calcium when none is on record in its lookback",
-    "update-spacing": "Add the dose-spacing instruction to the order (an update; in the text for EHRs that take none)",
-    "remove-magnesium-if-no-spacing": "Remove the magnesium order when no spacing works",
-}
 SITE_WIDE = ("renal_function", "level_checks", "lab_lookbacks")
 
 # A parameter's name in words, for a pharmacist reading the page (the key stays what a site config sets).
@@ -196,7 +184,7 @@ def rule_page(knowledge: Knowledge, shipped: Knowledge, rule_id: str) -> RulePag
         gate_sources=_sources(knowledge, gate.sources) if gate else (),
         trace=trace,
         drugs=drugs,
-        suggestions=tuple(SUGGESTION_KINDS.get(s, s) for s in _all_suggestions(spec)),
+        suggestions=tuple(SUGGESTIONS[s].page_label for s in _all_suggestions(spec)),
         override_reasons=tuple(knowledge.override_reasons[r] for r in spec.override_reasons),
         sources=_sources(knowledge, tuple(dict.fromkeys(cited))),
         fires_for=_tier_range(knowledge, rule_id),
