@@ -197,3 +197,22 @@ def test_a_rule_naming_a_suggestion_not_in_the_registry_stops_the_start():
     tables["rules.yaml"]["rules"]["renal-severe"]["variants"]["parenteral"]["suggestions"] = ["order-pizza"]
     with pytest.raises(KnowledgeError, match=r"variants.parenteral.suggestions: unknown suggestion 'order-pizza'"):
         build_knowledge(tables)
+
+
+def test_the_discovery_prefetch_asks_for_exactly_the_lab_codes_the_knowledge_reads():
+    """hooks/discovery.json spells the LOINC codes of labs.yaml out by hand: each analyte's codes sit in one
+    Observation template, whole, in every service, and no template asks for a code the knowledge ignores."""
+    from cds_service.protocol.schemas import discovery_document
+
+    analytes = load_knowledge().analytes
+    wanted = {code: name for name, analyte in analytes.items() for code in analyte.codes}
+    for service in discovery_document()["services"]:
+        asked: dict[str, str] = {}
+        for key, template in service["prefetch"].items():
+            if template.startswith("Observation?"):
+                for code in re.findall(r"http://loinc.org\|([\d-]+)", template):
+                    asked[code] = key
+        assert set(asked) == set(wanted), (service["id"], set(asked) ^ set(wanted))
+        for name in analytes:
+            keys = {asked[code] for code in analytes[name].codes}
+            assert len(keys) == 1, (service["id"], name, keys)  # an analyte is never split across templates
