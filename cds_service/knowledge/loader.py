@@ -51,6 +51,11 @@ SOURCE_STATUSES = frozenset({"VERIFIED", "SECONDARY", "POLICY", "UNVERIFIED"})
 INDICATORS = frozenset({"info", "warning", "critical"})
 
 
+# libyaml's parser when PyYAML was built with it: ten times faster (every app and every `evaluate` reads
+# the tables, twice: the config checks a site's overrides at start, the service builds its knowledge)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class KnowledgeError(ValueError):
     """A knowledge table or a site override is invalid; the message names the key."""
 
@@ -58,14 +63,33 @@ class KnowledgeError(ValueError):
 def read_tables() -> dict[str, Any]:
     """The raw tables shipped with the package, keyed by file name (the derived RxNorm table is JSON)."""
     folder = resources.files("cds_service.knowledge")
-    tables = {name: yaml.safe_load(folder.joinpath(name).read_text(encoding="utf-8")) for name in TABLE_FILES}
+    tables = {name: _yaml(folder.joinpath(name).read_text(encoding="utf-8")) for name in TABLE_FILES}
     derived = folder.joinpath(RXNORM_TABLE)
     tables[RXNORM_TABLE] = json.loads(derived.read_text(encoding="utf-8")) if derived.is_file() else None
     return tables
 
 
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (C or Python)
+
+
+# Knowledge is immutable, and the same tables with the same overrides build the same one: built once
+# per process (the config checks it at start, then the service uses it; the tests build hundreds of apps).
+_BUILT: dict[str, Knowledge] = {}
+_BUILT_MAX = 64
+
+
 def load_knowledge(overrides: Mapping[str, Any] | None = None) -> Knowledge:
     """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides."""
+    key = json.dumps(overrides or {}, sort_keys=True, default=repr)
+    if key not in _BUILT:
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.clear()
+        _BUILT[key] = _load(overrides)
+    return _BUILT[key]
+
+
+def _load(overrides: Mapping[str, Any] | None) -> Knowledge:
     tables = read_tables()
     if overrides:
         tables["rules.yaml"] = apply_overrides(tables["rules.yaml"], overrides)
