@@ -15,6 +15,8 @@ from pathlib import Path
 
 import requests
 
+from .timing import scaled
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -49,18 +51,18 @@ def sekmet(folder: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=scaled(10))
         except subprocess.TimeoutExpired:
             proc.kill()
 
 
 def _wait_for(url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"FHIR server exited: {log_path.read_text()[-2000:]}")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            if requests.get(url, timeout=scaled(1)).status_code == 200:
                 return
         except requests.RequestException:
             pass
