@@ -213,9 +213,13 @@ def _serve(args: argparse.Namespace, settings) -> int:
     metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
 
     def _when_ready(server) -> None:
-        """The master serves /metrics (every worker's values) on its own port."""
+        """The master serves /metrics (every worker's values) on its own port. A port taken since the
+        check below costs the metrics, never the hooks."""
         if metrics_port:
-            metrics.serve_on_own_port(settings.metrics_host, metrics_port)
+            try:
+                metrics.serve_on_own_port(settings.metrics_host, metrics_port)
+            except OSError as exc:
+                print(f"cds-service: WARNING: no /metrics: {_metrics_port_taken(metrics_port, exc)}", file=sys.stderr)
 
     def _child_exit(server, worker) -> None:
         metrics.worker_exited(worker.pid)
@@ -247,13 +251,22 @@ def _serve(args: argparse.Namespace, settings) -> int:
             "(all workers, and across restarts)",
             file=sys.stderr,
         )
-    for flag, host, port in (("--port", args.host, args.port), ("--metrics-port", settings.metrics_host, metrics_port)):
-        problem = port_problem(host, port) if port else None
-        if problem:
-            print(
-                f"cds-service: cannot listen on {host}:{port} ({problem}); choose another with {flag}", file=sys.stderr
-            )
-            return 2
+    problem = port_problem(args.host, args.port)
+    if problem:
+        where = f"{args.host}:{args.port}"
+        print(f"cds-service: cannot listen on {where} ({problem}); choose another with --port", file=sys.stderr)
+        return 2
+    problem = port_problem(settings.metrics_host, metrics_port) if metrics_port else None
+    if problem and (args.metrics_port is not None or settings.metrics_port_configured):
+        print(
+            f"cds-service: cannot listen on {settings.metrics_host}:{metrics_port} ({problem}); choose another with "
+            "--metrics-port or metrics.port in the config (0: no metrics)",
+            file=sys.stderr,
+        )
+        return 2
+    if problem:  # the default port, chosen by nobody: the hooks matter more than their metrics
+        print(f"cds-service: WARNING: no /metrics: {_metrics_port_taken(metrics_port, problem)}", file=sys.stderr)
+        metrics_port = 0
     if metrics_port and metrics_port == args.port:
         print("cds-service: --metrics-port must differ from --port", file=sys.stderr)
         return 2
@@ -279,6 +292,10 @@ def _serve(args: argparse.Namespace, settings) -> int:
     )
     server.run()
     return 0
+
+
+def _metrics_port_taken(port: int, problem: object) -> str:
+    return f"port {port} is taken ({problem}); choose another with --metrics-port or metrics.port in the config"
 
 
 def port_problem(host: str, port: int) -> str | None:

@@ -99,6 +99,7 @@ class Settings:
     clock_skew_seconds: float = 60
     metrics_host: str = "127.0.0.1"  # /metrics on its own port, never on the port the EHR reaches
     metrics_port: int = 9464  # 0: no metrics server
+    metrics_port_configured: bool = False  # metrics.port given: a busy port then stops the start
     clients: Mapping[str, ClientProfile] = field(default_factory=dict)  # by JWT iss; "default" for the rest
     memory: MemorySettings = field(default_factory=lambda: MemorySettings())
     silent: bool = False  # every rule evaluated and recorded, no card returned (shadow mode before go-live)
@@ -196,6 +197,7 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         clock_skew_seconds=_float(security, "security.clock_skew_seconds", 60, 0, 300),
         metrics_host=str(metrics.get("host", "127.0.0.1")),
         metrics_port=_int(metrics, "metrics.port", 9464, 0, 65535),
+        metrics_port_configured="port" in metrics,
         clients=_clients(raw.get("clients")),
         memory=_memory(_section(raw, "memory")),
         silent=_bool(raw, "silent"),
