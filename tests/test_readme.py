@@ -123,3 +123,37 @@ def test_the_first_command_on_a_fresh_copy(tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=scaled(60))
     assert "serving on http://127.0.0.1:8080/cds-services" in Path(log.name).read_text()
+
+
+def _documented_paths(text: str) -> set[str]:
+    """Every key path the README shows: in its YAML blocks (lists as `[]`, the entries of `clients` and
+    `memory.rules` as `<>`), or named in backticks in its prose (`fhir.max_pages`)."""
+    entries = {"clients", "memory.rules"}  # mappings keyed by the site's own names
+    paths: set[str] = set()
+
+    def walk(node, path: str, raw: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{path}.<>" if raw in entries else f"{path}.{key}".lstrip(".")
+                paths.add(here)
+                walk(value, here, f"{raw}.{key}".lstrip("."))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, f"{path}[]", raw)
+
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+        walk(yaml.safe_load(block), "", "")
+    for token in re.findall(r"`([a-z_]+(?:(?:\[\])?\.(?:[a-z_]+|<[^>]+>))*)`", text):
+        paths.add(re.sub(r"<[^>]+>", "<>", token))
+    return paths
+
+
+def test_every_accepted_config_key_is_documented_in_the_readme():
+    """Before: fhir.max_response_bytes, security.max_token_lifetime_seconds and
+    security.clock_skew_seconds were accepted and documented nowhere."""
+    from cds_service.config import SECTION_KEYS, TOP_LEVEL_KEYS
+
+    accepted = set(TOP_LEVEL_KEYS) | {f"{section}.{key}" for section, keys in SECTION_KEYS.items() for key in keys}
+    accepted = {re.sub(r"<[^>]+>", "<>", key) for key in accepted}
+    missing = sorted(accepted - _documented_paths(README))
+    assert not missing, f"config keys the README does not document: {missing}"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from .conftest import SCENARIOS, SERVICE, load_json, start_service, wait_healthy
@@ -151,3 +152,33 @@ def test_a_taken_metrics_port_that_was_asked_for_stops_the_start_naming_flag_and
             last = run.stderr.strip().splitlines()[-1]
             assert "cannot listen" in last and str(metrics_port) in last, run.stderr
             assert "--metrics-port" in last and "metrics.port" in last, last
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        # the README's own placeholder: before, ~40 lines of traceback ending in an idna UnicodeError
+        ({"CDS_SERVICE_DATABASE_URL": "postgresql://..."}, ("database_url", "CDS_SERVICE_DATABASE_URL")),
+        # nothing listens there: before, a SQLAlchemy traceback
+        ({"CDS_SERVICE_DATABASE_URL": "postgresql://cds:s3cret@127.0.0.1:{port}/cds"}, ("database_url", "127.0.0.1")),
+        ({"CDS_SERVICE_DATA_DIR": "/proc/no-such-place"}, ("data_dir", "CDS_SERVICE_DATA_DIR")),
+    ],
+    ids=["placeholder-database-url", "unreachable-database", "unusable-data-dir"],
+)
+def test_a_config_or_environment_problem_at_serve_is_one_line_naming_what_to_change(tmp_path, env, names):
+    env = {k: v.format(port=free_port()) for k, v in env.items()}
+    exe = Path(sys.executable).with_name("cds-service")
+    run = subprocess.run(
+        [str(exe), "serve", "--port", str(free_port()), "--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        env={**os.environ, "CDS_SERVICE_DATA_DIR": str(tmp_path / "data"), **env},
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    lines = [line for line in run.stderr.splitlines() if "WARNING" not in line]
+    assert len(lines) == 1 and lines[0].startswith("cds-service: "), run.stderr
+    assert all(name in lines[0] for name in names), lines[0]
+    assert "s3cret" not in run.stderr
