@@ -215,12 +215,15 @@ def test_the_image_build_stage_has_what_the_wheel_needs(tmp_path):
         else:
             shutil.copy(ROOT / name, target)
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), "."],
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), "."],
         cwd=tmp_path / "src",
         capture_output=True,
         text=True,
     )
     assert build.returncode == 0, build.stderr[-2000:]
+    # package metadata complete and warning-free (a template folder left out of the package list once warned)
+    warnings = [line.strip() for line in (build.stdout + build.stderr).splitlines() if "Warning:" in line]
+    assert not warnings, warnings
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (

@@ -338,7 +338,7 @@ def _derived(tables: Mapping[str, Any], sources: Mapping[str, Source]) -> Mappin
 
 def _drug_words(tables: Mapping[str, Any]) -> frozenset[str]:
     """Every word naming a drugs.yaml drug: magnesium after one of them is its counter-ion."""
-    words = set()
+    words: set[str] = set()
     for row in tables["drugs.yaml"]["classes"].values():
         for drug in row["drugs"]:
             for text in (drug["name"], *(drug.get("words") or ()), *(drug.get("brands") or ())):
