@@ -13,6 +13,7 @@ from ..config import ClientProfile
 from ..knowledge.model import Knowledge
 from ..pages.links import rule_url
 from ..record.model import PatientRecord
+from .reasons import override_codings
 from .resources import lab_service_request, valid_medication_request
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,7 @@ class CardBuilder:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one" if len(suggestions) == 1 else "any"
         if finding.override_reasons:
-            card["overrideReasons"] = [
-                {
-                    "code": code,
-                    "system": self.knowledge.override_reason_system,
-                    "display": self.knowledge.override_reasons[code],
-                }
-                for code in finding.override_reasons
-            ]
+            card["overrideReasons"] = override_codings(self.knowledge, finding.override_reasons)
         links = self.links(finding)
         if links:
             card["links"] = links

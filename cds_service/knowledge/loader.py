@@ -31,6 +31,7 @@ from .model import (
     RxNormProduct,
     Salt,
     Source,
+    StandardReasons,
 )
 
 TABLE_FILES = (
@@ -42,6 +43,7 @@ TABLE_FILES = (
     "rules.yaml",
     "order_context.yaml",
     "gating.yaml",
+    "override_reasons.yaml",
 )
 RXNORM_TABLE = "rxnorm_products.json"  # derived by rxnorm_derive.py; absent while it is being derived
 ROUTE_CLASSES = ("parenteral", "not-absorbed", "rectal", "enteral")
@@ -195,6 +197,7 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         gates=_gates(tables["gating.yaml"], sources, rules),
         **_trace(tables["gating.yaml"].get("trace_magnesium") or {}, sources, rules),
         lab_retention_days=_retention_days([*renal_function.values(), *lab_lookbacks.values()], rules),
+        standard_reasons=_standard_reasons(tables["override_reasons.yaml"], sources, override_reasons),
     )
     _check_renal_tiers(knowledge)
     for rule in rules.values():
@@ -202,6 +205,30 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         if unknown:
             raise KnowledgeError(f"rules.yaml: rules.{rule.id}.yields_to: unknown rule id '{unknown[0]}'")
     return knowledge
+
+
+def _standard_reasons(
+    table: Mapping[str, Any], sources: Mapping[str, Source], local: Mapping[str, str]
+) -> StandardReasons:
+    """Every local override reason mapped to a standard code of the table, or listed as unmapped."""
+    where = "override_reasons.yaml"
+    _cited(where, table.get("source"), sources)
+    displays = {str(k): str(v) for k, v in (table.get("codes") or {}).items()}
+    mapping = {str(k): str(v) for k, v in (table.get("map") or {}).items()}
+    unmapped = {str(code) for code in table.get("unmapped") or ()}
+    for code, standard in mapping.items():
+        if code not in local:
+            raise KnowledgeError(f"{where}: map.{code}: not an override reason of rules.yaml")
+        if standard not in displays:
+            raise KnowledgeError(f"{where}: map.{code}: standard code '{standard}' is not under codes")
+    missing = sorted(set(local) - set(mapping) - unmapped)
+    if missing:
+        raise KnowledgeError(f"{where}: override reason '{missing[0]}' is neither in map nor in unmapped")
+    return StandardReasons(
+        system=str(table["system"]),
+        by_local={code: (standard, displays[standard]) for code, standard in mapping.items()},
+        displays=displays,
+    )
 
 
 def _snooze_reasons(table: Mapping[str, Any], sources: Mapping[str, Source], reasons: dict[str, str]) -> dict:
