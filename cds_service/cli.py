@@ -198,7 +198,7 @@ def _serve(args: argparse.Namespace, settings) -> int:
     from gunicorn.app.base import BaseApplication
     from sqlalchemy.exc import SQLAlchemyError
 
-    from . import logs, metrics
+    from . import logs, metrics, tracing
     from .app import create_app
     from .feedback import StoreUnavailable
 
@@ -283,6 +283,11 @@ def _serve(args: argparse.Namespace, settings) -> int:
         print("cds-service: --metrics-port must differ from --port", file=sys.stderr)
         return 2
     try:
+        traced = tracing.configure()  # off unless OTEL_* variables ask; before the fork (README, Traces)
+    except tracing.TracingConfigError as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
+    try:
         app = create_app(settings)  # fail here, with a message, before forking workers; migrates the store
     except (StoreUnavailable, SQLAlchemyError, OSError, UnicodeError) as exc:
         print(f"cds-service: {store_problem(settings, exc)}", file=sys.stderr)
@@ -296,7 +301,8 @@ def _serve(args: argparse.Namespace, settings) -> int:
     print(
         f"cds-service: serving on http://{args.host}:{args.port}/cds-services "
         f"(store {settings.effective_store_url.split('://')[0]}, {server.cfg.workers} workers"
-        + (f"; metrics on http://{settings.metrics_host}:{metrics_port}/metrics)" if metrics_port else "; no metrics)"),
+        + (f"; metrics on http://{settings.metrics_host}:{metrics_port}/metrics" if metrics_port else "; no metrics")
+        + ("; traces to OpenTelemetry)" if traced else ")"),
         file=sys.stderr,
     )
     server.run()

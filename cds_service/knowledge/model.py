@@ -219,6 +219,8 @@ class StandardReasons:
 
     def of(self, system: str | None, code: str | None, local_system: str) -> str | None:
         """The standard code a feedback's reason stands for: itself when it is one, else its mapping."""
+        if code is None:
+            return None
         if system == self.system and code in self.displays:
             return code
         if system == local_system and code in self.by_local:
