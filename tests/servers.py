@@ -3,14 +3,17 @@ server (PostgreSQL is in tests/postgres.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -68,3 +71,31 @@ def _wait_for(url: str, proc: subprocess.Popen, log_path: Path) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"FHIR server did not start: {log_path.read_text()[-2000:]}")
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler for small in-process test servers: `send_json` answers with a JSON body."""
+
+    def send_json(self, status: int, body: object, content_type: str = "application/fhir+json") -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` on a loopback port in a thread of this process; yields http://127.0.0.1:PORT."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

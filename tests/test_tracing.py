@@ -6,9 +6,7 @@ query in any of them."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -18,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from cds_service import tracing
 
 from .conftest import SCENARIOS, SERVICE_FOR, load_json
+from .servers import JsonHandler, serving
 
 SCENARIO = "renal-contraindicated-cg"
 
@@ -34,31 +33,17 @@ def spans() -> Iterator[InMemorySpanExporter]:
         tracing.use(None)
 
 
-class EmptyFhir(BaseHTTPRequestHandler):
+class EmptyFhir(JsonHandler):
     """Answers every search with an empty searchset: the trace, not the cards, is under test."""
 
     def do_GET(self):
-        body = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/fhir+json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(200, {"resourceType": "Bundle", "type": "searchset", "entry": []})
 
 
 @pytest.fixture
 def fhir_base() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EmptyFhir)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/fhir"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(EmptyFhir) as base:
+        yield f"{base}/fhir"
 
 
 @pytest.mark.parametrize(
