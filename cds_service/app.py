@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import fastjson, instrumentation, metrics
+from . import fastjson, instrumentation, metrics, tracing
 from .cards.explain import for_the_record
 from .config import SANDBOX_ISSUER, Settings
 from .feedback import FeedbackStore, StoreUnavailable
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if any(i.iss == SANDBOX_ISSUER.iss for i in settings.trusted_issuers):
         log.warning("DEVELOPMENT MODE: tokens signed by the public CDS Hooks Sandbox key are trusted")
     instrumentation.install(app, service.service_ids)
+    tracing.install(app, service.service_ids)  # a span per hook call when OTEL_* asks for traces
 
     @app.before_request
     def authenticate() -> Response | None:

@@ -28,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the CDS Hooks service under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_port, default=8080)
     serve.add_argument(
         "--metrics-port",
-        type=int,
+        type=_port,
         help="port of GET /metrics, apart from the EHR's port (default: metrics.port in the config, 9464; 0: off)",
     )
     serve.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
@@ -110,6 +110,17 @@ def _iso(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO date/datetime: {text!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _port(text: str) -> int:
+    """A TCP port (0 only where it means "off": --metrics-port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (1-65535)")
+    return port
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -192,8 +203,9 @@ def _serve(args: argparse.Namespace, settings) -> int:
         print(f"cds-service: {file_settings}", file=sys.stderr)
         return 2
     from gunicorn.app.base import BaseApplication
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from . import logs, metrics
+    from . import logs, metrics, tracing
     from .app import create_app
     from .feedback import StoreUnavailable
 
@@ -220,9 +232,13 @@ def _serve(args: argparse.Namespace, settings) -> int:
     metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
 
     def _when_ready(server) -> None:
-        """The master serves /metrics (every worker's values) on its own port."""
+        """The master serves /metrics (every worker's values) on its own port. A port taken since the
+        check below costs the metrics, never the hooks."""
         if metrics_port:
-            metrics.serve_on_own_port(settings.metrics_host, metrics_port)
+            try:
+                metrics.serve_on_own_port(settings.metrics_host, metrics_port)
+            except OSError as exc:
+                print(f"cds-service: WARNING: no /metrics: {_metrics_port_taken(metrics_port, exc)}", file=sys.stderr)
 
     def _child_exit(server, worker) -> None:
         metrics.worker_exited(worker.pid)
@@ -254,23 +270,34 @@ def _serve(args: argparse.Namespace, settings) -> int:
             "(all workers, and across restarts)",
             file=sys.stderr,
         )
-    for flag, host, port in (("--port", args.host, args.port), ("--metrics-port", settings.metrics_host, metrics_port)):
-        problem = port_problem(host, port) if port else None
-        if problem:
-            print(
-                f"cds-service: cannot listen on {host}:{port} ({problem}); choose another with {flag}", file=sys.stderr
-            )
-            return 2
+    problem = port_problem(args.host, args.port) if args.port else "0 is no port to serve on"
+    if problem:
+        where = f"{args.host}:{args.port}"
+        print(f"cds-service: cannot listen on {where} ({problem}); choose another with --port", file=sys.stderr)
+        return 2
+    problem = port_problem(settings.metrics_host, metrics_port) if metrics_port else None
+    if problem and (args.metrics_port is not None or settings.metrics_port_configured):
+        print(
+            f"cds-service: cannot listen on {settings.metrics_host}:{metrics_port} ({problem}); choose another with "
+            "--metrics-port or metrics.port in the config (0: no metrics)",
+            file=sys.stderr,
+        )
+        return 2
+    if problem:  # the default port, chosen by nobody: the hooks matter more than their metrics
+        print(f"cds-service: WARNING: no /metrics: {_metrics_port_taken(metrics_port, problem)}", file=sys.stderr)
+        metrics_port = 0
     if metrics_port and metrics_port == args.port:
         print("cds-service: --metrics-port must differ from --port", file=sys.stderr)
         return 2
     try:
+        traced = tracing.configure()  # off unless OTEL_* variables ask; before the fork (README, Traces)
+    except tracing.TracingConfigError as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
+    try:
         app = create_app(settings)  # fail here, with a message, before forking workers; migrates the store
-    except StoreUnavailable as exc:
-        print(
-            f"cds-service: the store at {_redacted(settings.effective_store_url)} is unavailable ({exc})",
-            file=sys.stderr,
-        )
+    except (StoreUnavailable, SQLAlchemyError, OSError, UnicodeError) as exc:
+        print(f"cds-service: {store_problem(settings, exc)}", file=sys.stderr)
         return 2
     app.extensions["feedback_store"].engine.dispose()  # no pooled connection may cross the fork
     # The app, its knowledge and every module are built now and live as long as the process: keep
@@ -281,11 +308,16 @@ def _serve(args: argparse.Namespace, settings) -> int:
     print(
         f"cds-service: serving on http://{args.host}:{args.port}/cds-services "
         f"(store {settings.effective_store_url.split('://')[0]}, {server.cfg.workers} workers"
-        + (f"; metrics on http://{settings.metrics_host}:{metrics_port}/metrics)" if metrics_port else "; no metrics)"),
+        + (f"; metrics on http://{settings.metrics_host}:{metrics_port}/metrics" if metrics_port else "; no metrics")
+        + ("; traces to OpenTelemetry)" if traced else ")"),
         file=sys.stderr,
     )
     server.run()
     return 0
+
+
+def _metrics_port_taken(port: int, problem: object) -> str:
+    return f"port {port} is taken ({problem}); choose another with --metrics-port or metrics.port in the config"
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -353,6 +385,17 @@ def _chain(first, second):
         second(server, worker)
 
     return both
+
+
+def store_problem(settings, exc: BaseException) -> str:
+    """One line for a store that cannot be reached or set up at start: what failed (the driver's first
+    line, never the password) and which setting to change."""
+    cause = getattr(exc, "orig", None) or exc.__cause__ or exc
+    first = (str(cause).strip().splitlines() or [""])[0][:200]
+    what = f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+    url = settings.effective_store_url
+    key = "data_dir (CDS_SERVICE_DATA_DIR)" if url.startswith("sqlite") else "database_url (CDS_SERVICE_DATABASE_URL)"
+    return f"the store at {_redacted(url)} is unavailable ({what}); check that it is up and reachable, or change {key}"
 
 
 def _redacted(url: str) -> str:

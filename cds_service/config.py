@@ -43,6 +43,27 @@ TOP_LEVEL_KEYS = {
     "memory",
     "silent",
 }
+# The keys each section accepts, by its dotted path ("[]": each item of a list, "<iss>", "<rule id>":
+# each entry of a mapping). One place: the checks below read it, and tests/test_readme.py checks that
+# the README documents every one.
+SECTION_KEYS: dict[str, frozenset[str]] = {
+    "metrics": frozenset({"host", "port"}),
+    "feedback": frozenset({"keep_user_comments"}),
+    "limits": frozenset({"max_body_bytes"}),
+    "fhir": frozenset({"servers", "timeout_seconds", "deadline_seconds", "max_pages", "max_response_bytes"}),
+    "fhir.servers[]": frozenset({"base_url", "allow_without_token", "allow_http"}),
+    "cors": frozenset({"allowed_origins"}),
+    "cards": frozenset({"topic_system", "source_label", "source_url"}),
+    "security": frozenset(
+        {"trusted_issuers", "max_token_lifetime_seconds", "clock_skew_seconds", "development_trust_sandbox"}
+    ),
+    "security.trusted_issuers[]": frozenset(
+        {"iss", "jwks_url", "jwks", "jwks_file", "jku_allowed", "algorithms", "tenants", "fhir_servers"}
+    ),
+    "clients.<iss>": frozenset({"update_suggestions", "name", "suggestions"}),
+    "memory": frozenset({"enabled", "secret", "window_minutes", "rules", "info_card"}),
+    "memory.rules.<rule id>": frozenset({"window_minutes"}),
+}
 KNOWLEDGE_KEYS = ("rules", "renal_function", "lab_lookbacks", "level_checks", "gating")  # knowledge overrides
 ENV_OVERRIDES = {
     "CDS_SERVICE_DATA_DIR": "data_dir",
@@ -100,6 +121,7 @@ class Settings:
     clock_skew_seconds: float = 60
     metrics_host: str = "127.0.0.1"  # /metrics on its own port, never on the port the EHR reaches
     metrics_port: int = 9464  # 0: no metrics server
+    metrics_port_configured: bool = False  # metrics.port given: a busy port then stops the start
     clients: Mapping[str, ClientProfile] = field(default_factory=dict)  # by JWT iss; "default" for the rest
     memory: MemorySettings = field(default_factory=lambda: MemorySettings())
     silent: bool = False  # every rule evaluated and recorded, no card returned (shadow mode before go-live)
@@ -154,20 +176,16 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
     limits, fhir, cors, cards, feedback, metrics = (
         _section(raw, k) for k in ("limits", "fhir", "cors", "cards", "feedback", "metrics")
     )
-    _only(metrics, "metrics", {"host", "port"})
-    _only(feedback, "feedback", {"keep_user_comments"})
+    _only(metrics, "metrics", SECTION_KEYS["metrics"])
+    _only(feedback, "feedback", SECTION_KEYS["feedback"])
     if raw.get("database_url") and raw.get("store_url") and raw["database_url"] != raw["store_url"]:
         raise ConfigError("config: database_url and store_url (its old name) disagree; set database_url only")
-    _only(limits, "limits", {"max_body_bytes"})
-    _only(fhir, "fhir", {"servers", "timeout_seconds", "deadline_seconds", "max_pages", "max_response_bytes"})
-    _only(cors, "cors", {"allowed_origins"})
-    _only(cards, "cards", {"topic_system", "source_label", "source_url"})
+    _only(limits, "limits", SECTION_KEYS["limits"])
+    _only(fhir, "fhir", SECTION_KEYS["fhir"])
+    _only(cors, "cors", SECTION_KEYS["cors"])
+    _only(cards, "cards", SECTION_KEYS["cards"])
     security = _section(raw, "security")
-    _only(
-        security,
-        "security",
-        {"trusted_issuers", "max_token_lifetime_seconds", "clock_skew_seconds", "development_trust_sandbox"},
-    )
+    _only(security, "security", SECTION_KEYS["security"])
     issuers = tuple(_issuer(row, i) for i, row in enumerate(security.get("trusted_issuers") or []))
     if _bool(security, "security.development_trust_sandbox"):
         issuers += (SANDBOX_ISSUER,)
@@ -197,6 +215,7 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
         clock_skew_seconds=_float(security, "security.clock_skew_seconds", 60, 0, 300),
         metrics_host=str(metrics.get("host", "127.0.0.1")),
         metrics_port=_int(metrics, "metrics.port", 9464, 0, 65535),
+        metrics_port_configured="port" in metrics,
         clients=_clients(raw.get("clients")),
         memory=_memory(_section(raw, "memory")),
         silent=_bool(raw, "silent"),
@@ -233,7 +252,7 @@ def _clients(raw: Any) -> dict[str, ClientProfile]:
         where = f"clients.{key}"
         if not isinstance(row, Mapping):
             raise ConfigError(f"config: {where} must be a mapping")
-        _only(row, where, {"update_suggestions", "name", "suggestions"})
+        _only(row, where, SECTION_KEYS["clients.<iss>"])
         kinds = row.get("suggestions", sorted(ACTIONS))
         if not isinstance(kinds, list) or any(k not in ACTIONS for k in kinds):
             raise ConfigError(f"config: {where}.suggestions: a list of {', '.join(sorted(ACTIONS))}")
@@ -260,7 +279,7 @@ class MemorySettings:
 
 
 def _memory(section: Mapping[str, Any]) -> MemorySettings:
-    _only(section, "memory", {"enabled", "secret", "window_minutes", "rules", "info_card"})
+    _only(section, "memory", SECTION_KEYS["memory"])
     enabled = _bool(section, "memory.enabled")
     rules = section.get("rules") or {}
     if not isinstance(rules, Mapping):
@@ -270,7 +289,7 @@ def _memory(section: Mapping[str, Any]) -> MemorySettings:
         where = f"memory.rules.{rule_id}"
         if not isinstance(row, Mapping):
             raise ConfigError(f"config: {where} must be a mapping")
-        _only(row, where, {"window_minutes"})
+        _only(row, where, SECTION_KEYS["memory.rules.<rule id>"])
         windows[str(rule_id)] = _float(row, f"{where}.window_minutes", 60, 0, 7 * 24 * 60)
     secret = section.get("secret") or ""
     if not isinstance(secret, str):
@@ -303,7 +322,7 @@ def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def _only(section: Mapping[str, Any], name: str, allowed: set[str]) -> None:
+def _only(section: Mapping[str, Any], name: str, allowed: frozenset[str]) -> None:
     unknown = set(section) - allowed
     if unknown:
         raise ConfigError(f"config: {name}.{sorted(unknown)[0]}: unknown key (known: {', '.join(sorted(allowed))})")
@@ -332,7 +351,7 @@ def _server(row: Any, i: int) -> FhirServerAccess:
     where = f"fhir.servers[{i}]"
     if not isinstance(row, Mapping) or not isinstance(row.get("base_url"), str):
         raise ConfigError(f"config: {where}.base_url: required")
-    _only(row, where, {"base_url", "allow_without_token", "allow_http"})
+    _only(row, where, SECTION_KEYS["fhir.servers[]"])
     base = row["base_url"].rstrip("/")
     parts = urlsplit(base)
     allow_http = bool(row.get("allow_http", False))
@@ -351,8 +370,33 @@ def _database_url(value: Any) -> str | None:
     if url.startswith(("postgres://", "postgresql://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if not url.startswith(("postgresql+psycopg://", "sqlite:///")):
-        raise ConfigError("config: database_url must be postgresql://... (psycopg 3) or sqlite:///path")
+        raise ConfigError(f"config: database_url must be postgresql://... or sqlite:///path; {DATABASE_URL_HELP}")
+    if url.startswith("postgresql"):
+        _check_host_and_port(url)
     return url
+
+
+DATABASE_URL_HELP = "set database_url (or CDS_SERVICE_DATABASE_URL) to postgresql://USER:PASSWORD@HOST:5432/DB"
+
+
+def _check_host_and_port(url: str) -> None:
+    """A placeholder such as postgresql://... parses, then fails deep in the driver (an idna error):
+    say so here, in one line. The password is never quoted."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parts = make_url(url)
+        port = parts.port
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"config: database_url: not a database URL; {DATABASE_URL_HELP}") from None
+    host = parts.host or ""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise ConfigError(f"config: database_url: {host[:40]!r} is not a host name; {DATABASE_URL_HELP}") from None
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"config: database_url: port {port} is out of range; {DATABASE_URL_HELP}")
 
 
 def _base_url(value: Any) -> str | None:
@@ -382,7 +426,7 @@ def _issuer(row: Any, i: int) -> TrustedIssuer:
     where = f"security.trusted_issuers[{i}]"
     if not isinstance(row, Mapping) or not isinstance(row.get("iss"), str) or not row["iss"]:
         raise ConfigError(f"config: {where}.iss: required")
-    _only(row, where, {"iss", "jwks_url", "jwks", "jwks_file", "jku_allowed", "algorithms", "tenants", "fhir_servers"})
+    _only(row, where, SECTION_KEYS["security.trusted_issuers[]"])
     row = {**row, "jwks": _jwks_from_file(row["jwks_file"], where)} if row.get("jwks_file") else row
     urls = [row.get("jwks_url"), *(row.get("jku_allowed") or [])]
     for url in (u for u in urls if u is not None):

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 
+from . import tracing
 from .cards import CardBuilder
 from .clinical.engine import RuleEngine
 from .clinical.relevance import may_concern_a_rule
@@ -77,16 +78,21 @@ class CdsService:
         if request.hook in ORDER_HOOKS and not may_concern_a_rule(request, self.engine):
             return Answer({"cards": []}, [], [])  # no prefetch resolved, no FHIR call, no 412, no record
         templates = templates_for(self.discovery, self.listed_id(request.hook), request.hook)
-        data = gather(request, templates, self.settings, self.fetcher, issuer)
+        with tracing.span("cds.prefetch") as traced:
+            data = gather(request, templates, self.settings, self.fetcher, issuer)
+            traced.set_attribute("cds.data_gaps", len(data.gaps))
         record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())
-        findings = self.engine.evaluate(record)
+        with tracing.span("cds.engine") as traced:
+            findings = self.engine.evaluate(record)
+            traced.set_attribute("cds.findings", len(findings))
         client = self.settings.client(issuer.iss if issuer else None)
         pages = self.settings.public_base_url or base_url
         cards = self.cards.cards(findings, record, client, pages)
         findings, cards, held = self._without_silent(findings, cards)
         extension: dict[str, Any] = {}
         if self.memory is not None and cards:
-            cards, shown_before, counts = self.memory.apply(record, findings, cards, self.now())
+            with tracing.span("cds.store", **{"cds.store.operation": "card-memory"}):
+                cards, shown_before, counts = self.memory.apply(record, findings, cards, self.now())
             held += shown_before
             if counts is not None:
                 extension[MEMORY_EXTENSION] = counts

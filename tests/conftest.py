@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import atexit
+import functools
+import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,10 +23,11 @@ import pytest
 import requests
 
 from cds_service.app import create_app
-from cds_service.config import settings_from_mapping
+from cds_service.config import Settings, settings_from_mapping
 
 from . import postgres, servers
 from .servers import free_port
+from .timing import TIME_SCALE, scaled
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "fixtures" / "scenarios"
@@ -82,11 +87,27 @@ def make_app(tmp_path):
 
     def factory(config: dict[str, Any] | None = None, now: datetime | None = FIXTURE_NOW):
         raw = {"data_dir": str(tmp_path / "data"), **(config or {})}
+        if isinstance(raw.get("fhir", {}), dict):
+            raw["fhir"] = scaled_fhir_waits(raw.get("fhir") or {})
         app = create_app(settings_from_mapping(raw, now=now))
         app.testing = True
         return app
 
     return factory
+
+
+def scaled_fhir_waits(fhir: dict[str, Any]) -> dict[str, Any]:
+    """The FHIR timeout and deadline (2 s and 3 s by default) widened by CDS_TEST_TIME_SCALE, unless
+    the test sets them itself (then it is testing them). A loaded machine must not turn a fetch from
+    the test's own FHIR server into a data gap."""
+    if TIME_SCALE == 1:
+        return fhir
+    settings = Settings()
+    waits = {
+        "timeout_seconds": min(60.0, settings.fhir_timeout_seconds * TIME_SCALE),
+        "deadline_seconds": min(120.0, settings.fhir_deadline_seconds * TIME_SCALE),
+    }
+    return {**waits, **fhir}
 
 
 @pytest.fixture
@@ -116,7 +137,7 @@ def load_bundle(base: str, bundle: dict[str, Any]) -> None:
         base,
         json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
         headers={"Content-Type": "application/fhir+json"},
-        timeout=30,
+        timeout=scaled(30),
     )
     assert response.status_code in (200, 201), response.text[:500]
 
@@ -129,7 +150,27 @@ def start_service(
     command: bool = True,
 ) -> tuple[subprocess.Popen, str]:
     """`cds-service serve` (gunicorn) on a loopback port, returned once /healthz answers.
-    command=False: `args` is the whole argument list, `--port` included (as a container's CMD)."""
+    command=False: `args` is the whole argument list, `--port` included (as a container's CMD).
+    Ports it picks itself are free when picked; should another process take one before the service
+    binds it (parallel tests), it starts again on new ones rather than fail the test."""
+    ours = port is None and command and "--metrics-port" not in args
+    for attempt in range(3):
+        proc, base, log_path = _start_once(args, port, env, cwd, command)
+        try:
+            wait_healthy(proc, base)
+            return proc, base
+        except RuntimeError:
+            proc.kill()
+            proc.wait()
+            lost_a_port = "cannot listen on" in log_path.read_text() or "Address already in use" in log_path.read_text()
+            if not (ours and lost_a_port) or attempt == 2:
+                raise RuntimeError(f"cds-service did not start: {log_path.read_text()[-2000:]}") from None
+    raise AssertionError("unreachable")
+
+
+def _start_once(
+    args: tuple[str, ...], port: int | None, env: dict[str, str] | None, cwd: Path | None, command: bool
+) -> tuple[subprocess.Popen, str, Path]:
     if not command:
         port = int(args[args.index("--port") + 1])
     port = port or free_port()
@@ -149,17 +190,19 @@ def start_service(
         )
     proc.log_path = log_path  # type: ignore[attr-defined]  # tests read the JSON log lines
     proc.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"  # type: ignore[attr-defined]
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    return proc, f"http://127.0.0.1:{port}", log_path
+
+
+def wait_healthy(proc: subprocess.Popen, base: str) -> None:
+    deadline = time.monotonic() + scaled(30)
     while True:
         try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return proc, base
+            if requests.get(f"{base}/healthz", timeout=scaled(1)).status_code == 200:
+                return
         except requests.RequestException:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"cds-service did not start: {log_path.read_text()[-2000:]}")
+            raise RuntimeError("not healthy")
         time.sleep(0.2)
 
 
@@ -169,3 +212,77 @@ def client_once(tmp_path_factory):
     raw = {"data_dir": str(tmp_path_factory.mktemp("fuzz") / "data")}
     app = create_app(settings_from_mapping(raw, now=FIXTURE_NOW))
     return app.test_client()
+
+
+# --- Test groups -------------------------------------------------------------------------------
+# `-m unit`: the tests that run inside the test process alone, the quick loop (CONTRIBUTING, "Fast
+# tests"). Every other test needs something outside it, and carries a marker saying what: `slow`,
+# `browser`, `postgresql`, `fhir_server` (set here too when it uses those fixtures), or `process`:
+# it (or a fixture or helper of its module) starts a process: gunicorn, the CLI, pip, a server.
+# The markers are derived from the code, so a new test lands in the right group by itself.
+OUTSIDE = ("slow", "browser", "postgresql", "fhir_server", "process")
+FIXTURE_MARKERS = {"postgres_server": "postgresql", "fhir_server": "fhir_server"}
+PROCESS_MODULES = ("subprocess",)  # subprocess.run, .Popen, ...
+PROCESS_FUNCTIONS = ("start_service", "sekmet", "cluster")  # conftest's, servers.py's, postgres.py's
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+        params = getattr(item, "callspec", None)
+        if params and "postgresql" in params.params.values():  # a store fixture with params sqlite/postgresql
+            item.add_marker("postgresql")
+        defs = item._fixtureinfo.name2fixturedefs
+        functions = [item.function, *(defs[name][-1].func for name in item.fixturenames if defs.get(name))]
+        functions += _fixtures_asked_by_name(item, functions)
+        if any(_starts_process(f) for f in functions):
+            item.add_marker("process")
+        if not any(item.get_closest_marker(m) for m in OUTSIDE):
+            item.add_marker("unit")
+
+
+@functools.cache
+def _process_starters(path: str) -> frozenset[str]:
+    """Names of the module's functions that start a process, directly or through another of them."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    calls: dict[str, set[str]] = {}
+    starters = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        called = calls.setdefault(node.name, set())
+        for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+            func = call.func
+            module = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else None
+            if module in PROCESS_MODULES:
+                starters.add(node.name)
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if name in PROCESS_FUNCTIONS:
+                starters.add(node.name)
+            elif name:
+                called.add(name)
+    while True:
+        more = {name for name, called in calls.items() if called & starters} - starters
+        if not more:
+            return frozenset(starters)
+        starters |= more
+
+
+def _fixtures_asked_by_name(item, functions: list[Any]) -> list[Any]:
+    """Fixtures that these functions take with request.getfixturevalue("name")."""
+    found = []
+    for function in functions:
+        for name in re.findall(r'getfixturevalue\("(\w+)"\)', inspect.getsource(inspect.unwrap(function))):
+            defs = item.session._fixturemanager.getfixturedefs(name, item)
+            found += [defs[-1].func] if defs else []
+    return found
+
+
+def _starts_process(func: Any) -> bool:
+    func = inspect.unwrap(func)
+    path = inspect.getsourcefile(func)
+    if path is None or not path.startswith(str(ROOT)):
+        return False  # pytest's own fixtures (tmp_path, capsys, ...)
+    return func.__name__ in _process_starters(path)

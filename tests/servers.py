@@ -3,17 +3,22 @@ server (PostgreSQL is in tests/postgres.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+
+from .timing import scaled
 
 
 def free_port() -> int:
@@ -49,20 +54,48 @@ def sekmet(folder: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=scaled(10))
         except subprocess.TimeoutExpired:
             proc.kill()
 
 
 def _wait_for(url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"FHIR server exited: {log_path.read_text()[-2000:]}")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            if requests.get(url, timeout=scaled(1)).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"FHIR server did not start: {log_path.read_text()[-2000:]}")
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler for small in-process test servers: `send_json` answers with a JSON body."""
+
+    def send_json(self, status: int, body: object, content_type: str = "application/fhir+json") -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` on a loopback port in a thread of this process; yields http://127.0.0.1:PORT."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

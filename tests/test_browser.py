@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from .conftest import SCENARIOS, SERVICE_FOR, load_json, start_service
+from .timing import scaled
 
 pytestmark = pytest.mark.browser
 PHONE = {"width": 375, "height": 740}
@@ -62,7 +63,7 @@ def service(tmp_path_factory) -> Iterator[str]:
         yield base
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=scaled(30))
 
 
 def _visit(browser, url: str, viewport: dict) -> tuple[object, list[str]]:
@@ -79,7 +80,7 @@ def _visit(browser, url: str, viewport: dict) -> tuple[object, list[str]]:
 
 def test_rule_pages_from_a_card_in_a_browser(browser, service):
     body = load_json(SCENARIOS / "fq-cipro-magnesium-ordered" / "request.order-sign.json")
-    cards = requests.post(f"{service}/cds-services/{SERVICE_FOR['order-sign']}", json=body, timeout=30).json()
+    cards = requests.post(f"{service}/cds-services/{SERVICE_FOR['order-sign']}", json=body, timeout=scaled(30)).json()
     start = next(c["source"]["url"] for c in cards["cards"])
     assert start.startswith(f"{service}/rules/")
 

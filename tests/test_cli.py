@@ -16,6 +16,7 @@ from cds_service.record.dates import age_in_years, parse_datetime
 
 from .conftest import SCENARIOS, SHARED, load_json
 from .test_card_quality import assert_readable
+from .timing import scaled
 
 SYNTHEA = sorted((SHARED / "data" / "synthea-r4").glob("*.json"))
 FIXTURE = SCENARIOS / "renal-contraindicated-cg" / "bundle.json"
@@ -164,7 +165,7 @@ def carebundle_cohort(tmp_path_factory) -> list[Path]:
     for profile, count, ages in COHORT:
         command = [exe, "generate", "--profile", profile, "--sex", "mixed", "--count", str(count), "--seed", "11"]
         command += ["--age-range", ages, "--reference-date", "2021-03-15", "--out", str(out)]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        subprocess.run(command, check=True, capture_output=True, timeout=scaled(120))
     return sorted(out.glob("*.json"))
 
 

@@ -22,6 +22,7 @@ from cds_service.cli import _gunicorn_file
 from cds_service.config import ENV_OVERRIDES, MEMORY_SECRET_ENV, settings_from_mapping
 
 from .conftest import free_port, start_service
+from .timing import scaled
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -214,12 +215,15 @@ def test_the_image_build_stage_has_what_the_wheel_needs(tmp_path):
         else:
             shutil.copy(ROOT / name, target)
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), "."],
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), "."],
         cwd=tmp_path / "src",
         capture_output=True,
         text=True,
     )
     assert build.returncode == 0, build.stderr[-2000:]
+    # package metadata complete and warning-free (a template folder left out of the package list once warned)
+    warnings = [line.strip() for line in (build.stdout + build.stderr).splitlines() if "Warning:" in line]
+    assert not warnings, warnings
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
@@ -248,15 +252,15 @@ def test_the_containers_command_serves_with_the_shipped_gunicorn_and_example_con
     }
     proc, base = start_service(*cmd, env=env, cwd=tmp_path, command=False)
     try:
-        assert requests.get(f"{base}/readyz", timeout=5).json()["status"] == "ok"
+        assert requests.get(f"{base}/readyz", timeout=scaled(5)).json()["status"] == "ok"
         healthcheck = re.search(r'"python3", "-c", "(.+)"\]$', (DEPLOY / "Dockerfile").read_text(), re.M).group(1)
-        probe = subprocess.run([sys.executable, "-c", healthcheck.replace(":8080/", f":{port}/")], timeout=10)
+        probe = subprocess.run([sys.executable, "-c", healthcheck.replace(":8080/", f":{port}/")], timeout=scaled(10))
         assert probe.returncode == 0
-        unsigned = requests.post(f"{base}/cds-services/magnesium-order-check", json={}, timeout=5)
+        unsigned = requests.post(f"{base}/cds-services/magnesium-order-check", json={}, timeout=scaled(5))
         assert unsigned.status_code == 401, "with trusted issuers configured, unsigned calls are refused"
     finally:
         proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=scaled(30)) == 0
 
 
 @pytest.mark.parametrize("version", ["1.30", "1.33"])

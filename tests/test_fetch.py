@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from .conftest import SCENARIOS, SERVICE, SERVICE_FOR, free_port, load_json
+from .timing import scaled
 
 URL = f"/cds-services/{SERVICE}"
 AUTH = {
@@ -252,7 +253,7 @@ def test_a_draft_medication_the_ehr_did_not_send_is_fetched_from_the_server(make
     medication = next(e["resource"] for e in entries if e["resource"]["resourceType"] == "Medication")
     body["context"]["draftOrders"]["entry"] = [e for e in entries if e["resource"] is not medication]
     url = f"{fhir_server}/Medication/{medication['id']}"
-    assert requests.put(url, json=medication, headers={"Content-Type": "application/fhir+json"}, timeout=10).ok
+    assert requests.put(url, json=medication, headers={"Content-Type": "application/fhir+json"}, timeout=scaled(10)).ok
     body.update(fhirServer=fhir_server, fhirAuthorization=AUTH)
     app = make_app({"fhir": {"servers": [{"base_url": fhir_server, "allow_http": True}]}})
     response = app.test_client().post(URL, json=body)

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .conftest import SCENARIOS, SERVICE, free_port, load_json, start_service
+from .timing import scaled
 
 ISS = "https://ehr.example.org"
 EC_KEY = ec.generate_private_key(ec.SECP384R1())
@@ -75,7 +76,7 @@ def server(tmp_path_factory):
     proc, base = start_service("--workers", "1", "--config", str(config), "--now", "2026-11-15T12:00:00Z", port=port)
     yield base, jwks_base
     proc.terminate()
-    proc.wait(timeout=20)
+    proc.wait(timeout=scaled(20))
     jwks_server.shutdown()
 
 
@@ -94,8 +95,8 @@ BODY = load_json(SCENARIOS / "mg-high" / "request.order-sign.json")
 def call(base: str, bearer: str | None, path: str = HOOK):
     headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
     if path == "/cds-services":
-        return requests.get(base + path, headers=headers, timeout=10)
-    return requests.post(base + path, json=BODY, headers=headers, timeout=10)
+        return requests.get(base + path, headers=headers, timeout=scaled(10))
+    return requests.post(base + path, json=BODY, headers=headers, timeout=scaled(10))
 
 
 def test_valid_es384_and_rs384_are_accepted(server):
@@ -191,12 +192,12 @@ def test_feedback_needs_a_token_too_and_health_does_not(server):
         "feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-11-15T12:00:00Z"}]
     }
     path = f"{HOOK}/feedback"
-    assert requests.post(base + path, json=feedback, timeout=10).status_code == 401
+    assert requests.post(base + path, json=feedback, timeout=scaled(10)).status_code == 401
     signed = requests.post(
         base + path, json=feedback, timeout=10, headers={"Authorization": f"Bearer {token(base, path)}"}
     )
     assert signed.status_code == 200
-    assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+    assert requests.get(f"{base}/healthz", timeout=scaled(5)).status_code == 200
 
 
 def test_serve_refuses_a_public_bind_without_trusted_issuers(tmp_path):

@@ -22,6 +22,7 @@ from cds_service.feedback.report import per_rule
 from . import postgres
 from .conftest import FIXTURE_NOW, SCENARIOS, SERVICE_FOR, load_json, start_service
 from .test_operations import samples, scrape
+from .timing import scaled
 
 SELECT, SIGN = (f"/cds-services/{SERVICE_FOR[h]}" for h in ("order-select", "order-sign"))
 SECRET = "test-memory-secret-0123456789"
@@ -142,7 +143,7 @@ def test_snooze_then_expiry(memory_app):
     assert rules_of(expired.post(SIGN, json=body(FQ, "order-sign"))) == [RULE]
     # The snoozed card is counted as held back, apart from the cards issued.
     for each in (app, later.application, expired.application):
-        assert each.extensions["card_recorder"].flush(timeout=20)
+        assert each.extensions["card_recorder"].flush(timeout=scaled(20))
     with app.extensions["feedback_store"].engine.connect() as conn:
         held = conn.execute(select(CardIssued.held_back).where(CardIssued.held_back.is_not(None))).scalars().all()
     assert held.count("snoozed") == 2
@@ -169,7 +170,7 @@ def test_nothing_identifying_is_stored_in_the_clear(memory_app):
         json={"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-15T12:01:00Z",
                             "overrideReason": {"reason": {"code": "snooze-6-months"}}}]},
     )  # fmt: skip
-    assert app.extensions["card_recorder"].flush(timeout=20)
+    assert app.extensions["card_recorder"].flush(timeout=scaled(20))
     secrets = ["fq-cipro-magnesium-ordered", "Practitioner/example", "Practitioner/other", "enc-secret-77",
                "ciprofloxacin", "Ciprofloxacin", "magnesium glycinate", "Magnesium glycinate"]  # fmt: skip
     engine = app.extensions["feedback_store"].engine
@@ -226,17 +227,17 @@ def test_two_gunicorn_workers_share_the_memory(tmp_path, postgres_db):
         "--workers", "2", "--threads", "1", "--now", FIXTURE_NOW.isoformat(), "--config", str(config), cwd=tmp_path
     )
     try:
-        select_call = requests.post(base + SELECT, json=body(FQ, "order-select"), timeout=30)
+        select_call = requests.post(base + SELECT, json=body(FQ, "order-select"), timeout=scaled(30))
         assert [c["source"]["topic"]["code"] for c in select_call.json()["cards"]] == [RULE]
         pids = set()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while len(pids) < 2 and time.monotonic() < deadline:  # until both workers have answered a sign
-            sign = requests.post(base + SIGN, json=body(FQ, "order-sign"), timeout=30)
+            sign = requests.post(base + SIGN, json=body(FQ, "order-sign"), timeout=scaled(30))
             assert sign.json()["cards"] == [], "every worker knows the card was shown at select"
             pids |= {line.get("pid") for line in _request_lines(proc) if line.get("path") == SIGN}
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=scaled(30))
     assert len(pids - {None}) == 2, "both workers answered"
 
 

@@ -30,6 +30,7 @@ from cds_service.logs import JsonFormatter
 
 from . import postgres
 from .conftest import FIXTURE_NOW, SCENARIOS, SERVICE, load_json, scenario_cases, start_service
+from .timing import scaled
 
 SIGNED = [name for name, hook in scenario_cases() if hook == "order-sign"]  # the scenarios sent at order-sign
 
@@ -176,7 +177,7 @@ def test_a_failing_database_never_breaks_hook_calls_and_loses_no_acknowledged_fe
     assert client.get("/readyz").get_json()["store"] == "postgresql"
     store = app.extensions["feedback_store"]
     assert store.count() == 2, "both acknowledged items are there"
-    assert app.extensions["card_recorder"].flush(timeout=20)
+    assert app.extensions["card_recorder"].flush(timeout=scaled(20))
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(CardIssued)).scalar_one() == 4
 
@@ -209,7 +210,9 @@ def _post_feedback_batch(base: str, worker: int, batches: int) -> tuple[int, int
                 for k in range(2)
             ]
             for _repeat in range(2):
-                response = session.post(f"{base}/cds-services/{SERVICE}/feedback", json={"feedback": items}, timeout=30)
+                response = session.post(
+                    f"{base}/cds-services/{SERVICE}/feedback", json={"feedback": items}, timeout=scaled(30)
+                )
                 response.raise_for_status()
                 stored += response.json()["stored"]
             posted += len(items)
@@ -225,7 +228,7 @@ def test_concurrent_feedback_from_several_processes_is_all_stored_once(tmp_path,
             results = list(pool.map(_post_feedback_batch, [base] * 4, range(4), [25] * 4))
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=scaled(30))
     posted = sum(p for p, _ in results)
     assert posted == 200
     assert sum(s for _, s in results) == posted, "every new item acknowledged as stored exactly once"
@@ -269,12 +272,12 @@ def test_scripted_session_report_and_metrics_agree(tmp_path, postgres_db):
                 expected["reasons"][(rule, code or "")] += 1
             else:
                 continue  # read, not answered
-            assert requests.post(f"{base}{URL}/feedback", json=body, timeout=30).json()["stored"] == 1
+            assert requests.post(f"{base}{URL}/feedback", json=body, timeout=scaled(30)).json()["stored"] == 1
         report = _report_when_cards_recorded(config, tmp_path, len(cards), wait=0)
-        metrics_text = requests.get(proc.metrics_url, timeout=10).text
+        metrics_text = requests.get(proc.metrics_url, timeout=scaled(10)).text
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=scaled(30))
     assert proc.returncode == 0
     by_rule = {row["rule"]: row for row in report["rules"]}
     assert {r: row["issued"] for r, row in by_rule.items()} == dict(expected["issued"])
@@ -320,7 +323,7 @@ def _json_report(config: Path, cwd: Path) -> dict:
 
 def _report_when_cards_recorded(config: Path, cwd: Path, issued: int, wait: float = 20.0) -> dict:
     """Cards are recorded in the background: wait (briefly) until all of them are in the store."""
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + scaled(wait)
     while True:
         report = _json_report(config, cwd)
         if report["total"]["issued"] == issued or time.monotonic() > deadline:
@@ -359,11 +362,11 @@ def test_sigterm_lets_the_call_in_flight_finish_and_records_its_cards(tmp_path):
     body["fhirServer"] = fhir_base
     try:
         with ThreadPoolExecutor(1) as pool:
-            in_flight = pool.submit(requests.post, f"{base}{URL}", json=body, timeout=30)
+            in_flight = pool.submit(requests.post, f"{base}{URL}", json=body, timeout=scaled(30))
             time.sleep(0.5)
             proc.send_signal(signal.SIGTERM)
             response = in_flight.result()
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=scaled(30)) == 0
     finally:
         proc.kill()
         fhir.shutdown()

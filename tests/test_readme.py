@@ -21,6 +21,7 @@ import yaml
 from cds_service.config import settings_from_mapping
 
 from .conftest import ROOT, start_service
+from .timing import scaled
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Commands that need Docker or a cluster: the README says the test does not run them.
@@ -56,7 +57,7 @@ def test_every_readme_command_is_run_here_or_said_to_need_more():
 
 def test_the_evaluate_command_as_written():
     command = next(c for c in COMMANDS if c.startswith(EVALUATE))
-    run = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=scaled(120))
     assert run.returncode == 0, run.stderr[-2000:]
     assert "renal-contraindicated" in run.stdout
 
@@ -70,10 +71,10 @@ def test_the_curl_command_against_the_service_started_as_the_readme_says(tmp_pat
     proc, base = start_service("--now", "2026-11-15T12:00:00Z", "--config", str(config), cwd=tmp_path)
     try:
         command = next(c for c in COMMANDS if c.startswith(CURL)).replace("http://127.0.0.1:8080", base)
-        run = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        run = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=scaled(60))
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=scaled(30))
     assert run.returncode == 0, run.stderr
     rules = {card["source"]["topic"]["code"] for card in json.loads(run.stdout)["cards"]}
     assert "renal-contraindicated" in rules
@@ -107,18 +108,52 @@ def test_the_first_command_on_a_fresh_copy(tmp_path):
         FIRST, shell=True, cwd=copy, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
     )
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + scaled(300)
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                if requests.get("http://127.0.0.1:8080/healthz", timeout=1).status_code == 200:
+                if requests.get("http://127.0.0.1:8080/healthz", timeout=scaled(1)).status_code == 200:
                     break
             except requests.RequestException:
                 time.sleep(1)
         assert proc.poll() is None, Path(log.name).read_text()[-3000:]
-        discovery = requests.get("http://127.0.0.1:8080/cds-services", timeout=5).json()
+        discovery = requests.get("http://127.0.0.1:8080/cds-services", timeout=scaled(5)).json()
         assert {s["id"] for s in discovery["services"]} >= {"magnesium-order-sign", "magnesium-patient-review"}
         assert (copy / "data" / "feedback.sqlite3").exists(), "the SQLite store in ./data"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        proc.wait(timeout=scaled(60))
     assert "serving on http://127.0.0.1:8080/cds-services" in Path(log.name).read_text()
+
+
+def _documented_paths(text: str) -> set[str]:
+    """Every key path the README shows: in its YAML blocks (lists as `[]`, the entries of `clients` and
+    `memory.rules` as `<>`), or named in backticks in its prose (`fhir.max_pages`)."""
+    entries = {"clients", "memory.rules"}  # mappings keyed by the site's own names
+    paths: set[str] = set()
+
+    def walk(node, path: str, raw: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{path}.<>" if raw in entries else f"{path}.{key}".lstrip(".")
+                paths.add(here)
+                walk(value, here, f"{raw}.{key}".lstrip("."))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, f"{path}[]", raw)
+
+    for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+        walk(yaml.safe_load(block), "", "")
+    for token in re.findall(r"`([a-z_]+(?:(?:\[\])?\.(?:[a-z_]+|<[^>]+>))*)`", text):
+        paths.add(re.sub(r"<[^>]+>", "<>", token))
+    return paths
+
+
+def test_every_accepted_config_key_is_documented_in_the_readme():
+    """Before: fhir.max_response_bytes, security.max_token_lifetime_seconds and
+    security.clock_skew_seconds were accepted and documented nowhere."""
+    from cds_service.config import SECTION_KEYS, TOP_LEVEL_KEYS
+
+    accepted = set(TOP_LEVEL_KEYS) | {f"{section}.{key}" for section, keys in SECTION_KEYS.items() for key in keys}
+    accepted = {re.sub(r"<[^>]+>", "<>", key) for key in accepted}
+    missing = sorted(accepted - _documented_paths(README))
+    assert not missing, f"config keys the README does not document: {missing}"

@@ -14,6 +14,7 @@ from cds_service.knowledge import load_knowledge
 
 from .conftest import SCENARIOS, SERVICE_FOR, load_json, scenario_cases
 from .test_operations import feedback_for
+from .timing import scaled
 
 SIGN = f"/cds-services/{SERVICE_FOR['order-sign']}"
 KNOWLEDGE = load_knowledge()
@@ -117,7 +118,7 @@ def test_counts_come_from_the_store_by_service(make_app):
     client = app.test_client()
     cards = client.post(SIGN, json=load_json(SCENARIOS / "fq-cipro-magnesium-ordered" / "request.order-sign.json"))
     card = next(c for c in cards.get_json()["cards"] if c["source"]["topic"]["code"] == "interaction-fluoroquinolone")
-    assert app.extensions["card_recorder"].flush(timeout=20)
+    assert app.extensions["card_recorder"].flush(timeout=scaled(20))
     client.post(f"{SIGN}/feedback", json=feedback_for(card, "overridden", "doses-already-separated"))
     words = _page(client, "/rules/interaction-fluoroquinolone").words
     assert "Cards issued 1 (magnesium-order-sign 1)" in words

@@ -10,6 +10,7 @@ from cds_service.feedback.report import per_rule
 
 from .conftest import SCENARIOS, SERVICE_FOR, load_json
 from .test_operations import samples, scrape
+from .timing import scaled
 
 SIGN = f"/cds-services/{SERVICE_FOR['order-sign']}"
 FQ, RULE = "fq-cipro-magnesium-ordered", "interaction-fluoroquinolone"
@@ -25,7 +26,7 @@ def test_a_silent_rule_is_recorded_not_returned(make_app):
     app = make_app({"rules": {RULE: {"mode": "silent"}}})
     assert _sign(app) == []
     assert _sign(app, "renal-severe-cg") == ["renal-severe"], "other rules stay live"
-    assert app.extensions["card_recorder"].flush(timeout=20)
+    assert app.extensions["card_recorder"].flush(timeout=scaled(20))
     numbers = {row.rule_id: row for row in per_rule(app.extensions["feedback_store"])}
     assert numbers[RULE].held_back == {"silent": 1} and numbers[RULE].issued == 0
     assert numbers["renal-severe"].issued == 1 and not numbers["renal-severe"].held_back
@@ -36,7 +37,7 @@ def test_a_silent_rule_is_recorded_not_returned(make_app):
 def test_a_silent_service_returns_nothing_and_records_everything(make_app):
     app = make_app({"silent": True})
     assert _sign(app, "renal-severe-cg") == []
-    assert app.extensions["card_recorder"].flush(timeout=20)
+    assert app.extensions["card_recorder"].flush(timeout=scaled(20))
     numbers = {row.rule_id: row for row in per_rule(app.extensions["feedback_store"])}
     assert numbers["renal-severe"].held_back == {"silent": 1} and numbers["renal-severe"].issued == 0
 

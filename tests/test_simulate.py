@@ -19,6 +19,7 @@ from cds_service.cli import main
 
 from .conftest import SHARED
 from .test_browser import CHROMIUM_ARGS, _chromium
+from .timing import scaled
 
 TYPES = ("Patient", "MedicationRequest", "Observation", "Condition")
 ADDED = [  # (name, RxNorm-free text the rules read by name)
@@ -37,7 +38,7 @@ def _carebundle(out: Path, profile: str, count: int, seed: int, ages: str) -> No
     exe = str(Path(sys.executable).with_name("carebundle"))
     command = [exe, "generate", "--profile", profile, "--sex", "mixed", "--count", str(count), "--seed", str(seed)]
     command += ["--age-range", ages, "--format", "ndjson", "--reference-date", "2026-01-01", "--out", str(out)]
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    subprocess.run(command, check=True, capture_output=True, timeout=scaled(300))
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from cds_service.feedback.report import per_rule, render_text, total
 
 from . import postgres
 from .conftest import SCENARIOS, load_json
+from .timing import scaled
 
 TABLES = {"alembic_version", "cards_issued", "feedback", "jwt_replay", "card_memory"}
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -221,7 +222,7 @@ def test_cards_issued_during_a_postgresql_outage_are_written_when_it_returns(pos
         assert recorder.flush(timeout=1.0) is False, "nothing can be written while the database refuses"
     finally:
         postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), True)
-    assert recorder.flush(timeout=20) is True
+    assert recorder.flush(timeout=scaled(20)) is True
     with store.engine.connect() as conn:
         written = {r.card_uuid for r in conn.execute(select(CardIssued.card_uuid))}
     assert written == {r["card_uuid"] for r in rows}

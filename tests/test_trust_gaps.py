@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import FIXTURE_NOW, free_port, start_service
 from .test_jwt import BODY, EC_KEY, HOOK, ISS, RSA_KEY, JwksHandler, call, token
+from .timing import scaled
 
 DEAD_ISS = "https://ehr-with-unreachable-keys.example.org"
 
@@ -55,11 +56,11 @@ def signed(tmp_path_factory, jwks_base):
     proc, base = start_service("--config", config, "--now", FIXTURE_NOW.isoformat(), port=port)
     yield base, proc
     proc.terminate()
-    proc.wait(timeout=20)
+    proc.wait(timeout=scaled(20))
 
 
 def rejections(metrics_url: str) -> dict[str, float]:
-    text = requests.get(metrics_url, timeout=10).text
+    text = requests.get(metrics_url, timeout=scaled(10)).text
     return {
         sample.labels["reason"]: sample.value
         for family in text_string_to_metric_families(text)
@@ -105,14 +106,14 @@ def test_a_replayed_token_is_refused_by_every_worker_and_after_a_restart(tmp_pat
         assert "JWT replay cache shared" in proc.log_path.read_text()
     finally:
         proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=scaled(30)) == 0
     restarted, _ = start_service("--config", config, port=port)
     try:
         assert call(base, bearer).status_code == 401, "a replay after a restart is refused"
         assert call(base, token(base, HOOK)).status_code == 200
     finally:
         restarted.terminate()
-        restarted.wait(timeout=30)
+        restarted.wait(timeout=scaled(30))
 
 
 # 4. The auth scheme is case-insensitive.
@@ -137,7 +138,7 @@ def test_every_401_says_www_authenticate_bearer_and_no_reason(signed):
 # 6. /metrics is not on the EHR's port; the metrics port has the rejection reasons.
 def test_metrics_are_on_their_own_port_only(signed):
     base, proc = signed
-    assert requests.get(f"{base}/metrics", timeout=5).status_code in (401, 404)
+    assert requests.get(f"{base}/metrics", timeout=scaled(5)).status_code in (401, 404)
     before = rejections(proc.metrics_url)
     call(base, "not-a-jwt")
     after = rejections(proc.metrics_url)
@@ -164,7 +165,7 @@ def test_an_attacker_chosen_alg_is_not_logged_verbatim(signed):
     body = jwt.utils.base64url_encode(json.dumps({"iss": ISS}).encode()).decode()
     assert call(base, f"{header}.{body}.c2ln").status_code == 401
     path = HOOK + "/" + "B" * 3000
-    requests.post(base + path, json=BODY, timeout=10)
+    requests.post(base + path, json=BODY, timeout=scaled(10))
     time.sleep(0.3)
     lines = log_lines(proc)
     assert not any("A" * 60 in line or "B" * 100 in line for line in lines)
@@ -180,14 +181,14 @@ def unsigned_server(tmp_path_factory):
     proc, base = start_service("--config", str(config), "--now", FIXTURE_NOW.isoformat())
     yield base, proc
     proc.terminate()
-    proc.wait(timeout=20)
+    proc.wait(timeout=scaled(20))
 
 
 @pytest.mark.parametrize("header", ["Forwarded", "X-Forwarded-For", "X-Real-IP"])
 def test_unsigned_mode_refuses_calls_that_came_through_a_proxy(unsigned_server, header):
     base, proc = unsigned_server
-    assert requests.post(base + HOOK, json=BODY, timeout=10).status_code == 200
-    proxied = requests.post(base + HOOK, json=BODY, headers={header: "for=203.0.113.7"}, timeout=10)
+    assert requests.post(base + HOOK, json=BODY, timeout=scaled(10)).status_code == 200
+    proxied = requests.post(base + HOOK, json=BODY, headers={header: "for=203.0.113.7"}, timeout=scaled(10))
     assert proxied.status_code == 401 and proxied.headers["WWW-Authenticate"].startswith("Bearer")
     start = proc.log_path.read_text()
     assert "reverse proxy" in start and "trusted_issuers" in start

@@ -21,6 +21,7 @@ from ..knowledge.model import Knowledge
 from ..pages.links import rule_url
 from ..record.model import PatientRecord
 from .explain import EXTENSION, explanation
+from .reasons import override_codings
 from .resources import lab_service_request, valid_medication_request
 
 log = logging.getLogger(__name__)
@@ -79,14 +80,7 @@ class CardBuilder:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one" if len(suggestions) == 1 else "any"
         if finding.override_reasons:
-            card["overrideReasons"] = [
-                {
-                    "code": code,
-                    "system": self.knowledge.override_reason_system,
-                    "display": self.knowledge.override_reasons[code],
-                }
-                for code in finding.override_reasons
-            ]
+            card["overrideReasons"] = override_codings(self.knowledge, finding.override_reasons)
         links = self.links(finding, page)
         if links:
             card["links"] = links

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import metrics
+from .. import metrics, tracing
 from .store import FeedbackStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,10 @@ class CardRecorder:
         """Queue rows for `cards_issued`; never blocks on the database."""
         if not rows:
             return
-        with self._cond:
+        with (
+            tracing.span("cds.store", **{"cds.store.operation": "queue-cards", "cds.store.rows": len(rows)}),
+            self._cond,
+        ):
             self._start_if_needed()
             room = self.max_pending - len(self._pending)
             if room < len(rows):
@@ -91,7 +94,8 @@ class CardRecorder:
                 del self._pending[:BATCH_SIZE]
                 self._in_flight = len(batch)
             try:
-                self.store.record_cards(batch)
+                with tracing.span("cds.store", **{"cds.store.operation": "write-cards", "cds.store.rows": len(batch)}):
+                    self.store.record_cards(batch)  # its own trace: no hook call waits for it
             except StoreUnavailable as exc:
                 failures += 1
                 metrics.STORE_ERRORS.labels("record_cards").inc()

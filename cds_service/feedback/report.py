@@ -31,6 +31,7 @@ class RuleNumbers:
     events: int = 0  # feedback events folded into the answered cards (>= accepted + overridden)
     issued_by_service: Counter = field(default_factory=Counter)  # the CDS service id that issued them
     held_back: Counter = field(default_factory=Counter)  # raised but kept from the EHR by card memory, by why
+    standard_reasons: Counter = field(default_factory=Counter)  # CDS Hooks 3.0 non-adherence codes (cards/reasons.py)
 
     @property
     def override_rate(self) -> float | None:
@@ -44,6 +45,7 @@ class RuleNumbers:
             "accepted": self.accepted,
             "overridden": self.overridden,
             "overridden_by_reason": dict(sorted(self.override_reasons.items())),
+            "overridden_by_standard_reason": dict(sorted(self.standard_reasons.items())),
             "override_rate": None if self.override_rate is None else round(self.override_rate, 4),
             "feedback_events": self.events,
             "issued_by_service": dict(sorted(self.issued_by_service.items())),
@@ -62,6 +64,7 @@ def per_rule(store: FeedbackStore, since: datetime | None = None, rule_id: str |
         FeedbackItem.card_uuid,
         FeedbackItem.rule_id,
         FeedbackItem.outcome,
+        FeedbackItem.override_reason_system,
         FeedbackItem.override_reason_code,
         func.row_number()
         .over(
@@ -75,12 +78,13 @@ def per_rule(store: FeedbackStore, since: datetime | None = None, rule_id: str |
         events = events.where(FeedbackItem.received_at >= since_utc)
     latest = events.subquery()
     rule = func.coalesce(latest.c.rule_id, CardIssued.rule_id, metrics.UNKNOWN_RULE)
+    reason = (latest.c.override_reason_system, latest.c.override_reason_code)
     answers = (
-        select(rule, latest.c.outcome, latest.c.override_reason_code, func.count(), func.sum(latest.c.events))
+        select(rule, latest.c.outcome, *reason, func.count(), func.sum(latest.c.events))
         .select_from(latest)
         .join(CardIssued, CardIssued.card_uuid == latest.c.card_uuid, isouter=True)
         .where(latest.c.newest_first == 1)
-        .group_by(rule, latest.c.outcome, latest.c.override_reason_code)
+        .group_by(rule, latest.c.outcome, *reason)
     )
     if since_utc:
         issued = issued.where(CardIssued.issued_at >= since_utc)
@@ -95,7 +99,7 @@ def per_rule(store: FeedbackStore, since: datetime | None = None, rule_id: str |
                 continue
             numbers.issued += count
             numbers.issued_by_service[service_id] += count
-        for rule_id, outcome, reason, count, folded in conn.execute(answers):
+        for rule_id, outcome, system, reason, count, folded in conn.execute(answers):
             numbers = rules.setdefault(rule_id, RuleNumbers(rule_id))
             numbers.events += int(folded or 0)
             if outcome == "accepted":
@@ -103,6 +107,7 @@ def per_rule(store: FeedbackStore, since: datetime | None = None, rule_id: str |
             else:
                 numbers.overridden += count
                 numbers.override_reasons[reason or "(no reason given)"] += count
+                numbers.standard_reasons[_standard(system, reason) or "(none)"] += count
     return sorted(rules.values(), key=lambda r: (-r.issued, r.rule_id))
 
 
@@ -114,9 +119,21 @@ def total(rows: list[RuleNumbers]) -> RuleNumbers:
         whole.overridden += row.overridden
         whole.events += row.events
         whole.override_reasons.update(row.override_reasons)
+        whole.standard_reasons.update(row.standard_reasons)
         whole.issued_by_service.update(row.issued_by_service)
         whole.held_back.update(row.held_back)
     return whole
+
+
+def _standard(system: str | None, code: str | None) -> str | None:
+    """The CDS Hooks 3.0 non-adherence code of a stored reason: the code itself when the EHR sent the
+    standard coding, else the mapping of this service's own (knowledge/override_reasons.yaml)."""
+    from ..knowledge import load_knowledge
+
+    knowledge = load_knowledge()  # built once per process; the mapping is not a site setting
+    if knowledge.standard_reasons is None:
+        return None
+    return knowledge.standard_reasons.of(system, code, knowledge.override_reason_system)
 
 
 def render_text(rows: list[RuleNumbers], since: datetime | None, store: str) -> str:
@@ -136,6 +153,8 @@ def render_text(rows: list[RuleNumbers], since: datetime | None, store: str) -> 
         if row.override_reasons:
             reasons = ", ".join(f"{code} {n}" for code, n in sorted(row.override_reasons.items()))
             lines.append(f"    overridden because: {reasons}")
+            standard = ", ".join(f"{code} {n}" for code, n in sorted(row.standard_reasons.items()))
+            lines.append(f"    as standard reasons (CDS Hooks 3.0): {standard}")
     lines += [ruler, _numbers_line(total(rows))]
     if not rows:
         lines.append("(no cards issued and no feedback in this period)")

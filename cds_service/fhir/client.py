@@ -20,7 +20,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from .. import fastjson, metrics
+from .. import fastjson, metrics, tracing
 from ..jsonutil import items
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,9 @@ class FhirFetcher:
         session = self._session(base_url)
         auth = {"Authorization": f"Bearer {token}"} if token else {}
         futures = {
-            self._pool.submit(self._fetch_one, session, auth, base_url, key, query, started): key
+            self._pool.submit(
+                tracing.in_this_context(self._fetch_one), session, auth, base_url, key, query, started
+            ): key
             for key, query in queries.items()
         }
         done, _ = wait(futures, timeout=self.deadline)
@@ -156,7 +158,11 @@ class FhirFetcher:
 
     def _get(self, session: requests.Session, auth: dict[str, str], url: str, timeout: float) -> bytes:
         """The body of a 200 answer, read up to max_bytes; FetchError for another status or a larger one."""
-        with session.get(url, headers=auth, timeout=timeout, allow_redirects=False, stream=True) as response:
+        with (
+            tracing.fhir_get(url) as traced,
+            session.get(url, headers=auth, timeout=timeout, allow_redirects=False, stream=True) as response,
+        ):
+            traced.set_attribute("http.response.status_code", response.status_code)
             if response.status_code != 200:
                 raise FetchError(f"the FHIR server answered HTTP {response.status_code}", "http_status")
             chunks, size = [], 0
@@ -165,6 +171,7 @@ class FhirFetcher:
                 if size > self.max_bytes:
                     raise FetchError(f"the FHIR server's answer was larger than {self.max_bytes} bytes", "too_large")
                 chunks.append(chunk)
+            traced.set_attribute("http.response.body.size", size)
         return b"".join(chunks)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -34,6 +33,7 @@ from .model import (
     Salt,
     Source,
     SourceCheck,
+    StandardReasons,
 )
 from .suggestions import SUGGESTIONS
 
@@ -46,6 +46,7 @@ TABLE_FILES = (
     "rules.yaml",
     "order_context.yaml",
     "gating.yaml",
+    "override_reasons.yaml",
 )
 RXNORM_TABLE = "rxnorm_products.json"  # derived by rxnorm_derive.py; absent while it is being derived
 ROUTE_CLASSES = ("parenteral", "not-absorbed", "rectal", "enteral")
@@ -55,6 +56,11 @@ SOURCE_STATUSES = frozenset({"VERIFIED", "SECONDARY", "POLICY", "UNVERIFIED"})
 INDICATORS = frozenset({"info", "warning", "critical"})
 
 
+# libyaml's parser when PyYAML was built with it: ten times faster (every app and every `evaluate` reads
+# the tables, twice: the config checks a site's overrides at start, the service builds its knowledge)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class KnowledgeError(ValueError):
     """A knowledge table or a site override is invalid; the message names the key."""
 
@@ -62,23 +68,33 @@ class KnowledgeError(ValueError):
 def read_tables() -> dict[str, Any]:
     """The raw tables shipped with the package, keyed by file name (the derived RxNorm table is JSON)."""
     folder = resources.files("cds_service.knowledge")
-    tables = {name: yaml.safe_load(folder.joinpath(name).read_text(encoding="utf-8")) for name in TABLE_FILES}
+    tables = {name: _yaml(folder.joinpath(name).read_text(encoding="utf-8")) for name in TABLE_FILES}
     derived = folder.joinpath(RXNORM_TABLE)
     tables[RXNORM_TABLE] = json.loads(derived.read_text(encoding="utf-8")) if derived.is_file() else None
     return tables
 
 
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (C or Python)
+
+
+# Knowledge is immutable, and the same tables with the same overrides build the same one: built once
+# per process (the config checks it at start, then the service uses it; the tests build hundreds of apps).
+_BUILT: dict[str, Knowledge] = {}
+_BUILT_MAX = 64
+
+
 def load_knowledge(overrides: Mapping[str, Any] | None = None) -> Knowledge:
-    """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides.
+    """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides."""
+    key = json.dumps(overrides or {}, sort_keys=True, default=repr)
+    if key not in _BUILT:
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.clear()
+        _BUILT[key] = _load(overrides)
+    return _BUILT[key]
 
-    Loaded once per process and overrides (the tables ship with the package and knowledge is immutable):
-    reading and checking them takes about a second."""
-    return _load(json.dumps(overrides or {}, sort_keys=True, default=str))
 
-
-@lru_cache(maxsize=32)
-def _load(overrides_json: str) -> Knowledge:
-    overrides = json.loads(overrides_json)
+def _load(overrides: Mapping[str, Any] | None) -> Knowledge:
     tables = read_tables()
     if overrides:
         tables["rules.yaml"] = apply_overrides(tables["rules.yaml"], overrides)
@@ -184,6 +200,7 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         gates=_gates(tables["gating.yaml"], sources, rules),
         **_trace(tables["gating.yaml"].get("trace_magnesium") or {}, sources, rules),
         lab_retention_days=_retention_days([*renal_function.values(), *lab_lookbacks.values()], rules),
+        standard_reasons=_standard_reasons(tables["override_reasons.yaml"], sources, override_reasons),
     )
     _check_renal_tiers(knowledge)
     for rule in rules.values():
@@ -191,6 +208,30 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         if unknown:
             raise KnowledgeError(f"rules.yaml: rules.{rule.id}.yields_to: unknown rule id '{unknown[0]}'")
     return knowledge
+
+
+def _standard_reasons(
+    table: Mapping[str, Any], sources: Mapping[str, Source], local: Mapping[str, str]
+) -> StandardReasons:
+    """Every local override reason mapped to a standard code of the table, or listed as unmapped."""
+    where = "override_reasons.yaml"
+    _cited(where, table.get("source"), sources)
+    displays = {str(k): str(v) for k, v in (table.get("codes") or {}).items()}
+    mapping = {str(k): str(v) for k, v in (table.get("map") or {}).items()}
+    unmapped = {str(code) for code in table.get("unmapped") or ()}
+    for code, standard in mapping.items():
+        if code not in local:
+            raise KnowledgeError(f"{where}: map.{code}: not an override reason of rules.yaml")
+        if standard not in displays:
+            raise KnowledgeError(f"{where}: map.{code}: standard code '{standard}' is not under codes")
+    missing = sorted(set(local) - set(mapping) - unmapped)
+    if missing:
+        raise KnowledgeError(f"{where}: override reason '{missing[0]}' is neither in map nor in unmapped")
+    return StandardReasons(
+        system=str(table["system"]),
+        by_local={code: (standard, displays[standard]) for code, standard in mapping.items()},
+        displays=displays,
+    )
 
 
 def _snooze_reasons(table: Mapping[str, Any], sources: Mapping[str, Source], reasons: dict[str, str]) -> dict:
@@ -344,7 +385,7 @@ def _derived(tables: Mapping[str, Any], sources: Mapping[str, Source]) -> Mappin
 
 def _drug_words(tables: Mapping[str, Any]) -> frozenset[str]:
     """Every word naming a drugs.yaml drug: magnesium after one of them is its counter-ion."""
-    words = set()
+    words: set[str] = set()
     for row in tables["drugs.yaml"]["classes"].values():
         for drug in row["drugs"]:
             for text in (drug["name"], *(drug.get("words") or ()), *(drug.get("brands") or ())):

@@ -229,6 +229,25 @@ class Gate:
 
 
 @dataclass(frozen=True, slots=True)
+class StandardReasons:
+    """This service's override reasons as standard codes (CDS Hooks 3.0 ballot, override_reasons.yaml)."""
+
+    system: str
+    by_local: Mapping[str, tuple[str, str]]  # local code -> (standard code, its display)
+    displays: Mapping[str, str]  # standard code -> display
+
+    def of(self, system: str | None, code: str | None, local_system: str) -> str | None:
+        """The standard code a feedback's reason stands for: itself when it is one, else its mapping."""
+        if code is None:
+            return None
+        if system == self.system and code in self.displays:
+            return code
+        if system == local_system and code in self.by_local:
+            return self.by_local[code][0]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class Knowledge:
     """Everything the record and rule layers need to know, already validated."""
 
@@ -252,6 +271,7 @@ class Knowledge:
     trace_rules: frozenset[str] = frozenset()  # ... is judged by these rules only (gating.yaml trace_magnesium)
     lab_retention_days: float = 0.0  # the longest lookback any rule uses + the 7-day AKI window (derived at load)
     snooze_days: Mapping[str, float] = field(default_factory=dict)  # override-reason code -> days it snoozes
+    standard_reasons: StandardReasons | None = None  # the override reasons as CDS Hooks 3.0 standard codes
 
     def rule(self, rule_id: str) -> RuleSpec:
         return self.rules[rule_id]
