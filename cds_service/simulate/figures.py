@@ -7,8 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-COUNTS = ("orders_replayed", "orders_without_date", "orders_unreadable", "orders_read", "patients",
-          "orders_with_card", "orders_with_critical", "cards")  # fmt: skip
+COUNTS = ("orders_replayed", "orders_without_date", "orders_unreadable", "orders_read", "orders_not_signed",
+          "patients", "orders_with_card", "orders_with_critical", "cards")  # fmt: skip
 
 
 @dataclass
@@ -17,6 +17,7 @@ class Figures:
     orders_without_date: int = 0  # reported and skipped
     orders_unreadable: int = 0  # not FHIR enough to replay (reported and skipped, never a crash)
     orders_read: int = 0  # every MedicationRequest and MedicationStatement start in the window
+    orders_not_signed: int = 0  # status draft, intent proposal or plan: never signed as an order, not replayed
     patients: int = 0
     orders_with_card: int = 0
     orders_with_critical: int = 0
@@ -29,6 +30,17 @@ class Figures:
     partners_by_rule: Counter = field(default_factory=Counter)  # "rule|partner drug"
     orders_by_month: Counter = field(default_factory=Counter)
     cards_by_month: Counter = field(default_factory=Counter)
+    # What an order was: "magnesium" (a magnesium product), else its partner class's kind ("chelation",
+    # "depletion" for a wasting drug, "risk"), so magnesium orders and partner orders are told apart.
+    orders_by_kind_month: Counter = field(default_factory=Counter)  # "kind|YYYY-MM"
+    cards_by_kind_month: Counter = field(default_factory=Counter)  # "kind|YYYY-MM"
+    cards_by_rule_kind: Counter = field(default_factory=Counter)  # "rule|kind"
+    # Outcomes (outcomes.py): per event, "event|eligible", "event|measured", "event|happened", "event|censored"
+    outcomes: Counter = field(default_factory=Counter)
+    caught_by_rule: Counter = field(default_factory=Counter)  # "event|rule": events after an order it fired on
+    labs_asked: Counter = field(default_factory=Counter)  # "rule|analyte": cards asking, due inside the history
+    labs_drawn: Counter = field(default_factory=Counter)  # "rule|analyte": of those, drawn by the due date
+    labs_censored: Counter = field(default_factory=Counter)  # "rule|analyte": due after the history ends
 
     def merge(self, other: Figures) -> Figures:
         for f in fields(self):

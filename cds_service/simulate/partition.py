@@ -1,0 +1,203 @@
+"""Partition an export once: one streaming pass that writes each patient's resources to the shard its
+stable hash picks, so that each shard's replay reads 1/N of the data, never the whole export.
+
+Hash partitioning with bounded buffers (the first phase of a Grace hash join): each shard is split
+into buckets of bounded size, so a replay holds one bucket's bytes at a time, however large the
+export. Only what a rule reads is kept (Patient, MedicationRequest, MedicationStatement, Condition,
+Encounter, the Observations of analytes some rule reads, Medication); `manifest.json` counts what
+was read, kept and skipped, per shard and per bucket, so the replay and the merge check nothing was
+lost.
+
+Bucket files are lines of `<patient as a JSON string>\\t<resource JSON>`: a bucket is grouped by
+patient without parsing a resource."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from ..knowledge.model import Knowledge
+from ..record.dates import parse_datetime
+from ..record.labs import effective_time
+from .source import expected_bytes, export_files, patient_of, read_resources
+
+MANIFEST = "manifest.json"
+FORMAT = "mg-cds-partition/1"
+PATIENT_TYPES = frozenset(
+    {"Patient", "MedicationRequest", "MedicationStatement", "Observation", "Condition", "Encounter"}
+)
+SHARED_FILE = "shared.ndjson"  # Medication resources: every shard reads them (codes often only on the orders)
+BUCKET_EXPORT_BYTES = 64 * 2**20  # of the export per bucket (most of an export is Observations no rule reads)
+MAX_OPEN_FILES = 512
+LOINC = "http://loinc.org"
+
+
+def stable_shard(patient: str, shards: int) -> int:
+    """The shard of a patient: a stable hash, the same on every machine and run."""
+    return _hash(patient) % shards
+
+
+@lru_cache(maxsize=65536)
+def _hash(patient: str) -> int:
+    return int.from_bytes(hashlib.sha256(patient.encode()).digest()[:8], "big")
+
+
+def is_partition(path: Path) -> bool:
+    return (path / MANIFEST).is_file()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path / MANIFEST}: not a partition of this version (format {manifest.get('format')!r})")
+    return manifest
+
+
+def partition(source: Path, out: Path, shards: int, knowledge: Knowledge) -> dict[str, Any]:
+    """Read `source` once and write `out/shard-IIII/bucket-JJJJ.ndjson` and `out/manifest.json`."""
+    files = export_files(source)
+    per_shard = max(1, -(-expected_bytes(files) // (shards * BUCKET_EXPORT_BYTES)))
+    per_shard = max(1, min(per_shard, MAX_OPEN_FILES // shards))
+    buckets = shards * per_shard
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for shard in range(shards):
+        (out / _shard_dir(shard)).mkdir()
+    sinks: list[BinaryIO] = [(out / _bucket_file(b, shards)).open("wb", buffering=2**16) for b in range(buckets)]
+    counts = [Counter() for _ in range(buckets)]  # type per bucket, and "bytes"
+    read, skipped = Counter(), Counter()
+    history_end: datetime | None = None
+    codes = frozenset(knowledge.loinc_to_analyte)
+    try:
+        with (out / SHARED_FILE).open("wb") as shared:
+            for resource in _all(files, read):
+                rtype = resource.get("resourceType")
+                if rtype == "Medication":
+                    shared.write(orjson.dumps(resource) + b"\n")
+                    continue
+                if rtype not in PATIENT_TYPES or (rtype == "Observation" and not _read_by_a_rule(resource, codes)):
+                    skipped[f"{rtype} (not read by any rule)"] += 1
+                    continue
+                patient = patient_of(resource)
+                if patient is None:
+                    skipped[f"{rtype} (no patient)"] += 1
+                    continue
+                history_end = _later(history_end, resource)
+                bucket = _hash(patient) % buckets
+                line = orjson.dumps(patient) + b"\t" + orjson.dumps(resource) + b"\n"
+                sinks[bucket].write(line)
+                counts[bucket][rtype] += 1
+                counts[bucket]["bytes"] += len(line)
+    finally:
+        for sink in sinks:
+            sink.close()
+    manifest = _manifest(source, files, shards, per_shard, counts, read, skipped, history_end, out)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
+
+
+def _all(files: list[Path], read: Counter) -> Iterator[dict[str, Any]]:
+    for path in files:
+        for resource in read_resources(path):
+            read[str(resource.get("resourceType"))] += 1
+            yield resource
+
+
+def _read_by_a_rule(obs: dict[str, Any], codes: frozenset[str]) -> bool:
+    concept = obs.get("code")
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    return isinstance(codings, list) and any(
+        isinstance(c, dict) and c.get("system") == LOINC and c.get("code") in codes for c in codings
+    )
+
+
+def _later(end: datetime | None, resource: dict[str, Any]) -> datetime | None:
+    """The history ends at its last order or lab: outcome windows past it are censored."""
+    rtype = resource.get("resourceType")
+    if rtype == "MedicationRequest":
+        when = parse_datetime(resource.get("authoredOn"))
+    elif rtype == "Observation":
+        when = effective_time(resource)
+    else:
+        return end
+    return when if when is not None and (end is None or when > end) else end
+
+
+def _shard_dir(shard: int) -> str:
+    return f"shard-{shard:04d}"
+
+
+def _bucket_file(bucket: int, shards: int) -> str:
+    """Bucket b belongs to shard b % N (so a patient's shard is its hash % N, as `stable_shard` says)."""
+    return f"{_shard_dir(bucket % shards)}/bucket-{bucket // shards:04d}.ndjson"
+
+
+ORDER_TYPES = ("MedicationRequest", "MedicationStatement")
+
+
+def _manifest(
+    source: Path,
+    files: list[Path],
+    shards: int,
+    per_shard: int,
+    counts: list[Counter],
+    read: Counter,
+    skipped: Counter,
+    history_end: datetime | None,
+    out: Path,
+) -> dict[str, Any]:
+    shard_rows = []
+    for shard in range(shards):
+        buckets = []
+        for b in range(shard, shards * per_shard, shards):
+            c = counts[b]
+            resources = {t: n for t, n in sorted(c.items()) if t != "bytes"}
+            buckets.append(
+                {"file": _bucket_file(b, shards), "bytes": c["bytes"], "resources": sum(resources.values()),
+                 "orders": sum(c[t] for t in ORDER_TYPES), "by_type": resources}
+            )  # fmt: skip
+        by_type: Counter = Counter()
+        for bucket in buckets:
+            by_type.update(bucket["by_type"])
+        shard_rows.append(
+            {"shard": shard, "bytes": sum(b["bytes"] for b in buckets), "resources": sum(by_type.values()),
+             "orders": sum(by_type[t] for t in ORDER_TYPES), "by_type": dict(sorted(by_type.items())),
+             "buckets": buckets}
+        )  # fmt: skip
+    kept = sum(row["resources"] for row in shard_rows)
+    return {
+        "format": FORMAT,
+        "source": str(source),
+        "files": [{"name": p.name, "bytes": p.stat().st_size} for p in files],
+        "export_bytes": sum(p.stat().st_size for p in files),
+        "shards": shards,
+        "buckets_per_shard": per_shard,
+        "resources_read": sum(read.values()),
+        "read_by_type": dict(sorted(read.items())),
+        "resources_kept": kept,
+        "skipped": dict(sorted(skipped.items())),
+        "shared": {"file": SHARED_FILE, "bytes": (out / SHARED_FILE).stat().st_size, "resources": read["Medication"]},
+        "history_end": history_end.isoformat() if history_end else None,
+        "shard_counts": shard_rows,
+    }
+
+
+def shard_patients(path: Path) -> Iterator[tuple[str, list[bytes]]]:
+    """One bucket's patients, each with its resources' JSON (unparsed), in a stable order."""
+    grouped: dict[bytes, list[bytes]] = {}
+    with path.open("rb") as lines:
+        for line in lines:
+            key, _, body = line.partition(b"\t")
+            grouped.setdefault(key, []).append(body)
+    for key in sorted(grouped):
+        yield orjson.loads(key), grouped.pop(key)
