@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("source", type=Path, help="a folder of Bulk Data NDJSON (.ndjson, .ndjson.gz) or FHIR bundles")
     split.add_argument("--shards", type=int, required=True, help="how many shards (one per replay job)")
     split.add_argument("--out", type=Path, required=True, help="where the shards and manifest.json go")
+    split.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
     split.add_argument("--config")
     merge = commands.add_parser("simulate-merge", help="combine the figures of simulate shards, exactly")
     merge.add_argument("shards", type=Path, nargs="+", help="the --out folders of the shards")
@@ -176,10 +177,10 @@ def _simulate(args: argparse.Namespace, settings) -> int:
 def _simulate_partition(args: argparse.Namespace, settings) -> int:
     from .simulate.partition import partition
 
-    if _unusable(args.source, args.shards, "--shards"):
+    if _unusable(args.source, args.shards, "--shards") or _unusable(args.source, args.workers, "--workers"):
         return 2
     try:
-        manifest = partition(args.source, args.out, args.shards, settings.knowledge())
+        manifest = partition(args.source, args.out, args.shards, settings.knowledge(), args.workers)
     except (FileNotFoundError, ValueError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2

@@ -462,3 +462,25 @@ def test_the_setting_is_read_from_the_orders_encounter_as_the_service_reads_it(t
                 f.write("".join(json.dumps(r) + "\n" for r in rows))
         assert main(["simulate", str(one), "--out", str(tmp_path / f"sim-{pid}"), "--workers", "1"]) == 0
         assert Counter(_figures(tmp_path / f"sim-{pid}")["cards_by_rule"]) == cards[pid]
+
+
+def test_partition_in_byte_ranges_by_two_writers_loses_and_repeats_nothing(tmp_path, monkeypatch):
+    """Large files are read in byte ranges by several writers (here ranges of 4 KiB, so lines cross
+    every boundary): the same resources land in the same shards as one writer reading whole files."""
+    from cds_service.simulate import partition as partitioning
+
+    export = tmp_path / "bulk"
+    planted_export.generate(export, 120, seed=9)
+    assert main(["simulate", "partition", str(export), "--shards", "2", "--out", str(tmp_path / "one"),
+                 "--workers", "1"]) == 0  # fmt: skip
+    monkeypatch.setattr(partitioning, "SPLIT_BYTES", 4096)
+    assert main(["simulate", "partition", str(export), "--shards", "2", "--out", str(tmp_path / "two"),
+                 "--workers", "2"]) == 0  # fmt: skip
+    one, two = (json.loads((tmp_path / p / "manifest.json").read_text()) for p in ("one", "two"))
+    lines = sum(len(p.read_text().splitlines()) for p in export.glob("*.ndjson"))
+    assert one["resources_read"] == two["resources_read"] == lines
+    for a, b in zip(one["shard_counts"], two["shard_counts"], strict=True):
+        assert (a["by_type"], a["bytes"]) == (b["by_type"], b["bytes"])
+    for name in ("one", "two"):
+        assert main(["simulate", str(tmp_path / name), "--out", str(tmp_path / f"r{name}"), "--shard", "0/2"]) == 0
+    assert _figures(tmp_path / "rone")["cards_by_rule"] == _figures(tmp_path / "rtwo")["cards_by_rule"]

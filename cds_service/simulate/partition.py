@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import re
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ import orjson
 from ..knowledge.model import Knowledge
 from ..record.dates import parse_datetime
 from ..record.labs import effective_time
-from .source import expected_bytes, export_files, patient_of, read_resources
+from .source import NDJSON_SUFFIXES, expected_bytes, export_files, parse_object, patient_of, read_bundle, read_lines
 
 MANIFEST = "manifest.json"
 FORMAT = "mg-cds-partition/1"
@@ -39,6 +41,8 @@ SHARED_FILE = "shared.ndjson"  # Medication resources: every shard reads them (c
 BUCKET_EXPORT_BYTES = 64 * 2**20  # of the export per bucket (most of an export is Observations no rule reads)
 MAX_OPEN_FILES = 512
 LOINC = "http://loinc.org"
+TYPE_OF = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+CODE = re.compile(rb'"code"\s*:\s*"([^"]*)"')  # every coding's code: a rule's LOINC code is one of them
 
 
 def stable_shard(patient: str, shards: int) -> int:
@@ -62,25 +66,80 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def partition(source: Path, out: Path, shards: int, knowledge: Knowledge) -> dict[str, Any]:
-    """Read `source` once and write `out/shard-IIII/bucket-JJJJ.ndjson` and `out/manifest.json`."""
+def partition(source: Path, out: Path, shards: int, knowledge: Knowledge, workers: int = 1) -> dict[str, Any]:
+    """Read `source` once and write `out/shard-IIII/bucket-JJJJ-wWW.ndjson` (one file per bucket and
+    writer process) and `out/manifest.json`. Large plain NDJSON files are split into byte ranges, so
+    `workers` processes share one big Observation file."""
     files = export_files(source)
     per_shard = max(1, -(-expected_bytes(files) // (shards * BUCKET_EXPORT_BYTES)))
-    per_shard = max(1, min(per_shard, MAX_OPEN_FILES // shards))
-    buckets = shards * per_shard
+    per_shard = max(1, min(per_shard, MAX_OPEN_FILES // (shards * workers)))
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     for shard in range(shards):
         (out / _shard_dir(shard)).mkdir()
-    sinks: list[BinaryIO] = [(out / _bucket_file(b, shards)).open("wb", buffering=2**16) for b in range(buckets)]
+    units = _units(files)
+    loads = [0] * workers
+    jobs: list[list[tuple[Path, int, int | None]]] = [[] for _ in range(workers)]
+    for unit in sorted(units, key=lambda u: -((u[2] or u[0].stat().st_size) - u[1])):  # largest first, least loaded
+        w = loads.index(min(loads))
+        jobs[w].append(unit)
+        loads[w] += (unit[2] or unit[0].stat().st_size) - unit[1]
+    args = [(w, jobs[w], out, shards, per_shard, frozenset(knowledge.loinc_to_analyte)) for w in range(workers)]
+    if workers == 1:
+        results = [_write(*args[0])]
+    else:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = pool.starmap(_write, args)
+    counts: list[Counter] = [Counter() for _ in range(shards * per_shard)]
+    read, skipped = Counter(), Counter()
+    history_end: datetime | None = None
+    for result_counts, result_read, result_skipped, end in results:
+        for total, part in zip(counts, result_counts, strict=True):
+            total.update(part)
+        read.update(result_read)
+        skipped.update(result_skipped)
+        history_end = end if history_end is None or (end is not None and end > history_end) else history_end
+    manifest = _manifest(source, files, shards, per_shard, workers, counts, read, skipped, history_end, out)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
+
+
+SPLIT_BYTES = 32 * 2**20  # a plain NDJSON file larger than this is read in ranges of this size
+
+
+def _units(files: list[Path]) -> list[tuple[Path, int, int | None]]:
+    """(file, first byte, end byte or None for the whole file)."""
+    units: list[tuple[Path, int, int | None]] = []
+    for path in files:
+        size = path.stat().st_size
+        if path.name.endswith(".ndjson") and size > SPLIT_BYTES:
+            units += [(path, start, min(start + SPLIT_BYTES, size)) for start in range(0, size, SPLIT_BYTES)]
+        else:
+            units.append((path, 0, None))
+    return units
+
+
+def _write(
+    writer: int,
+    units: list[tuple[Path, int, int | None]],
+    out: Path,
+    shards: int,
+    per_shard: int,
+    codes: frozenset[str],
+) -> tuple[list[Counter], Counter, Counter, datetime | None]:
+    """One writer process: its units' resources into its own file of each bucket."""
+    buckets = shards * per_shard
+    sinks: list[BinaryIO] = [
+        (out / _bucket_file(b, shards, writer)).open("wb", buffering=2**16) for b in range(buckets)
+    ]
     counts = [Counter() for _ in range(buckets)]  # type per bucket, and "bytes"
     read, skipped = Counter(), Counter()
     history_end: datetime | None = None
-    codes = frozenset(knowledge.loinc_to_analyte)
+    keep = _Keep(codes)
     try:
-        with (out / SHARED_FILE).open("wb") as shared:
-            for resource in _all(files, read):
+        with (out / f"{SHARED_FILE}-w{writer:02d}").open("wb") as shared:
+            for raw, resource in _all(units, keep, read, skipped):
                 rtype = resource.get("resourceType")
                 if rtype == "Medication":
                     shared.write(orjson.dumps(resource) + b"\n")
@@ -94,23 +153,53 @@ def partition(source: Path, out: Path, shards: int, knowledge: Knowledge) -> dic
                     continue
                 history_end = _later(history_end, resource)
                 bucket = _hash(patient) % buckets
-                line = orjson.dumps(patient) + b"\t" + orjson.dumps(resource) + b"\n"
+                line = orjson.dumps(patient) + b"\t" + (raw.rstrip(b"\r\n") if raw else orjson.dumps(resource)) + b"\n"
                 sinks[bucket].write(line)
                 counts[bucket][rtype] += 1
                 counts[bucket]["bytes"] += len(line)
     finally:
         for sink in sinks:
             sink.close()
-    manifest = _manifest(source, files, shards, per_shard, counts, read, skipped, history_end, out)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    return manifest
+    return counts, read, skipped, history_end
 
 
-def _all(files: list[Path], read: Counter) -> Iterator[dict[str, Any]]:
-    for path in files:
-        for resource in read_resources(path):
+class _Keep:
+    """Decides from the raw line, without parsing it, that a line is of a type no rule reads, or an
+    Observation of no code a rule reads (most of an export): those are counted and never parsed."""
+
+    def __init__(self, codes: frozenset[str]) -> None:
+        self.codes = codes
+        self._codes = {c.encode() for c in codes}
+        self._wanted = {t.encode() for t in (*PATIENT_TYPES, "Medication")}
+
+    def skipped_type(self, line: bytes) -> str | None:
+        types = set(TYPE_OF.findall(line))
+        if len(types) != 1:
+            return None  # none found (then parsing names the problem) or contained resources: parse
+        (rtype,) = types
+        if rtype not in self._wanted or (rtype == b"Observation" and not self._codes.intersection(CODE.findall(line))):
+            return rtype.decode()
+        return None
+
+
+def _all(
+    units: list[tuple[Path, int, int | None]], keep: _Keep, read: Counter, skipped: Counter
+) -> Iterator[tuple[bytes | None, dict]]:
+    """Every resource worth parsing, with its raw line when it came from NDJSON."""
+    for path, start, end in units:
+        for line, where in read_lines(path, start, end):
+            rtype = keep.skipped_type(line)
+            if rtype is not None:
+                read[rtype] += 1
+                skipped[f"{rtype} (not read by any rule)"] += 1
+                continue
+            resource = parse_object(line, where)
             read[str(resource.get("resourceType"))] += 1
-            yield resource
+            yield line, resource
+        if not path.name.endswith(NDJSON_SUFFIXES):
+            for resource in read_bundle(path):
+                read[str(resource.get("resourceType"))] += 1
+                yield None, resource
 
 
 def _read_by_a_rule(obs: dict[str, Any], codes: frozenset[str]) -> bool:
@@ -137,9 +226,9 @@ def _shard_dir(shard: int) -> str:
     return f"shard-{shard:04d}"
 
 
-def _bucket_file(bucket: int, shards: int) -> str:
+def _bucket_file(bucket: int, shards: int, writer: int) -> str:
     """Bucket b belongs to shard b % N (so a patient's shard is its hash % N, as `stable_shard` says)."""
-    return f"{_shard_dir(bucket % shards)}/bucket-{bucket // shards:04d}.ndjson"
+    return f"{_shard_dir(bucket % shards)}/bucket-{bucket // shards:04d}-w{writer:02d}.ndjson"
 
 
 ORDER_TYPES = ("MedicationRequest", "MedicationStatement")
@@ -150,6 +239,7 @@ def _manifest(
     files: list[Path],
     shards: int,
     per_shard: int,
+    workers: int,
     counts: list[Counter],
     read: Counter,
     skipped: Counter,
@@ -163,7 +253,8 @@ def _manifest(
             c = counts[b]
             resources = {t: n for t, n in sorted(c.items()) if t != "bytes"}
             buckets.append(
-                {"file": _bucket_file(b, shards), "bytes": c["bytes"], "resources": sum(resources.values()),
+                {"files": [_bucket_file(b, shards, w) for w in range(workers)], "bytes": c["bytes"],
+                 "resources": sum(resources.values()),
                  "orders": sum(c[t] for t in ORDER_TYPES), "by_type": resources}
             )  # fmt: skip
         by_type: Counter = Counter()
@@ -175,6 +266,7 @@ def _manifest(
              "buckets": buckets}
         )  # fmt: skip
     kept = sum(row["resources"] for row in shard_rows)
+    shared = [f"{SHARED_FILE}-w{w:02d}" for w in range(workers)]
     return {
         "format": FORMAT,
         "source": str(source),
@@ -186,18 +278,24 @@ def _manifest(
         "read_by_type": dict(sorted(read.items())),
         "resources_kept": kept,
         "skipped": dict(sorted(skipped.items())),
-        "shared": {"file": SHARED_FILE, "bytes": (out / SHARED_FILE).stat().st_size, "resources": read["Medication"]},
+        "shared": {
+            "files": shared,
+            "bytes": sum((out / f).stat().st_size for f in shared),
+            "resources": read["Medication"],
+        },
         "history_end": history_end.isoformat() if history_end else None,
         "shard_counts": shard_rows,
     }
 
 
-def shard_patients(path: Path) -> Iterator[tuple[str, list[bytes]]]:
-    """One bucket's patients, each with its resources' JSON (unparsed), in a stable order."""
+def shard_patients(paths: list[Path]) -> Iterator[tuple[str, list[bytes]]]:
+    """One bucket's patients (its files, one per writer), each with its resources' JSON (unparsed),
+    in a stable order."""
     grouped: dict[bytes, list[bytes]] = {}
-    with path.open("rb") as lines:
-        for line in lines:
-            key, _, body = line.partition(b"\t")
-            grouped.setdefault(key, []).append(body)
+    for path in paths:
+        with path.open("rb") as lines:
+            for line in lines:
+                key, _, body = line.partition(b"\t")
+                grouped.setdefault(key, []).append(body)
     for key in sorted(grouped):
         yield orjson.loads(key), grouped.pop(key)

@@ -17,9 +17,10 @@ import orjson
 
 from ..clinical.engine import RuleEngine
 from ..config import Settings
+from ..knowledge.model import Knowledge
 from ..record.dates import parse_datetime
 from .figures import Figures
-from .partition import SHARED_FILE, is_partition, partition, read_manifest, shard_patients
+from .partition import is_partition, partition, read_manifest, shard_patients
 from .replay import replay_patient
 
 PROGRESS_EVERY_SECONDS = 2.0
@@ -38,6 +39,8 @@ def simulate(
     """Figures per configuration (the first is the site's, a second one is --compare), and what was
     read (the `input` of figures.json, which the merge checks against the manifest)."""
     out.mkdir(parents=True, exist_ok=True)
+    global _KNOWLEDGE
+    _KNOWLEDGE = {label: s.knowledge() for label, s in configs.items()}  # once, before the workers fork
     if is_partition(source):
         part, manifest = source, read_manifest(source)
         number, count = shard or (0, manifest["shards"])
@@ -52,13 +55,14 @@ def simulate(
                 f"--shards {shard[1]} --out DIR` once, then `cds-service simulate DIR --shard I/{shard[1]}`"
             )
         part = out / "partition"
-        manifest = partition(source, part, 1, next(iter(configs.values())).knowledge())
+        manifest = partition(source, part, 1, next(iter(_KNOWLEDGE.values())), workers)
         number, count = 0, 1
     row = manifest["shard_counts"][number]
     history_end = parse_datetime(manifest["history_end"])
-    files = [part / b["file"] for b in row["buckets"]]
+    files = [[part / f for f in b["files"]] for b in row["buckets"]]
     groups = [files[w::workers] for w in range(workers)]
-    jobs = [(part, group, configs, since, until, history_end) for group in groups if group]
+    shared = manifest["shared"]["files"]
+    jobs = [(part, shared, group, since, until, history_end) for group in groups if group]
     done = multiprocessing.get_context("fork").Value("i", 0)
     results: list[tuple[dict[str, Figures], Counter]] = []
     started = time.monotonic()
@@ -96,6 +100,7 @@ def simulate(
 
 
 _DONE: Any = None
+_KNOWLEDGE: dict[str, Knowledge] = {}  # per configuration, loaded by the parent, inherited by forked workers
 
 
 def _init(done: Any) -> None:
@@ -105,21 +110,21 @@ def _init(done: Any) -> None:
 
 def _replay_group(
     part: Path,
-    buckets: list[Path],
-    configs: dict[str, Settings],
+    manifest_shared: list[str],
+    buckets: list[list[Path]],
     since: datetime | None,
     until: datetime | None,
     history_end: datetime | None,
     report: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Figures], Counter]:
     medications = {}
-    with (part / SHARED_FILE).open("rb") as lines:
-        for line in lines:
-            medication = orjson.loads(line)
-            medications[f"Medication/{medication.get('id')}"] = medication
-    knowledge = {label: s.knowledge() for label, s in configs.items()}  # loaded once per configuration
-    engines = {label: (RuleEngine(k), k) for label, k in knowledge.items()}
-    figures = {label: Figures() for label in configs}
+    for name in manifest_shared:
+        with (part / name).open("rb") as lines:
+            for line in lines:
+                medication = orjson.loads(line)
+                medications[f"Medication/{medication.get('id')}"] = medication
+    engines = {label: (RuleEngine(k), k) for label, k in _KNOWLEDGE.items()}
+    figures = {label: Figures() for label in _KNOWLEDGE}
     read: Counter = Counter()
     for bucket in buckets:
         for patient, bodies in shard_patients(bucket):

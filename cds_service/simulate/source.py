@@ -34,12 +34,32 @@ def expected_bytes(files: list[Path]) -> int:
 
 def read_resources(path: Path) -> Iterator[dict[str, Any]]:
     """Every resource of one file, in order."""
-    if path.name.endswith(NDJSON_SUFFIXES):
-        with _open(path) as lines:
-            for number, line in enumerate(lines, start=1):
-                if line.strip():
-                    yield parse_object(line, f"{path}:{number}")
+    for line, where in read_lines(path):
+        yield parse_object(line, where)
+    if not path.name.endswith(NDJSON_SUFFIXES):
+        yield from read_bundle(path)
+
+
+def read_lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, str]]:
+    """The lines of an NDJSON file (plain or gzip), unparsed, each with where it is (file:line, or
+    file@byte in a range that does not start the file); none for a bundle. A range [start, end) of a
+    plain file holds the lines that begin in it (the one across `end` is read whole)."""
+    if not path.name.endswith(NDJSON_SUFFIXES):
         return
+    with _open(path) as lines:
+        if start > 0:
+            lines.seek(start - 1)
+            start += len(lines.readline()) - 1  # the rest of the line that began before the range
+        position = start
+        for number, line in enumerate(lines, start=1):
+            if end is not None and position >= end:
+                return
+            if line.strip():
+                yield line, f"{path}:{number}" if start == 0 else f"{path}@byte {position}"
+            position += len(line)
+
+
+def read_bundle(path: Path) -> Iterator[dict[str, Any]]:
     bundle = parse_object(path.read_bytes(), str(path))
     if bundle.get("resourceType") != "Bundle":
         raise ValueError(f"{path}: not a FHIR Bundle (resourceType {bundle.get('resourceType')!r})")
