@@ -23,7 +23,7 @@ KINDS = {  # what an order was, as the report names it
     "risk": "Orders of drugs risky when magnesium is low (digoxin, QT drugs)",
     "other": "Other orders (read only from the full record)",
 }
-YEARS_ABOVE_MONTHS = 24  # a time axis longer than this many months is binned by year
+MAX_BARS = 24  # the time axis is binned by month, year, 5 years or decade: the finest with at most this many
 ASSOCIATION = (
     "The outcomes are associations in this site's own history, not effects: the cards were never shown, "
     "so nothing here says what showing them would have changed. Follow-through and events depend on the "
@@ -107,7 +107,7 @@ def rates(fig: Figures) -> dict[str, Any]:
 
 def kinds(fig: Figures) -> dict[str, dict[str, Any]]:
     """Orders and cards per kind of order: magnesium products apart from partner drugs."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, Any]] = {"magnesium": {"orders_replayed": 0, "cards": 0}}  # said, even when none
     for key, n in fig.orders_by_kind_month.items():
         kind = key.split("|", 1)[0]
         out.setdefault(kind, {"orders_replayed": 0, "cards": 0})["orders_replayed"] += n
@@ -160,22 +160,38 @@ def outcome_rows(fig: Figures) -> list[dict[str, Any]]:
 
 
 def periods(fig: Figures) -> dict[str, list[tuple[str, int, int]]]:
-    """Per kind group ("magnesium", "partner"), (period, orders, cards) binned to fit: by month over
-    a short span, by year over a long one."""
+    """Per kind group ("magnesium", "partner"), (period, orders, cards) binned to fit: the finest of
+    month, year, 5 years and decade that spans the history in at most MAX_BARS bins."""
     months = sorted({k.split("|", 1)[1] for k in fig.orders_by_kind_month})
-    by_year = len(months) > 1 and _months_between(months[0], months[-1]) > YEARS_ABOVE_MONTHS
+    span = _months_between(months[0], months[-1]) + 1 if months else 0
+    width = next((w for w in (1, 12, 60, 120) if -(-span // w) <= MAX_BARS), 120)
     out: dict[str, dict[str, list[int]]] = {}
     for counter, column in ((fig.orders_by_kind_month, 0), (fig.cards_by_kind_month, 1)):
         for key, n in counter.items():
             kind, month = key.split("|", 1)
             group = "magnesium" if kind == "magnesium" else "partner"
-            period = month[:4] if by_year else month
-            out.setdefault(group, {}).setdefault(period, [0, 0])[column] += n
+            out.setdefault(group, {}).setdefault(_bin(month, width), [0, 0])[column] += n
     return {g: [(p, v[0], v[1]) for p, v in sorted(out[g].items())] for g in ("magnesium", "partner") if g in out}
+
+
+def period_unit(period: str) -> str:
+    return {7: "month", 4: "year", 9: "5 years", 5: "decade"}[len(period)]
 
 
 def _months_between(first: str, last: str) -> int:
     return (int(last[:4]) - int(first[:4])) * 12 + int(last[5:7]) - int(first[5:7])
+
+
+def _bin(month: str, width: int) -> str:
+    """'2026-03' by month, '2026' by year, '2025-2029' by 5 years, '2020s' by decade."""
+    year = int(month[:4])
+    if width == 1:
+        return month
+    if width == 12:
+        return str(year)
+    if width == 60:
+        return f"{year - year % 5}-{year - year % 5 + 4}"
+    return f"{year - year % 10}s"
 
 
 def _per100(count: int, orders: int) -> float:
@@ -300,12 +316,12 @@ rule's cards divided by them (the number needed to alert). {escape(ASSOCIATION)}
 
 
 def _time_charts(fig: Figures) -> str:
-    out = []
+    out = [] if "magnesium" in periods(fig) else ['<p class="muted">No magnesium-product order in the history.</p>']
     for group, bins in periods(fig).items():
-        unit = "year" if bins and len(bins[0][0]) == 4 else "month"
+        unit = period_unit(bins[0][0]) if bins else "month"
         name = "magnesium-product orders" if group == "magnesium" else "partner-drug orders"
         rows = [(period, _per100(cards, n), f"{_per100(cards, n):g} (n={n:,})") for period, n, cards in bins]
-        out.append(_bars(rows, f"Cards per 100 {name} by {unit} (n: that {unit}'s {name} replayed)"))
+        out.append(_bars(rows, f"Cards per 100 {name} by {unit} (n: the {name} replayed in that period)"))
     return "".join(out)
 
 
