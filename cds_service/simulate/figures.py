@@ -22,25 +22,29 @@ class Figures:
     orders_with_card: int = 0
     orders_with_critical: int = 0
     cards: int = 0
-    cards_by_rule: Counter = field(default_factory=Counter)
-    cards_by_rule_indicator: Counter = field(default_factory=Counter)  # "rule|indicator"
-    cards_per_order: Counter = field(default_factory=Counter)  # "0", "1", ... (as text: JSON keys)
-    gated_by_rule: Counter = field(default_factory=Counter)  # held back by the gating table
-    products_by_rule: Counter = field(default_factory=Counter)  # "rule|product the card is about"
-    partners_by_rule: Counter = field(default_factory=Counter)  # "rule|partner drug"
-    orders_by_month: Counter = field(default_factory=Counter)
-    cards_by_month: Counter = field(default_factory=Counter)
+    cards_by_rule: Counter[str] = field(default_factory=Counter[str])
+    cards_by_rule_indicator: Counter[str] = field(default_factory=Counter[str])  # "rule|indicator"
+    cards_per_order: Counter[str] = field(default_factory=Counter[str])  # "0", "1", ... (as text: JSON keys)
+    gated_by_rule: Counter[str] = field(default_factory=Counter[str])  # held back by the gating table
+    products_by_rule: Counter[str] = field(default_factory=Counter[str])  # "rule|product the card is about"
+    partners_by_rule: Counter[str] = field(default_factory=Counter[str])  # "rule|partner drug"
+    orders_by_month: Counter[str] = field(default_factory=Counter[str])
+    cards_by_month: Counter[str] = field(default_factory=Counter[str])
     # What an order was: "magnesium" (a magnesium product), else its partner class's kind ("chelation",
     # "depletion" for a wasting drug, "risk"), so magnesium orders and partner orders are told apart.
-    orders_by_kind_month: Counter = field(default_factory=Counter)  # "kind|YYYY-MM"
-    cards_by_kind_month: Counter = field(default_factory=Counter)  # "kind|YYYY-MM"
-    cards_by_rule_kind: Counter = field(default_factory=Counter)  # "rule|kind"
+    orders_by_kind_month: Counter[str] = field(default_factory=Counter[str])  # "kind|YYYY-MM"
+    cards_by_kind_month: Counter[str] = field(default_factory=Counter[str])  # "kind|YYYY-MM"
+    cards_by_rule_kind: Counter[str] = field(default_factory=Counter[str])  # "rule|kind"
     # Outcomes (outcomes.py): per event, "event|eligible", "event|measured", "event|happened", "event|censored"
-    outcomes: Counter = field(default_factory=Counter)
-    caught_by_rule: Counter = field(default_factory=Counter)  # "event|rule": events after an order it fired on
-    labs_asked: Counter = field(default_factory=Counter)  # "rule|analyte": cards asking, due inside the history
-    labs_drawn: Counter = field(default_factory=Counter)  # "rule|analyte": of those, drawn by the due date
-    labs_censored: Counter = field(default_factory=Counter)  # "rule|analyte": due after the history ends
+    outcomes: Counter[str] = field(default_factory=Counter[str])
+    caught_by_rule: Counter[str] = field(
+        default_factory=Counter[str]
+    )  # "event|rule": events after an order it fired on
+    labs_asked: Counter[str] = field(
+        default_factory=Counter[str]
+    )  # "rule|analyte": cards asking, due inside the history
+    labs_drawn: Counter[str] = field(default_factory=Counter[str])  # "rule|analyte": of those, drawn by the due date
+    labs_censored: Counter[str] = field(default_factory=Counter[str])  # "rule|analyte": due after the history ends
 
     def merge(self, other: Figures) -> Figures:
         for f in fields(self):

@@ -60,7 +60,7 @@ def is_partition(path: Path) -> bool:
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    manifest: dict[str, Any] = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path / MANIFEST}: not a partition of this version (format {manifest.get('format')!r})")
     return manifest
@@ -91,8 +91,9 @@ def partition(source: Path, out: Path, shards: int, knowledge: Knowledge, worker
     else:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             results = pool.starmap(_write, args)
-    counts: list[Counter] = [Counter() for _ in range(shards * per_shard)]
-    read, skipped = Counter(), Counter()
+    counts: list[Counter[str]] = [Counter() for _ in range(shards * per_shard)]
+    read: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
     history_end: datetime | None = None
     for result_counts, result_read, result_skipped, end in results:
         for total, part in zip(counts, result_counts, strict=True):
@@ -127,14 +128,15 @@ def _write(
     shards: int,
     per_shard: int,
     codes: frozenset[str],
-) -> tuple[list[Counter], Counter, Counter, datetime | None]:
+) -> tuple[list[Counter[str]], Counter[str], Counter[str], datetime | None]:
     """One writer process: its units' resources into its own file of each bucket."""
     buckets = shards * per_shard
     sinks: list[BinaryIO] = [
         (out / _bucket_file(b, shards, writer)).open("wb", buffering=2**16) for b in range(buckets)
     ]
-    counts = [Counter() for _ in range(buckets)]  # type per bucket, and "bytes"
-    read, skipped = Counter(), Counter()
+    counts: list[Counter[str]] = [Counter() for _ in range(buckets)]  # type per bucket, and "bytes"
+    read: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
     history_end: datetime | None = None
     keep = _Keep(codes)
     try:
@@ -178,13 +180,13 @@ class _Keep:
             return None  # none found (then parsing names the problem) or contained resources: parse
         (rtype,) = types
         if rtype not in self._wanted or (rtype == b"Observation" and not self._codes.intersection(CODE.findall(line))):
-            return rtype.decode()
+            return str(rtype.decode())
         return None
 
 
 def _all(
-    units: list[tuple[Path, int, int | None]], keep: _Keep, read: Counter, skipped: Counter
-) -> Iterator[tuple[bytes | None, dict]]:
+    units: list[tuple[Path, int, int | None]], keep: _Keep, read: Counter[str], skipped: Counter[str]
+) -> Iterator[tuple[bytes | None, dict[str, Any]]]:
     """Every resource worth parsing, with its raw line when it came from NDJSON."""
     for path, start, end in units:
         for line, where in read_lines(path, start, end):
@@ -240,15 +242,15 @@ def _manifest(
     shards: int,
     per_shard: int,
     workers: int,
-    counts: list[Counter],
-    read: Counter,
-    skipped: Counter,
+    counts: list[Counter[str]],
+    read: Counter[str],
+    skipped: Counter[str],
     history_end: datetime | None,
     out: Path,
 ) -> dict[str, Any]:
     shard_rows = []
     for shard in range(shards):
-        buckets = []
+        buckets: list[dict[str, Any]] = []
         for b in range(shard, shards * per_shard, shards):
             c = counts[b]
             resources = {t: n for t, n in sorted(c.items()) if t != "bytes"}
@@ -257,7 +259,7 @@ def _manifest(
                  "resources": sum(resources.values()),
                  "orders": sum(c[t] for t in ORDER_TYPES), "by_type": resources}
             )  # fmt: skip
-        by_type: Counter = Counter()
+        by_type: Counter[str] = Counter()
         for bucket in buckets:
             by_type.update(bucket["by_type"])
         shard_rows.append(

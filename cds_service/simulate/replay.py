@@ -18,6 +18,7 @@ from ..record import build_record
 from ..record.build import READ_ERRORS
 from ..record.labs import every_lab_value
 from ..record.medications import parse_medication
+from ..record.model import LabValue
 from .figures import Figures
 from .history import History, order_time
 from .outcomes import OrderOutcome, event_outcomes, labs_asked
@@ -43,7 +44,7 @@ def replay_patient(
     for fig in figures.values():
         fig.patients += 1
     history = History(resources)
-    labs: dict[str, list] | None = None  # every lab result, read only for a patient with an order replayed
+    labs: dict[str, list[LabValue]] | None = None  # every lab result, read only for a patient with an order replayed
     engine, knowledge = next(iter(engines.values()))
     own = [medications[ref] for ref in history.medication_references if ref in medications]
     for order in history.orders:
@@ -66,7 +67,7 @@ def replay_patient(
             as_of = [*history.as_of(order, when), *own]
             results = {}
             for label, (each, each_knowledge) in engines.items():
-                gated: Counter = Counter()
+                gated: Counter[str] = Counter()
                 results[label] = each.evaluate(build_record(parsed, as_of, (), each_knowledge, when), gated), gated
             kind, wasting = _kind(parsed, medications, engine)
         except (*READ_ERRORS, ProtocolError):
@@ -94,7 +95,7 @@ def _kind(parsed: HookRequest, medications: Mapping[str, Any], engine: RuleEngin
     return (hits[0].drug_class.kind if hits else "other"), wasting
 
 
-def _count(figures: Figures, when: datetime, kind: str, findings: list[Finding], gated: Counter) -> None:
+def _count(figures: Figures, when: datetime, kind: str, findings: list[Finding], gated: Counter[str]) -> None:
     month = when.strftime("%Y-%m")
     figures.orders_replayed += 1
     figures.orders_by_month[month] += 1
@@ -122,7 +123,7 @@ def _count_outcomes(
     events: list[OrderOutcome],
     findings: list[Finding],
     when: datetime,
-    labs: Mapping[str, list],
+    labs: Mapping[str, list[LabValue]],
     history_end: datetime | None,
 ) -> None:
     fired = {f.rule_id for f in findings}

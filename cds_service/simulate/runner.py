@@ -64,7 +64,7 @@ def simulate(
     shared = manifest["shared"]["files"]
     jobs = [(part, shared, group, since, until, history_end) for group in groups if group]
     done = multiprocessing.get_context("fork").Value("i", 0)
-    results: list[tuple[dict[str, Figures], Counter]] = []
+    results: list[tuple[dict[str, Figures], Counter[str]]] = []
     started = time.monotonic()
     total = row["orders"]
     if len(jobs) <= 1:
@@ -79,7 +79,7 @@ def simulate(
             results = pending.get()
     _report(progress, done.value, total, started, final=True)
     merged = {label: Figures() for label in configs}
-    read: Counter = Counter()
+    read: Counter[str] = Counter()
     for result, counted in results:
         read.update(counted)
         for label, figures in result.items():
@@ -116,7 +116,7 @@ def _replay_group(
     until: datetime | None,
     history_end: datetime | None,
     report: Callable[[], None] | None = None,
-) -> tuple[dict[str, Figures], Counter]:
+) -> tuple[dict[str, Figures], Counter[str]]:
     medications = {}
     for name in manifest_shared:
         with (part / name).open("rb") as lines:
@@ -125,7 +125,7 @@ def _replay_group(
                 medications[f"Medication/{medication.get('id')}"] = medication
     engines = {label: (RuleEngine(k), k) for label, k in _KNOWLEDGE.items()}
     figures = {label: Figures() for label in _KNOWLEDGE}
-    read: Counter = Counter()
+    read: Counter[str] = Counter()
     for bucket in buckets:
         for patient, bodies in shard_patients(bucket):
             resources = [orjson.loads(body) for body in bodies]

@@ -108,5 +108,5 @@ def patient_of(resource: dict[str, Any]) -> str | None:
     for key in ("subject", "patient"):
         ref = resource.get(key)
         if isinstance(ref, dict) and isinstance(ref.get("reference"), str) and ref["reference"].startswith("Patient/"):
-            return ref["reference"].split("/", 1)[1]
+            return str(ref["reference"].split("/", 1)[1])
     return None
