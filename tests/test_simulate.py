@@ -484,3 +484,29 @@ def test_partition_in_byte_ranges_by_two_writers_loses_and_repeats_nothing(tmp_p
     for name in ("one", "two"):
         assert main(["simulate", str(tmp_path / name), "--out", str(tmp_path / f"r{name}"), "--shard", "0/2"]) == 0
     assert _figures(tmp_path / "rone")["cards_by_rule"] == _figures(tmp_path / "rtwo")["cards_by_rule"]
+
+
+def test_medications_by_reference_and_a_broken_gzip_file(tmp_path, capsys):
+    """Orders that name a Medication resource (looked up in the partition's Medication store), or only
+    its display (Epic, no Medication exported), are read; a truncated gzip file is named, exit 2."""
+    export = tmp_path / "bulk"
+    export.mkdir()
+    medication = {"resourceType": "Medication", "id": "m1", "code": {"coding": [planted_export.MG_OXIDE]}}
+    orders = [
+        {"resourceType": "MedicationRequest", "id": f"o{i}", "status": "active", "intent": "order",
+         "subject": {"reference": "Patient/p1"}, "authoredOn": f"2026-0{i + 1}-01", "medicationReference": ref}
+        for i, ref in enumerate(({"reference": "Medication/m1"},
+                                 {"reference": "Medication/absent", "display": "Magnesium Oxide 400 MG Oral Tablet"}))
+    ]  # fmt: skip
+    for rtype, rows in (("Patient", [{"resourceType": "Patient", "id": "p1", "birthDate": "1940-01-01"}]),
+                        ("Medication", [medication]), ("MedicationRequest", orders)):  # fmt: skip
+        with gzip.open(export / f"{rtype}.ndjson.gz", "wt") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["simulate", str(export), "--out", str(tmp_path / "run"), "--workers", "1"]) == 0
+    figures = _figures(tmp_path / "run")
+    assert figures["rates"]["orders_by_kind"]["magnesium"]["orders_replayed"] == 2
+    assert figures["products_by_rule"], "cards name the product read from the Medication or the display"
+    data = (export / "MedicationRequest.ndjson.gz").read_bytes()
+    (export / "MedicationRequest.ndjson.gz").write_bytes(data[: len(data) // 2])
+    assert main(["simulate", str(export), "--out", str(tmp_path / "broken"), "--workers", "1"]) == 2
+    assert f"{export / 'MedicationRequest.ndjson.gz'}: cannot be read" in capsys.readouterr().err

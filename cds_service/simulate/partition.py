@@ -18,8 +18,9 @@ import json
 import multiprocessing
 import re
 import shutil
+import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -37,7 +38,9 @@ FORMAT = "mg-cds-partition/1"
 PATIENT_TYPES = frozenset(
     {"Patient", "MedicationRequest", "MedicationStatement", "Observation", "Condition", "Encounter"}
 )
-SHARED_FILE = "shared.ndjson"  # Medication resources: every shard reads them (codes often only on the orders)
+# Medication resources belong to no patient: each writer keeps them in its own SQLite file keyed by
+# reference, and a replay looks up only those its patients' orders name (an EHR may export one per order).
+SHARED_FILE = "medications"
 BUCKET_EXPORT_BYTES = 64 * 2**20  # of the export per bucket (most of an export is Observations no rule reads)
 MAX_OPEN_FILES = 512
 LOINC = "http://loinc.org"
@@ -140,11 +143,11 @@ def _write(
     history_end: datetime | None = None
     keep = _Keep(codes)
     try:
-        with (out / f"{SHARED_FILE}-w{writer:02d}").open("wb") as shared:
+        with _MedicationWriter(out / _shared_file(writer)) as shared:
             for raw, resource in _all(units, keep, read, skipped):
                 rtype = resource.get("resourceType")
                 if rtype == "Medication":
-                    shared.write(orjson.dumps(resource) + b"\n")
+                    shared.add(resource, raw)
                     continue
                 if rtype not in PATIENT_TYPES or (rtype == "Observation" and not _read_by_a_rule(resource, codes)):
                     skipped[f"{rtype} (not read by any rule)"] += 1
@@ -268,7 +271,7 @@ def _manifest(
              "buckets": buckets}
         )  # fmt: skip
     kept = sum(row["resources"] for row in shard_rows)
-    shared = [f"{SHARED_FILE}-w{w:02d}" for w in range(workers)]
+    shared = [_shared_file(w) for w in range(workers)]
     return {
         "format": FORMAT,
         "source": str(source),
@@ -288,6 +291,61 @@ def _manifest(
         "history_end": history_end.isoformat() if history_end else None,
         "shard_counts": shard_rows,
     }
+
+
+def _shared_file(writer: int) -> str:
+    return f"{SHARED_FILE}-w{writer:02d}.sqlite3"
+
+
+class _MedicationWriter:
+    """One writer's Medication resources, by reference, in batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("CREATE TABLE medication (ref TEXT PRIMARY KEY, body BLOB)")
+        self.rows: list[tuple[str, bytes]] = []
+
+    def add(self, resource: dict[str, Any], raw: bytes | None) -> None:
+        body = raw.rstrip(b"\r\n") if raw else orjson.dumps(resource)
+        self.rows.append((f"Medication/{resource.get('id')}", body))
+        if len(self.rows) >= 5000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO medication VALUES (?, ?)", self.rows)
+        self.rows.clear()
+
+    def __enter__(self) -> _MedicationWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._flush()
+        self.db.commit()
+        self.db.close()
+
+
+class Medications:
+    """The partition's Medication resources, looked up by reference (Medication/id), read-only."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.dbs = [sqlite3.connect(f"file:{p}?mode=ro", uri=True) for p in paths]
+
+    def of(self, refs: Iterable[str]) -> dict[str, dict[str, Any]]:
+        wanted = sorted(refs)
+        found: dict[str, dict[str, Any]] = {}
+        if not wanted:
+            return found
+        marks = ",".join("?" * len(wanted))
+        for db in self.dbs:
+            for ref, body in db.execute(f"SELECT ref, body FROM medication WHERE ref IN ({marks})", wanted):
+                found[ref] = orjson.loads(body)
+        return found
+
+    def close(self) -> None:
+        for db in self.dbs:
+            db.close()
 
 
 def shard_patients(paths: list[Path]) -> Iterator[tuple[str, list[bytes]]]:

@@ -22,6 +22,7 @@ from ..record.model import LabValue
 from .figures import Figures
 from .history import History, order_time
 from .outcomes import OrderOutcome, event_outcomes, labs_asked
+from .partition import Medications
 
 SERVICE_ID = "magnesium-order-sign"
 NOT_SIGNED_STATUS = frozenset({"draft"})  # never signed: no order-sign was ever called for it
@@ -31,7 +32,7 @@ NOT_ORDER_INTENTS = frozenset({"proposal", "plan"})  # a suggestion or a plan, n
 def replay_patient(
     patient: str,
     resources: list[dict[str, Any]],
-    medications: Mapping[str, dict[str, Any]],
+    medications: Medications,
     engines: Mapping[str, tuple[RuleEngine, Knowledge]],
     figures: Mapping[str, Figures],
     since: datetime | None = None,
@@ -46,7 +47,8 @@ def replay_patient(
     history = History(resources)
     labs: dict[str, list[LabValue]] | None = None  # every lab result, read only for a patient with an order replayed
     engine, knowledge = next(iter(engines.values()))
-    own = [medications[ref] for ref in history.medication_references if ref in medications]
+    named = medications.of(history.medication_references)  # the Medications its orders name
+    own = list(named.values())
     for order in history.orders:
         when = order_time(order)
         if when is not None and ((since and when < since) or (until and when >= until)):
@@ -69,7 +71,7 @@ def replay_patient(
             for label, (each, each_knowledge) in engines.items():
                 gated: Counter[str] = Counter()
                 results[label] = each.evaluate(build_record(parsed, as_of, (), each_knowledge, when), gated), gated
-            kind, wasting = _kind(parsed, medications, engine)
+            kind, wasting = _kind(parsed, named, engine)
         except (*READ_ERRORS, ProtocolError):
             for fig in figures.values():
                 fig.orders_unreadable += 1

@@ -20,7 +20,7 @@ from ..config import Settings
 from ..knowledge.model import Knowledge
 from ..record.dates import parse_datetime
 from .figures import Figures
-from .partition import is_partition, partition, read_manifest, shard_patients
+from .partition import Medications, is_partition, partition, read_manifest, shard_patients
 from .replay import replay_patient
 
 PROGRESS_EVERY_SECONDS = 2.0
@@ -117,12 +117,7 @@ def _replay_group(
     history_end: datetime | None,
     report: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Figures], Counter[str]]:
-    medications = {}
-    for name in manifest_shared:
-        with (part / name).open("rb") as lines:
-            for line in lines:
-                medication = orjson.loads(line)
-                medications[f"Medication/{medication.get('id')}"] = medication
+    medications = Medications([part / name for name in manifest_shared])
     engines = {label: (RuleEngine(k), k) for label, k in _KNOWLEDGE.items()}
     figures = {label: Figures() for label in _KNOWLEDGE}
     read: Counter[str] = Counter()
@@ -135,6 +130,7 @@ def _replay_group(
                 _DONE.value += scanned
             if report:
                 report()
+    medications.close()
     return figures, read
 
 

@@ -46,17 +46,20 @@ def read_lines(path: Path, start: int = 0, end: int | None = None) -> Iterator[t
     plain file holds the lines that begin in it (the one across `end` is read whole)."""
     if not path.name.endswith(NDJSON_SUFFIXES):
         return
-    with _open(path) as lines:
-        if start > 0:
-            lines.seek(start - 1)
-            start += len(lines.readline()) - 1  # the rest of the line that began before the range
-        position = start
-        for number, line in enumerate(lines, start=1):
-            if end is not None and position >= end:
-                return
-            if line.strip():
-                yield line, f"{path}:{number}" if start == 0 else f"{path}@byte {position}"
-            position += len(line)
+    try:
+        with _open(path) as lines:
+            if start > 0:
+                lines.seek(start - 1)
+                start += len(lines.readline()) - 1  # the rest of the line that began before the range
+            position = start
+            for number, line in enumerate(lines, start=1):
+                if end is not None and position >= end:
+                    return
+                if line.strip():
+                    yield line, f"{path}:{number}" if start == 0 else f"{path}@byte {position}"
+                position += len(line)
+    except (OSError, EOFError) as exc:  # a truncated or corrupt gzip file
+        raise ValueError(f"{path}: cannot be read ({exc})") from None
 
 
 def read_bundle(path: Path) -> Iterator[dict[str, Any]]:
