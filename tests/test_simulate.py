@@ -256,11 +256,15 @@ def test_the_report_reads_at_desktop_and_phone_width(planted, tmp_path):
             page.on("requestfailed", lambda r, problems=problems: problems.append(f"failed: {r.url}"))
             page.goto((tmp_path / "r" / "report.html").as_uri())
             page.screenshot(path=str(tmp_path / f"report-{name}.png"), full_page=True)
-            charts = page.eval_on_selector_all("svg.chart", "svgs => svgs.map(s => s.querySelectorAll('rect').length)")
+            charts = page.eval_on_selector_all("figure.chart", "fs => fs.map(f => f.querySelectorAll('.bar').length)")
             time_bars = page.eval_on_selector_all(  # per time chart: bars, and values with their n
-                "svg.chart[aria-label*='orders by']",
-                "ss => ss.map(s => [s.querySelectorAll('rect').length,"
-                " [...s.querySelectorAll('text')].filter(t => /\\(n=[0-9,]+\\)$/.test(t.textContent)).length])",
+                "figure.chart[aria-label*='orders by']",
+                "fs => fs.map(f => [f.querySelectorAll('.bar').length,"
+                " [...f.querySelectorAll('.bar-value')].filter(t => /\\(n=[0-9,]+\\)$/.test(t.textContent)).length])",
+            )
+            smallest = page.evaluate(  # every figure's text readable: no font below 12 px
+                "Math.min(...[...document.querySelectorAll('.bar-label, .bar-value')]"
+                ".map(e => parseFloat(getComputedStyle(e).fontSize)))"
             )
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             text = page.inner_text("body")
@@ -269,6 +273,7 @@ def test_the_report_reads_at_desktop_and_phone_width(planted, tmp_path):
             assert len(charts) == 2 * 4 and all(n > 0 for n in charts), (name, charts)  # two configurations
             assert len(time_bars) == 2 * 2 and all(bars == with_n > 0 for bars, with_n in time_bars), time_bars
             assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px"
+            assert smallest >= 12, f"{name}: chart text at {smallest}px"
             assert "Associations, not effects" in text and "What each rule would have caught" in text
             assert "Magnesium-product orders" in text and "Side by side" in text
         browser.close()

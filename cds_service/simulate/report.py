@@ -1,12 +1,13 @@
 """The committee's report: figures.json (the counts, exact and mergeable, plus the rates), CSVs (cards
 per rule, outcomes per rule, orders and cards per period), and one self-contained report.html
-(inline styles, charts as inline SVG, nothing to fetch). Every figure says its denominator;
+(inline styles, bar charts in HTML and CSS, nothing to fetch). Every figure says its denominator;
 magnesium-product orders and partner-drug orders are reported apart."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -216,25 +217,20 @@ def _pct(k: int, n: int) -> str:
 
 
 def _bars(rows: list[tuple[str, float, str]], caption: str) -> str:
-    """A horizontal bar chart as inline SVG, one bar per row, its value and count printed beside it."""
+    """A horizontal bar chart in HTML and CSS (text stays readable at phone width), one bar per row,
+    its value and count printed beside it."""
     if not rows:
         return f'<p class="muted">{escape(caption)}: nothing to show.</p>'
-    width, bar_h, label_w = 640, 22, 200
     top = max(v for _, v, _ in rows) or 1
-    parts = []
-    for i, (label, value, text) in enumerate(rows):
-        y = i * (bar_h + 6)
-        w = (width - label_w - 150) * value / top
-        parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(label[:32])}</text>'
-            f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#0550ae"></rect>'
-            f'<text x="{label_w + w + 6:.1f}" y="{y + 15}">{escape(text)}</text>'
-        )
-    height = len(rows) * (bar_h + 6)
+    bars = "".join(
+        f'<div class="bar-row"><span class="bar-label">{escape(label)}</span><span class="bar-track">'
+        f'<span class="bar" style="width: {60 * value / top:.1f}%"></span><span class="bar-value">{escape(text)}'
+        "</span></span></div>"
+        for label, value, text in rows
+    )
     return (
-        f'<figure><svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
-        f'aria-label="{escape(caption)}" font-size="13">{"".join(parts)}</svg>'
-        f"<figcaption>{escape(caption)}</figcaption></figure>"
+        f'<figure class="chart" role="img" aria-label="{escape(caption)}">'
+        f"<figcaption>{escape(caption)}</figcaption>{bars}</figure>"
     )
 
 
@@ -399,7 +395,32 @@ def _compare(figures: dict[str, Figures]) -> str:
 <p class="muted">Both over the same orders; denominators {a.orders_replayed:,} and {b.orders_replayed:,}.</p>"""
 
 
+TABLE = re.compile(r"<table>(.*?)</table>", re.S)
+TAG = re.compile(r"<[^>]+>")
+
+
+def _stacked(page: str) -> str:
+    """Every table labels its cells with their column's header, so that on a phone (see the CSS) each
+    row reads as a stack of 'header: value' lines instead of a table scrolled sideways."""
+
+    def label(match: re.Match[str]) -> str:
+        head, _, body = match.group(1).partition("</thead>")
+        names = [" ".join(TAG.sub("", h).split()) for h in re.findall(r"<th[^>]*>(.*?)</th>", head, re.S)]
+        rows = []
+        for row in body.split("<tr>"):
+            parts = row.split("<td")
+            labels = [*names, *[""] * len(parts)]
+            rows.append(parts[0] + "".join(f'<td data-label="{n}"{p}' for n, p in zip(labels, parts[1:], strict=False)))
+        return f'<table class="stack">{head}</thead>{"<tr>".join(rows)}</table>'
+
+    return TABLE.sub(label, page)
+
+
 def _html(figures: dict[str, Figures], about: dict[str, Any], read: dict[str, Any]) -> str:
+    return _stacked(_page(figures, about, read))
+
+
+def _page(figures: dict[str, Figures], about: dict[str, Any], read: dict[str, Any]) -> str:
     sections = "".join(_section(label, fig) for label, fig in figures.items())
     facts = "".join(f"<li>{escape(str(k))}: {escape(str(v))}</li>" for k, v in about.items())
     facts += (
@@ -417,9 +438,19 @@ h3 {{ font-size: 1.05rem; margin-top: 1.5rem; }} .muted {{ color: #57606a; font-
 table {{ border-collapse: collapse; width: 100%; }} th, td {{ text-align: left; padding: .3rem .5rem;
 border-bottom: 1px solid #d0d7de; vertical-align: top; }} .num {{ text-align: right; }}
 .scroll {{ overflow-x: auto; }} dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }}
-dt {{ font-weight: 600; }} dd {{ margin: 0; }} figure {{ margin: 1rem 0; }} figcaption {{ color: #57606a; }}
+dt {{ font-weight: 600; }} dd {{ margin: 0; }} figure {{ margin: 1rem 0; }}
+figcaption {{ color: #57606a; margin-bottom: .4rem; }}
+.bar-row {{ display: grid; grid-template-columns: minmax(5rem, 15rem) 1fr; gap: .5rem; align-items: center;
+margin: .2rem 0; }} .bar-label {{ text-align: right; overflow-wrap: anywhere; }}
+.bar-track {{ display: flex; align-items: center; gap: .4rem; }} .bar-value {{ white-space: nowrap; }}
+.bar {{ display: inline-block; height: 1.1rem; min-width: 2px; background: #0550ae; }}
 .note {{ background: #fff8c5; border-left: 4px solid #bf8700; padding: .5rem .75rem; }}
-@media (max-width: 40rem) {{ dl {{ grid-template-columns: 1fr; }} body {{ font-size: 14px; padding: .5rem; }} }}
+@media (max-width: 40rem) {{ dl {{ grid-template-columns: 1fr; }} body {{ font-size: 14px; padding: .5rem; }}
+.bar-row {{ grid-template-columns: 6.5rem 1fr; }}
+table.stack thead {{ display: none; }} table.stack tr {{ display: block; border-bottom: 2px solid #d0d7de;
+padding: .3rem 0; }} table.stack td {{ display: grid; grid-template-columns: 42% 1fr; gap: .5rem; border: 0;
+padding: .1rem .25rem; text-align: left; }} table.stack td:empty {{ display: none; }}
+table.stack td::before {{ content: attr(data-label); font-weight: 600; color: #57606a; }} }}
 </style></head><body>
 <h1>Alert burden and outcomes of the magnesium product safety rules</h1>
 <p>Every order a rule speaks about, replayed as an order-sign at its own time with the record as it was
