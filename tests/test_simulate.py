@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cds_service.cli import main
+from cds_service.simulate.partition import stable_shard
 
 from . import planted as planted_export
 from .conftest import SHARED
@@ -423,6 +424,9 @@ def test_a_planted_export_partitioned_merges_to_one_run_with_its_outcomes(plante
         assert main(["simulate", str(tmp_path / "part"), "--out", str(tmp_path / f"s{i}"), "--shard", f"{i}/4"]) == 0
         shard_bytes = manifest["shard_counts"][i]["bytes"]
         assert 0 < shard_bytes <= 1.2 * kept / 4 + 2000, "each shard reads about 1/N (a small export: a margin)"
+        files = [tmp_path / "part" / f for b in manifest["shard_counts"][i]["buckets"] for f in b["files"]]
+        patients = {json.loads(line.split(b"\t", 1)[0]) for f in files for line in f.read_bytes().splitlines()}
+        assert patients and {stable_shard(p, 4) for p in patients} == {i}, "a patient's shard is its stable hash"
     assert main(["simulate-merge", *(str(tmp_path / f"s{i}") for i in range(4)), "--out", str(tmp_path / "m")]) == 0
     whole, merged = _figures(tmp_path / "all"), _figures(tmp_path / "m")
     for key in ("about", "input"):
