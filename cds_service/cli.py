@@ -203,10 +203,17 @@ def _simulate_merge(args: argparse.Namespace, settings) -> int:
         except (OSError, ValueError) as exc:
             print(f"cds-service: {folder}/figures.json: {exc}", file=sys.stderr)
             return 2
-        parts = {raw["configuration"]: raw, **(raw.get("compare") or {})}
-        for label, figures in parts.items():
-            merged.setdefault(label, Figures()).merge(Figures.from_dict(figures))
-        inputs.append(raw["input"])
+        try:
+            parts = {raw["configuration"]: raw, **(raw.get("compare") or {})}
+            for label, figures in parts.items():
+                merged.setdefault(label, Figures()).merge(Figures.from_dict(figures))
+            inputs.append(raw["input"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            print(
+                f"cds-service: {folder}/figures.json: not the figures of this version's simulate ({exc})",
+                file=sys.stderr,
+            )
+            return 2
     try:
         read = merged_input(inputs)
     except ValueError as exc:

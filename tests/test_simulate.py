@@ -211,6 +211,10 @@ def test_shards_merged_equal_one_run(export, tmp_path):
     assert main(["simulate", str(export), "--out", str(tmp_path / "x"), "--shard", "0/3"]) == 2, (
         "shards need a partition"
     )
+    older = _figures(tmp_path / "s0")
+    older.pop("input")  # as a shard written before partitions were counted
+    (tmp_path / "s0" / "figures.json").write_text(json.dumps(older))
+    assert main(["simulate-merge", *shards, "--out", str(tmp_path / "m4")]) == 2, "an older shard: named, no crash"
 
 
 def test_a_window_replays_only_its_orders(export, tmp_path):
