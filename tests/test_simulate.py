@@ -501,7 +501,8 @@ def test_partition_in_byte_ranges_by_two_writers_loses_and_repeats_nothing(tmp_p
 
 def test_medications_by_reference_and_a_broken_gzip_file(tmp_path, capsys):
     """Orders that name a Medication resource (looked up in the partition's Medication store), or only
-    its display (Epic, no Medication exported), are read; a truncated gzip file is named, exit 2."""
+    its display (Epic, no Medication exported), are read; a proposal and a draft are counted, not
+    replayed; a truncated gzip file is named, exit 2."""
     export = tmp_path / "bulk"
     export.mkdir()
     medication = {"resourceType": "Medication", "id": "m1", "code": {"coding": [planted_export.MG_OXIDE]}}
@@ -511,6 +512,7 @@ def test_medications_by_reference_and_a_broken_gzip_file(tmp_path, capsys):
         for i, ref in enumerate(({"reference": "Medication/m1"},
                                  {"reference": "Medication/absent", "display": "Magnesium Oxide 400 MG Oral Tablet"}))
     ]  # fmt: skip
+    orders += [{**orders[0], "id": "proposed", "intent": "proposal"}, {**orders[0], "id": "drafted", "status": "draft"}]
     for rtype, rows in (("Patient", [{"resourceType": "Patient", "id": "p1", "birthDate": "1940-01-01"}]),
                         ("Medication", [medication]), ("MedicationRequest", orders)):  # fmt: skip
         with gzip.open(export / f"{rtype}.ndjson.gz", "wt") as f:
@@ -518,6 +520,7 @@ def test_medications_by_reference_and_a_broken_gzip_file(tmp_path, capsys):
     assert main(["simulate", str(export), "--out", str(tmp_path / "run"), "--workers", "1"]) == 0
     figures = _figures(tmp_path / "run")
     assert figures["rates"]["orders_by_kind"]["magnesium"]["orders_replayed"] == 2
+    assert (figures["orders_read"], figures["orders_not_signed"]) == (4, 2), "a proposal and a draft: never signed"
     assert figures["products_by_rule"], "cards name the product read from the Medication or the display"
     data = (export / "MedicationRequest.ndjson.gz").read_bytes()
     (export / "MedicationRequest.ndjson.gz").write_bytes(data[: len(data) // 2])
