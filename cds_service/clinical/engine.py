@@ -214,8 +214,9 @@ def _long_enough(reading: Reading) -> bool:
 
 def keeping_what_yielders_knew(findings: list[Finding], knowledge: Knowledge) -> list[Finding]:
     """Drop a card whose rule yields to another card on the same order (it would say the same thing), and give
-    the card that stays what the dropped one knew: its facts, and its lab asks where they are due sooner
-    (monitoring-overdue's "serum Mg now, last one 8 months ago" beside a renal card's 14-day recheck)."""
+    the card that stays what the dropped one knew: its facts, its lab asks where they are due sooner
+    (monitoring-overdue's "serum Mg now, last one 8 months ago" beside a renal card's 14-day recheck) and, on a
+    card that does not say "remove", the labs it did not ask for (renal-unknown also carries the Mg recheck)."""
     fired = {(f.rule_id, f.order.reference): f for f in findings}
     kept, dropped = [], []
     for f in findings:
@@ -231,10 +232,13 @@ def keeping_what_yielders_knew(findings: list[Finding], knowledge: Knowledge) ->
             continue
         current = out[id(keeper)]
         found = (*current.found, *(line for line in yielder.found if line not in current.found))
-        sooner = {s.lab: s for s in yielder.suggestions if s.lab is not None}
+        asks = {s.lab: s for s in yielder.suggestions if s.lab is not None}
         suggestions = tuple(
-            sooner[s.lab] if s.lab in sooner and sooner[s.lab].due < s.due else s for s in current.suggestions
+            asks[s.lab] if s.lab in asks and asks[s.lab].due < s.due else s for s in current.suggestions
         )
+        if not any(s.kind == "remove-order" for s in suggestions):  # no follow-up lab beside "do not start"
+            has = {s.lab for s in suggestions}
+            suggestions += tuple(s for lab, s in asks.items() if lab not in has)  # a lab the keeper did not ask for
         out[id(keeper)] = replace(current, found=found, suggestions=suggestions)
     return [out[id(f)] for f, _ in kept]
 
