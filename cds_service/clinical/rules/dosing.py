@@ -113,11 +113,13 @@ def one_plan(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
 
 def same_product(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
     """A renewal of what the patient already takes (same RxNorm product, same name, or priorPrescription)
-    is a continuation, not a duplicate."""
+    is a continuation, not a duplicate. The same product drafted twice in one signing is no renewal."""
     prior = a.entry.resource.get("priorPrescription")
     prior = prior.get("reference") if isinstance(prior, dict) else None
     if prior and prior == b.entry.reference:
         return True
+    if a.entry.origin == "draft" and b.entry.origin == "draft":
+        return False
     rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
     codes_a = {c.code for c in a.entry.codings if c.system == rxnorm and c.code}
     if codes_a & {c.code for c in b.entry.codings if c.system == rxnorm and c.code}:
