@@ -177,7 +177,7 @@ class RuleEngine:
             if r.side == "partner":
                 own = [gate.drugs[h.drug.name] for h in r.hits if h.drug.name in gate.drugs]
                 allowed = own[0] if own else allowed
-                if not _long_enough(r):
+                if not _long_enough(r, finding.rule_id):
                     return False
             if allowed is not None and not allowed.admits(r.context.route, r.context.use):
                 return False
@@ -205,10 +205,15 @@ def _drafted(reading: Reading, together: GateSide) -> bool:
     )
 
 
-def _long_enough(reading: Reading) -> bool:
-    """A bounded course shorter than a drug's own long-term threshold (PPIs: months) is not long-term use."""
+def _long_enough(reading: Reading, rule_id: str) -> bool:
+    """A bounded course shorter than a drug's own long-term threshold (PPIs: months) is not long-term use for
+    the rule of that drug's class."""
     days = reading.context.days
-    limits = [h.drug.long_term_days for h in reading.hits if h.drug.long_term_days is not None]
+    limits = [
+        h.drug.long_term_days
+        for h in reading.hits
+        if h.drug.long_term_days is not None and h.drug_class.rule == rule_id
+    ]
     return days is None or not limits or days >= min(limits)
 
 
