@@ -135,7 +135,9 @@ def test_figures_against_independent_counts(export, tmp_path, capsys):
     assert "simulate:" in capsys.readouterr().err, "progress is shown"
 
 
-@pytest.mark.parametrize("rank", [0, 1, 2])
+# Ranks 0, 2 and 5 have a diuretic or a chelating partner among their added orders; rank 1 (three glycinate
+# starts at 74 with normal kidneys) rightly gets no card since age alone is no reason for a recheck (issue 27).
+@pytest.mark.parametrize("rank", [0, 2, 5])
 def test_a_few_patients_against_evaluate_at_the_same_instants(export, tmp_path, capsys, rank):
     """The patients with the most added orders: simulate over just one of them equals `evaluate` of each
     of their orders on a bundle of what was recorded before it, at its own time."""

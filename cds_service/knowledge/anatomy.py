@@ -35,6 +35,7 @@ FIELDS: Mapping[str, int] = {
     "change": 40,
     "rise": 110,
     "mg_latest": 90,
+    "obstetric_level": 110,
     "treatment": 90,
     "wasting": 60,
     "risk": 50,
