@@ -123,7 +123,7 @@ def _with_stage_floor(
         ),
         when=stage.recorded,
         fact=f"{stage.label[:50]} on the problem list (eGFR at most {at_most:.0f})"
-        + (f"; last creatinine-based estimate {lab.short} {lab.shown_value} is older" if lab is not None else ""),
+        + (f"; older estimate {lab.short} {lab.shown_value}" if lab is not None else ""),
     )
 
 

@@ -61,7 +61,7 @@ FIELDS: Mapping[str, int] = {
     "due_by": 12,
 }
 
-EVIDENCE_WORDS = {"high": "high", "moderate": "moderate", "low": "low", "expert-opinion": "expert opinion"}
+EVIDENCE_WORDS = {"high": "high", "moderate": "moderate", "low": "low", "expert-opinion": "low (expert opinion)"}
 
 
 class TemplateError(ValueError):

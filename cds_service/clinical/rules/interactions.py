@@ -66,10 +66,14 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
         f"{short_name(partner.entry.name or drug.name, 40)} ({origin[partner.entry.origin]}) and "
         f"{mg_name} ({origin[mg.entry.origin]}), both by mouth"
     )
+    # The card cites this drug's own sources, not the labels of the other drugs its rule covers.
+    others = {s for d in partner.hit.drug_class.drugs if d is not drug for s in d.sources} - set(drug.sources)
+    sources = tuple(dict.fromkeys((*drug.sources, *(s for s in spec.sources if s not in others))))
     return ctx.finding(
         spec.id,
         target,
         f"interacts with {drug.name if target is mg.entry else mg_name}",
+        sources=sources,
         found=tuple(found),
         summary_key="summary" if has_spacing else "summary_no_spacing",
         indicator=drug.indicator,
