@@ -14,6 +14,7 @@ from . import fastjson, instrumentation, metrics
 from .config import SANDBOX_ISSUER, Settings
 from .feedback import FeedbackStore, StoreUnavailable
 from .feedback.recorder import CardRecorder
+from .feedback.spool import CardSpool
 from .fhir.client import FhirFetcher
 from .instrumentation import annotate
 from .logs import clip
@@ -27,7 +28,8 @@ from .service import CdsService
 
 log = logging.getLogger("cds_service")
 JSON_TYPES = ("application/json", "application/fhir+json")
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+STORE_HEALTH = "/healthz/store"
+OPEN_PATHS = frozenset({"/healthz", "/readyz", STORE_HEALTH})
 # Rule pages hold no patient data; a clinician opens them from a card in a browser, with no EHR token.
 PAGES_POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -50,7 +52,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments)
     store.ensure_schema()
     service = CdsService(settings, fetcher, store.engine)
-    recorder = CardRecorder(store)
+    spool = CardSpool(settings.data_dir)
+    try:
+        spool.replay(store)  # what an earlier stop could not write
+    except StoreUnavailable as exc:
+        log.warning("card spool not replayed: store unavailable (%s); kept for the next start", exc)
+    recorder = CardRecorder(store, spool)
     app.extensions.update(cds_service=service, feedback_store=store, card_recorder=recorder)
     # The store's database (SQLite in data_dir by default) is shared by every worker, every replica on
     # PostgreSQL, and the next start: a replay is caught across all of them.
@@ -65,6 +72,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     if any(i.iss == SANDBOX_ISSUER.iss for i in settings.trusted_issuers):
         log.warning("DEVELOPMENT MODE: tokens signed by the public CDS Hooks Sandbox key are trusted")
     instrumentation.install(app, service.service_ids)
+
+    @app.before_request
+    def start_recorder() -> None:
+        recorder.start()  # this worker's writer, which also keeps `cds_store_up` current
 
     @app.before_request
     def authenticate() -> Response | None:
@@ -144,13 +155,19 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        """Ready = configuration and knowledge loaded (done at start) and the store reachable and migrated."""
+        """Ready = able to answer hooks: configuration and knowledge loaded (done at start). The store is
+        not asked: it serves feedback and records, and its outage must not take the pod out of service."""
+        return _json({"status": "ok", "config": "ok", "rules": len(service.knowledge.rules)})
+
+    @app.get(STORE_HEALTH)
+    def store_health() -> Response:
+        """The store reachable and migrated (also `cds_store_up`): for operators and alerts, never a probe."""
         try:
             store.ping()
         except StoreUnavailable as exc:
-            log.warning("readiness: feedback store unavailable (%s)", exc)
-            return _json({"status": "unavailable", "store": "unavailable"}, 503)
-        return _json({"status": "ok", "config": "ok", "rules": len(service.knowledge.rules), "store": store.dialect})
+            log.warning("store health: unavailable (%s)", exc)
+            return _json({"status": "unavailable", "store": store.dialect, "error": str(exc)}, 503)
+        return _json({"status": "ok", "store": store.dialect})
 
     app.register_blueprint(rule_pages(service.knowledge, store, settings.now))
 

@@ -239,7 +239,8 @@ def test_health_and_readiness(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ok", "config": "ok", "rules": 27, "store": "sqlite"}
+    assert ready.get_json() == {"status": "ok", "config": "ok", "rules": 27}
+    assert client.get("/healthz/store").get_json() == {"status": "ok", "store": "sqlite"}
 
 
 FEEDBACK = {

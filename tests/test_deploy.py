@@ -281,3 +281,22 @@ def test_the_simulation_jobs_are_valid_and_agree_on_the_shards(version):
     assert not any("simulate" in r for r in applied), (
         "the simulation Jobs are run on purpose, never applied with the service"
     )
+
+
+def test_the_alert_rules_watch_metrics_the_service_exports_and_readiness_ignores_the_store(container):
+    """Store health is an alert, not a probe: readiness (/readyz) answers while the store is down
+    (tests/test_resilience.py), and the shipped rules name only metrics the service exports."""
+    from cds_service import metrics
+
+    rule = yaml.safe_load((K8S / "monitoring" / "prometheusrule.yaml").read_text())
+    assert rule["kind"] == "PrometheusRule"
+    applied = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert not any("monitoring" in r for r in applied), "the CRD may be absent: applied on its own"
+    exported = {m.name for m in metrics.REGISTRY.collect()} | {m.name + "_total" for m in metrics.REGISTRY.collect()}
+    rules = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"CdsStoreDown", "CdsCardRecordsLost"} <= set(rules)
+    for expr in rules.values():
+        for name in re.findall(r"\bcds_[a-z_]+", expr):
+            assert name in exported, f"{name} is not a metric of the service"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"

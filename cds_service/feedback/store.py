@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import metrics
 from . import migrate
 from .models import CardIssued, FeedbackItem, insert_ignoring_repeats
 
@@ -109,6 +110,7 @@ class FeedbackStore:
         with _unavailable_on_error():
             revision = migrate.current_revision(self.engine)
         if revision != migrate.head_revision():
+            metrics.STORE_UP.set(0)
             raise StoreUnavailable(f"schema at revision {revision}, expected {migrate.head_revision()}")
 
     def _row(self, service_id: str, item: Mapping[str, Any], issued: Any, received_at: datetime) -> dict[str, Any]:
@@ -178,8 +180,11 @@ def _engine_options(url: str) -> dict[str, Any]:
 
 @contextmanager
 def _unavailable_on_error() -> Iterator[None]:
-    """Any database error becomes StoreUnavailable, naming only the error type (never row data)."""
+    """Any database error becomes StoreUnavailable, naming only the error type (never row data); the
+    outcome sets `cds_store_up`."""
     try:
         yield
     except (SQLAlchemyError, OSError) as exc:
+        metrics.STORE_UP.set(0)
         raise StoreUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from exc
+    metrics.STORE_UP.set(1)
