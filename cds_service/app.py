@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from . import fastjson, instrumentation, metrics
 from .config import SANDBOX_ISSUER, Settings
 from .feedback import FeedbackStore, StoreUnavailable
+from .feedback.connections import pool_size
 from .feedback.recorder import CardRecorder
 from .feedback.spool import CardSpool
 from .fhir.client import FhirFetcher
@@ -39,7 +40,8 @@ CHALLENGE = 'Bearer realm="cds-services"'  # RFC 7235 3.1: a 401 says which sche
 RETRY_AFTER_SECONDS = "5"
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
+    """`threads`: request threads per worker (gunicorn's), which size the store's connection pool."""
     settings = settings or Settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -49,7 +51,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.fhir_max_pages,
         settings.fhir_max_response_bytes,
     )
-    store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments)
+    pool = pool_size(threads, settings.memory.enabled)
+    store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments, pool_size=pool)
     store.ensure_schema()
     service = CdsService(settings, fetcher, store.engine)
     spool = CardSpool(settings.data_dir)

@@ -258,7 +258,8 @@ def _serve(args: argparse.Namespace, settings) -> int:
         print("cds-service: --metrics-port must differ from --port", file=sys.stderr)
         return 2
     try:
-        app = create_app(settings)  # fail here, with a message, before forking workers; migrates the store
+        threads = int(file_settings.get("threads", args.threads))
+        app = create_app(settings, threads)  # fail here, with a message, before forking workers; migrates the store
     except StoreUnavailable as exc:
         print(
             f"cds-service: the store at {_redacted(settings.effective_store_url)} is unavailable ({exc})",
@@ -271,12 +272,16 @@ def _serve(args: argparse.Namespace, settings) -> int:
     gc.collect()
     gc.freeze()
     server = Server()
-    print(
-        f"cds-service: serving on http://{args.host}:{args.port}/cds-services "
-        f"(store {settings.effective_store_url.split('://')[0]}, {server.cfg.workers} workers"
-        + (f"; metrics on http://{settings.metrics_host}:{metrics_port}/metrics)" if metrics_port else "; no metrics)"),
-        file=sys.stderr,
-    )
+    store = app.extensions["feedback_store"]
+    if store.dialect == "postgresql":
+        per_worker = store.engine.pool.size()
+        print(
+            f"cds-service: at most {server.cfg.workers * per_worker} PostgreSQL connections from this pod "
+            f"({server.cfg.workers} workers x {per_worker}: {threads} threads + the card recorder"
+            + (" + card memory's purger" if settings.memory.enabled else "")
+            + "; README, Operations: the connection budget)",
+            file=sys.stderr,
+        )
     server.run()
     return 0
 

@@ -300,3 +300,24 @@ def test_the_alert_rules_watch_metrics_the_service_exports_and_readiness_ignores
             assert name in exported, f"{name} is not a metric of the service"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_the_shipped_deploy_fits_postgresqls_default_connection_limit(k8s, container):
+    """The README's connection budget, on the shipped manifests: every pod the autoscaler and a
+    rolling update can run at once, each holding its full pools, plus a few for `migrate`, `report`
+    and an operator, within PostgreSQL's default max_connections (100) less its 3 reserved ones."""
+    from cds_service.feedback.connections import pool_size
+
+    gunicorn = _gunicorn_file(DEPLOY / "gunicorn.conf.py")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    workers = int(env.get("GUNICORN_WORKERS") or gunicorn["workers"])
+    threads = int(env.get("GUNICORN_THREADS") or gunicorn["threads"])
+    config = yaml.safe_load(k8s["ConfigMap"]["data"]["config.yaml"])
+    memory = bool((config.get("memory") or {}).get("enabled"))
+    pods = k8s["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] + int(
+        k8s["Deployment"]["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    )
+    admin = 5
+    assert pods * workers * pool_size(threads, memory) + admin <= 100 - 3
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["cds-service"]
+    assert int(compose["environment"]["GUNICORN_WORKERS"]) * pool_size(threads, memory) + admin <= 100 - 3

@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import func, select
 
 from cds_service.feedback.models import CardIssued
 
 from . import postgres
-from .test_operations import URL, hook_request, samples, scrape
+from .test_operations import URL, feedback_for, hook_request, samples, scrape
 
 SPOOL = "cards-spool.jsonl"
 
@@ -99,8 +108,6 @@ def _row(card_uuid: str) -> dict:
 
 def test_the_batch_being_written_at_a_stop_is_counted_not_dropped(make_app, tmp_path):
     """A stop while the writer holds a batch: that batch reaches the spool too, and nothing else is lost."""
-    import threading
-
     app = make_app()
     recorder, store = app.extensions["card_recorder"], app.extensions["feedback_store"]
     entered, release = threading.Event(), threading.Event()
@@ -136,3 +143,136 @@ def test_a_spool_that_cannot_be_written_counts_and_logs_every_lost_card(make_app
         recorder.record([_row("late-1") | {"issued_at": _now()}, _row("late-2") | {"issued_at": _now()}])
     assert metric("cds_cards_unrecorded_total", reason="spool_unwritable") - before == 2
     assert any("2 card record(s) lost" in r.getMessage() for r in caplog.records)
+
+
+# ---- 3. store connections: discarded when broken, bounded when the database hangs ----
+
+
+@contextmanager
+def read_only_folder(folder: Path) -> Iterator[Callable[[bool], None]]:
+    """A folder whose file system can be made read-only and writable again: a tmpfs remounted
+    (as root, who ignores permissions), or the permission bits otherwise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)], check=True)
+
+        def set_read_only(read_only: bool) -> None:
+            mode = "ro" if read_only else "rw"
+            subprocess.run(["mount", "-o", f"remount,{mode}", str(folder)], check=True)
+
+        try:
+            yield set_read_only
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+        return
+
+    def set_permissions(read_only: bool) -> None:
+        for path in (folder, *folder.iterdir()):
+            path.chmod((0o555 if path.is_dir() else 0o444) if read_only else (0o755 if path.is_dir() else 0o644))
+
+    try:
+        yield set_permissions
+    finally:
+        set_permissions(False)
+
+
+def test_a_sqlite_store_that_was_read_only_recovers_when_it_is_writable(make_app, tmp_path):
+    with read_only_folder(tmp_path / "data") as set_read_only:
+        make_app().extensions["feedback_store"].engine.dispose()  # creates and migrates the store
+        set_read_only(True)
+        app = make_app()  # started on a read-only folder: the schema is read, nothing can be written
+        client = app.test_client()
+        cards = client.post(URL, json=hook_request()).get_json()["cards"]
+        assert client.post(f"{URL}/feedback", json=feedback_for(cards[0], "accepted")).status_code == 503
+        assert client.get("/healthz/store").status_code == 503, "a read-only store is not healthy"
+        assert client.get("/readyz").status_code == 200
+        set_read_only(False)
+        answered = client.post(f"{URL}/feedback", json=feedback_for(cards[0], "accepted"))
+        assert answered.status_code == 200 and answered.get_json()["stored"] == 1, "the read-only connection is gone"
+        assert client.get("/healthz/store").status_code == 200
+        assert app.extensions["card_recorder"].flush(timeout=10)
+        assert {c["uuid"] for c in cards} <= cards_in(app.extensions["feedback_store"])
+        app.extensions["card_recorder"].close(timeout=1)
+        app.extensions["feedback_store"].engine.dispose()
+
+
+@contextmanager
+def frozen(admin_url: str) -> Iterator[None]:
+    """SIGSTOP the PostgreSQL postmaster and every process of it: the kernel still accepts and
+    acknowledges, nothing answers. SIGCONT on the way out."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        data = conn.execute("SHOW data_directory").fetchone()[0]
+    postmaster = int(Path(data, "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+    pids = [postmaster, *map(int, children)]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.postgresql
+def test_feedback_answers_503_promptly_while_postgresql_is_frozen(make_app, postgres_server, postgres_db):
+    client = make_app({"database_url": postgres_db}).test_client()
+    cards = client.post(URL, json=hook_request()).get_json()["cards"]
+    assert client.post(f"{URL}/feedback", json=feedback_for(cards[0], "accepted")).status_code == 200  # pooled
+    answers: list[tuple[int, str | None, float]] = []
+
+    def post(card: dict) -> None:
+        started = time.monotonic()
+        response = client.post(f"{URL}/feedback", json=feedback_for(card, "overridden", "nephrology-directed"))
+        answers.append((response.status_code, response.headers.get("Retry-After"), time.monotonic() - started))
+
+    with frozen(postgres_server):
+        for card in cards:  # the first on a pooled connection, the second on a new one
+            caller = threading.Thread(target=post, args=(card,))
+            caller.start()
+            caller.join(timeout=8)  # the old code waited for the database; thaw it after 8 s
+        hook = client.post(URL, json=hook_request())
+        assert hook.status_code == 200 and len(hook.get_json()["cards"]) == 2
+    caller.join(timeout=30)
+    assert [(status, retry) for status, retry, _ in answers] == [(503, "5"), (503, "5")]
+    assert max(seconds for *_, seconds in answers) < 4.0, f"answered within the 3 s bound: {answers}"
+    retried = client.post(f"{URL}/feedback", json=feedback_for(cards[1], "overridden", "nephrology-directed"))
+    assert retried.status_code == 200 and retried.get_json()["stored"] == 1
+
+
+@pytest.mark.postgresql
+def test_a_pod_holds_at_most_the_connections_it_announces(tmp_path, postgres_server, postgres_db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from .conftest import start_service
+    from .test_operations import _serve_env, _write_config
+
+    config = _write_config(tmp_path, database_url=postgres_db)
+    proc, base = start_service("--workers", "2", "--threads", "3", "--config", str(config), env=_serve_env(tmp_path))
+    try:
+        reason = {"reason": {"system": "urn:mg-cds:override-reason", "code": "other"}}
+        at = "2026-11-15T12:05:00Z"
+        items = [
+            {"card": f"c-{i}", "outcome": "overridden", "overrideReason": reason, "outcomeTimestamp": at}
+            for i in range(60)
+        ]
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(
+                pool.map(
+                    lambda item: (
+                        requests.post(f"{base}{URL}/feedback", json={"feedback": [item]}, timeout=30).status_code
+                    ),
+                    items,
+                )
+            )
+        name = postgres.libpq(postgres_db).rsplit("/", 1)[1]
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            held = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert statuses == [200] * 60
+    assert "at most 8 PostgreSQL connections from this pod (2 workers x 4" in proc.log_path.read_text()
+    assert 0 < held <= 8

@@ -17,17 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
-from . import migrate
+from . import connections, migrate
 from .models import CardIssued, FeedbackItem, insert_ignoring_repeats
 
 log = logging.getLogger(__name__)
-CONNECT_TIMEOUT_SECONDS = 3
-STATEMENT_TIMEOUT_MS = 5000
 
 
 class StoreUnavailable(RuntimeError):
@@ -44,10 +42,11 @@ class StoredFeedback:
 
 
 class FeedbackStore:
-    def __init__(self, url: str, keep_user_comments: bool = False) -> None:
+    def __init__(self, url: str, keep_user_comments: bool = False, pool_size: int = 5) -> None:
+        """`pool_size`: PostgreSQL connections this process may hold (connections.pool_size)."""
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True, **_engine_options(url))
+        self.engine: Engine = connections.make_engine(url, pool_size)
         self.keep_user_comments = keep_user_comments
 
     @property
@@ -106,9 +105,15 @@ class FeedbackStore:
             return conn.execute(select(func.count()).select_from(FeedbackItem)).scalar_one()
 
     def ping(self) -> None:
-        """Raises StoreUnavailable unless the database answers and its schema is current."""
+        """Raises StoreUnavailable unless the database answers, takes writes and its schema is current."""
         with _unavailable_on_error():
             revision = migrate.current_revision(self.engine)
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":  # a file opened read-only refuses a write (rolled back)
+                    conn.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+                    conn.rollback()
+                elif conn.execute(text("SHOW transaction_read_only")).scalar_one() == "on":
+                    raise StoreUnavailable("read-only (a standby?)")
         if revision != migrate.head_revision():
             metrics.STORE_UP.set(0)
             raise StoreUnavailable(f"schema at revision {revision}, expected {migrate.head_revision()}")
@@ -160,30 +165,16 @@ def _coding_in(value: Any, depth: int = 0) -> Mapping[str, Any] | None:
     return next((c for v in values if (c := _coding_in(v, depth + 1)) is not None), None)
 
 
-def _engine_options(url: str) -> dict[str, Any]:
-    """Bounded waits on PostgreSQL: a database that hangs must not hold a request for long."""
-    if url.startswith("postgresql"):
-        return {
-            "connect_args": {
-                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                "application_name": "cds-service",
-            },
-            "pool_size": 5,
-            "max_overflow": 5,
-            "pool_timeout": CONNECT_TIMEOUT_SECONDS,
-        }
-    if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": STATEMENT_TIMEOUT_MS / 1000}}
-    return {}
-
-
 @contextmanager
 def _unavailable_on_error() -> Iterator[None]:
     """Any database error becomes StoreUnavailable, naming only the error type (never row data); the
     outcome sets `cds_store_up`."""
     try:
-        yield
+        with connections.operation():
+            yield
+    except StoreUnavailable:
+        metrics.STORE_UP.set(0)
+        raise
     except (SQLAlchemyError, OSError) as exc:
         metrics.STORE_UP.set(0)
         raise StoreUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from exc
