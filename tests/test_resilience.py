@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import psycopg
@@ -23,6 +24,8 @@ from sqlalchemy import func, select
 from cds_service.feedback.models import CardIssued
 
 from . import postgres
+from .conftest import SCENARIOS, load_json
+from .servers import stand_in
 from .test_operations import URL, feedback_for, hook_request, samples, scrape
 
 SPOOL = "cards-spool.jsonl"
@@ -276,3 +279,92 @@ def test_a_pod_holds_at_most_the_connections_it_announces(tmp_path, postgres_ser
     assert statuses == [200] * 60
     assert "at most 8 PostgreSQL connections from this pod (2 workers x 4" in proc.log_path.read_text()
     assert 0 < held <= 8
+
+
+# ---- 4. one slow FHIR server does not starve the healthy ones ----
+
+
+class Trickle(BaseHTTPRequestHandler):
+    """A FHIR server that answers every search with headers at once, then a byte a second: every
+    socket read succeeds well within any per-read timeout, the response never ends."""
+
+    requests_seen = 0
+    open_connections = 0
+    lock = threading.Lock()
+
+    def do_GET(self):
+        with Trickle.lock:
+            Trickle.requests_seen += 1
+            Trickle.open_connections += 1
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.flush()
+            for _second in range(40):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(1)
+        except OSError:
+            pass  # the client closed its socket: what the service must do at its deadline
+        finally:
+            with Trickle.lock:
+                Trickle.open_connections -= 1
+            self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def trickling_server() -> Iterator[str]:
+    with stand_in(Trickle) as base:
+        yield base
+
+
+def fetch_mode(name: str, server: str) -> dict:
+    """The scenario's order-sign call with no prefetch at all: every key is fetched from `server`."""
+    body = load_json(SCENARIOS / name / "request.order-sign.json")
+    del body["prefetch"]
+    body["fhirServer"] = server
+    return body
+
+
+@pytest.mark.fhir_server
+def test_a_trickling_fhir_server_does_not_starve_a_healthy_one(make_app, fhir_server, trickling_server):
+    open_server = {"allow_http": True, "allow_without_token": True}
+    app = make_app(
+        {"fhir": {"servers": [{"base_url": fhir_server, **open_server}, {"base_url": trickling_server, **open_server}]}}
+    )
+    healthy = fetch_mode("renal-severe-cg", fhir_server)
+    expected = {c["source"]["topic"]["code"] for c in app.test_client().post(URL, json=healthy).get_json()["cards"]}
+    assert "renal-severe" in expected
+    before_open = metric("cds_fhir_fetch_failures_total", reason="circuit_open")
+    slow_answers: list[int] = []
+
+    def slow_call() -> None:
+        response = app.test_client().post(URL, json=fetch_mode("renal-severe-cg", trickling_server))
+        slow_answers.append(response.status_code)
+
+    callers = [threading.Thread(target=slow_call) for _ in range(16)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.5)  # the trickle holds every fetch it was sent
+    found = []
+    for _call in range(9):
+        cards = app.test_client().post(URL, json=healthy).get_json()["cards"]
+        found.append({c["source"]["topic"]["code"] for c in cards})
+    for caller in callers:
+        caller.join(timeout=30)
+    assert found == [expected] * 9, "calls to the healthy server keep the patient's data"
+    assert slow_answers == [200] * 16, "calls to the slow server answer, with the data gap on the cards"
+    # Later calls to the slow server fail fast (circuit open) instead of holding threads until the deadline.
+    started = time.monotonic()
+    late = app.test_client().post(URL, json=fetch_mode("renal-severe-cg", trickling_server))
+    assert late.status_code == 200 and time.monotonic() - started < 1.0
+    assert metric("cds_fhir_fetch_failures_total", reason="circuit_open") > before_open
+    deadline = time.monotonic() + 5
+    while Trickle.open_connections and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert Trickle.open_connections == 0, "the service closed its sockets to the slow server at the deadline"
