@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import fastjson, instrumentation, metrics
 from .config import SANDBOX_ISSUER, Settings
@@ -235,6 +235,12 @@ def _json_body() -> Any:
     if mimetype not in JSON_TYPES:
         raise ProtocolError(415, None, f"Content-Type must be application/json, got '{mimetype or 'none'}'")
     raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    # A chunked body (no Content-Length) is cut at the limit without a word (werkzeug): more of it
+    # left means too large.
+    chunked = limit is not None and request.content_length is None and len(raw) >= limit
+    if chunked and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
     try:
         return fastjson.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

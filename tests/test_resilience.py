@@ -368,3 +368,30 @@ def test_a_trickling_fhir_server_does_not_starve_a_healthy_one(make_app, fhir_se
     while Trickle.open_connections and time.monotonic() < deadline:
         time.sleep(0.1)
     assert Trickle.open_connections == 0, "the service closed its sockets to the slow server at the deadline"
+
+
+# ---- 6. an oversized body is 413 however it is framed ----
+
+
+def test_an_oversized_chunked_body_is_413_and_a_small_chunked_one_is_served(tmp_path):
+    import requests
+
+    from .conftest import start_service
+    from .test_operations import _serve_env, _write_config
+
+    config = _write_config(tmp_path, limits={"max_body_bytes": 1_000_000})
+    proc, base = start_service("--config", str(config), env=_serve_env(tmp_path))
+
+    def chunked(body: bytes, piece: int = 65536) -> Iterator[bytes]:  # no length known: Transfer-Encoding: chunked
+        yield from (body[i : i + piece] for i in range(0, len(body), piece))
+
+    try:
+        huge = b'{"hook": "order-sign", "padding": "' + b"a" * 3_000_000 + b'"}'
+        too_large = requests.post(f"{base}{URL}", data=chunked(huge), headers={"Content-Type": "application/json"})
+        small = json.dumps(hook_request()).encode()
+        served = requests.post(f"{base}{URL}", data=chunked(small, 1000), headers={"Content-Type": "application/json"})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert too_large.status_code == 413 and too_large.json()["resourceType"] == "OperationOutcome"
+    assert served.status_code == 200 and len(served.json()["cards"]) == 2
