@@ -5,11 +5,13 @@ the behaviour asserted: what the EHR sees, what is kept, what is lost and counte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -395,3 +397,66 @@ def test_an_oversized_chunked_body_is_413_and_a_small_chunked_one_is_served(tmp_
         proc.wait(timeout=30)
     assert too_large.status_code == 413 and too_large.json()["resourceType"] == "OperationOutcome"
     assert served.status_code == 200 and len(served.json()["cards"]) == 2
+
+
+# ---- 5. slow clients: the shipped nginx front holds them, gunicorn gets whole requests ----
+
+
+@contextmanager
+def shipped_front(tmp_path: Path) -> Iterator[str]:
+    """gunicorn as the Deployment runs it (2 workers x 8 threads, signed calls only) behind Debian's
+    nginx with the shipped deploy/nginx/nginx.conf, its ports and /tmp moved; yields nginx's URL."""
+    import requests
+
+    from .conftest import start_service
+    from .servers import free_port, nginx_front, nginx_installed, signed_config
+
+    if not nginx_installed():
+        if os.environ.get("CI"):
+            pytest.fail("nginx not installed (scripts/ensure-debian-packages.sh installs Debian's nginx-light)")
+        pytest.skip("nginx not installed (Debian: apt-get install nginx-light)")
+    port, app_port = free_port(), free_port()
+    config = signed_config(tmp_path, port)
+    app, _ = start_service(
+        *("--host", "127.0.0.1", "--workers", "2", "--threads", "8", "--config", str(config)),
+        port=app_port,
+        env={"PATH": str(Path(sys.executable).parent)},
+    )
+    front = nginx_front(tmp_path, port, app_port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _try in range(50):
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield base
+    finally:
+        front.terminate()
+        front.wait(timeout=10)
+        app.terminate()
+        app.wait(timeout=30)
+
+
+def test_two_hundred_slow_clients_leave_hook_calls_and_liveness_answering(tmp_path):
+    import requests
+
+    from deploy.image_probe import _bearer
+
+    from .servers import SlowClients
+
+    with shipped_front(tmp_path) as base:
+        port = int(base.rsplit(":", 1)[1])
+        body = json.dumps(hook_request()).encode()
+        hook = "/cds-services/magnesium-order-sign"
+        with SlowClients(port, 200):
+            time.sleep(2)  # every slow connection open and sending
+            calls, probes = [], []
+            for _round in range(5):
+                headers = {"Content-Type": "application/json", **_bearer(tmp_path, base, hook)}
+                response = requests.post(f"{base}{hook}", data=body, headers=headers, timeout=2)
+                calls.append((response.status_code, len(response.json().get("cards", []))))
+                probes.append(requests.get(f"{base}/healthz", timeout=2).status_code)
+        unsigned = requests.post(f"{base}{hook}", data=body, headers={"Content-Type": "application/json"}, timeout=5)
+    assert calls == [(200, 2)] * 5 and probes == [200] * 5
+    assert unsigned.status_code == 401, "a call through nginx is not a loopback call"
