@@ -282,6 +282,12 @@ def _serve(args: argparse.Namespace, settings) -> int:
             + "; README, Operations: the connection budget)",
             file=sys.stderr,
         )
+    print(
+        f"cds-service: serving on http://{args.host}:{args.port}/cds-services "
+        f"(store {settings.effective_store_url.split('://')[0]}, {server.cfg.workers} workers"
+        + (f"; metrics on http://{settings.metrics_host}:{metrics_port}/metrics)" if metrics_port else "; no metrics)"),
+        file=sys.stderr,
+    )
     server.run()
     return 0
 
