@@ -460,3 +460,38 @@ def test_two_hundred_slow_clients_leave_hook_calls_and_liveness_answering(tmp_pa
         unsigned = requests.post(f"{base}{hook}", data=body, headers={"Content-Type": "application/json"}, timeout=5)
     assert calls == [(200, 2)] * 5 and probes == [200] * 5
     assert unsigned.status_code == 401, "a call through nginx is not a loopback call"
+
+
+@pytest.mark.postgresql
+def test_sigterm_while_postgresql_refuses_spools_the_cards_and_the_next_start_writes_them(
+    tmp_path, postgres_server, postgres_db
+):
+    """The issue's case under gunicorn: cards issued while the database refuses, then SIGTERM."""
+    import requests
+
+    from .conftest import start_service
+    from .test_operations import _serve_env, _write_config
+
+    config = _write_config(tmp_path, database_url=postgres_db)
+    args = ("--workers", "2", "--config", str(config))
+    proc, base = start_service(*args, env=_serve_env(tmp_path))
+    postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), False)
+    try:
+        issued = set()
+        for _call in range(30):
+            response = requests.post(f"{base}{URL}", json=hook_request(), timeout=10)
+            issued |= {c["uuid"] for c in response.json()["cards"]}
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), True)
+    log = proc.log_path.read_text()
+    assert log.count("kept for retry") <= 4, "one warning a minute per worker, not a spin"
+    spooled = {json.loads(line)["card_uuid"] for line in (tmp_path / "data" / SPOOL).read_text().splitlines()}
+    assert spooled == issued and len(issued) == 60, "every card issued reached the spool"
+    again, _ = start_service(*args, env=_serve_env(tmp_path))  # replays the spool before serving
+    again.terminate()
+    assert again.wait(timeout=30) == 0
+    with psycopg.connect(postgres.libpq(postgres_db)) as conn:
+        stored = {row[0] for row in conn.execute("SELECT card_uuid FROM cards_issued")}
+    assert stored == issued and not (tmp_path / "data" / SPOOL).exists()

@@ -122,6 +122,9 @@ class _GuardedConnection(psycopg.Connection[Any]):
 
 @contextmanager
 def _watched(conn: psycopg.Connection[Any], seconds: float) -> Iterator[None]:
+    if conn.closed:  # nothing to wait for: psycopg answers at once
+        yield
+        return
     started = time.monotonic()
     try:
         with WATCHDOG.socket_bound(conn.fileno(), seconds):
