@@ -53,13 +53,17 @@ def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
     )
     pool = pool_size(threads, settings.memory.enabled)
     store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments, pool_size=pool)
-    store.ensure_schema()
     service = CdsService(settings, fetcher, store.engine)
     spool = CardSpool(settings.data_dir)
     try:
+        store.ensure_schema()
         spool.replay(store)  # what an earlier stop could not write
-    except StoreUnavailable as exc:
-        log.warning("card spool not replayed: store unavailable (%s); kept for the next start", exc)
+    except StoreUnavailable as exc:  # hooks need no store: serve them, and catch up when it answers
+        log.error(
+            "store unavailable at start (%s): hook calls are served; feedback answers 503 and issued cards "
+            "wait until it answers (then its schema is brought up to date and the card spool replayed)",
+            exc,
+        )
     recorder = CardRecorder(store, spool)
     app.extensions.update(cds_service=service, feedback_store=store, card_recorder=recorder)
     # The store's database (SQLite in data_dir by default) is shared by every worker, every replica on

@@ -257,22 +257,25 @@ def _serve(args: argparse.Namespace, settings) -> int:
     if metrics_port and metrics_port == args.port:
         print("cds-service: --metrics-port must differ from --port", file=sys.stderr)
         return 2
+    threads = int(file_settings.get("threads", args.threads))
+    # Built before forking workers; migrates the store. A store that cannot be reached does not stop
+    # the start: hooks need no store (README, Operations), and it catches up when it answers.
+    app = create_app(settings, threads)
+    store = app.extensions["feedback_store"]
     try:
-        threads = int(file_settings.get("threads", args.threads))
-        app = create_app(settings, threads)  # fail here, with a message, before forking workers; migrates the store
+        store.ping()
     except StoreUnavailable as exc:
         print(
-            f"cds-service: the store at {_redacted(settings.effective_store_url)} is unavailable ({exc})",
+            f"cds-service: WARNING: the store at {_redacted(settings.effective_store_url)} is unavailable ({exc}): "
+            "serving hooks; feedback answers 503 until it answers",
             file=sys.stderr,
         )
-        return 2
     app.extensions["feedback_store"].engine.dispose()  # no pooled connection may cross the fork
     # The app, its knowledge and every module are built now and live as long as the process: keep
     # them out of the collector's sweeps (and so their pages shared with the workers after fork).
     gc.collect()
     gc.freeze()
     server = Server()
-    store = app.extensions["feedback_store"]
     if store.dialect == "postgresql":
         per_worker = store.engine.pool.size()
         print(

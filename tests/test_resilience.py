@@ -495,3 +495,24 @@ def test_sigterm_while_postgresql_refuses_spools_the_cards_and_the_next_start_wr
     with psycopg.connect(postgres.libpq(postgres_db)) as conn:
         stored = {row[0] for row in conn.execute("SELECT card_uuid FROM cards_issued")}
     assert stored == issued and not (tmp_path / "data" / SPOOL).exists()
+
+
+@pytest.mark.postgresql
+def test_a_service_started_while_postgresql_refuses_serves_hooks_and_catches_up(make_app, postgres_server, postgres_db):
+    """A pod (re)started during an outage: before, the start failed, so a rollout or a crash during
+    the outage took hooks down too. Now hooks are served, and the store gets its schema and the
+    waiting cards when it answers."""
+    postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), False)
+    try:
+        app = make_app({"database_url": postgres_db})  # an empty database, unreachable
+        client = app.test_client()
+        cards = client.post(URL, json=hook_request()).get_json()["cards"]
+        assert len(cards) == 2
+        assert client.post(f"{URL}/feedback", json=feedback_for(cards[0], "accepted")).status_code == 503
+        assert client.get("/readyz").status_code == 200 and client.get("/healthz/store").status_code == 503
+    finally:
+        postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), True)
+    assert client.get("/healthz/store").status_code == 200, "the schema is created once the store answers"
+    assert client.post(f"{URL}/feedback", json=feedback_for(cards[0], "accepted")).get_json()["stored"] == 1
+    assert app.extensions["card_recorder"].flush(timeout=20)
+    assert {c["uuid"] for c in cards} <= cards_in(app.extensions["feedback_store"])

@@ -141,6 +141,7 @@ class CardRecorder:
             except StoreUnavailable as exc:
                 failures += 1
                 metrics.STORE_ERRORS.labels("record_cards").inc()
+                self._probe()  # a store that answers again may first need its schema
                 if time.monotonic() - warned_at > WARN_EVERY_SECONDS:  # one line a minute, not one per retry
                     warned_at = time.monotonic()
                     kept = len(batch) + len(self._pending)
@@ -165,5 +166,9 @@ class CardRecorder:
                 self._cond.notify_all()
 
     def _probe(self) -> None:
+        """Ping the store (sets cds_store_up; migrates a store that was down at start) and, when it
+        answers, replay a spool that a start could not."""
         with contextlib.suppress(StoreUnavailable):
-            self.store.ping()  # sets cds_store_up
+            self.store.ping()
+            if self.spool and self.spool.path.exists():
+                self.spool.replay(self.store)

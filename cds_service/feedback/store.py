@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,11 +54,13 @@ class FeedbackStore:
         return self.engine.dialect.name
 
     def ensure_schema(self) -> None:
-        """Migrate to the newest schema unless it already is (the common case: a cheap read)."""
-        if migrate.current_revision(self.engine) != migrate.head_revision():
-            before, after = migrate.upgrade(self.engine)
-            if before != after:
-                log.info("store (%s): schema upgraded from %s to %s", self.dialect, before or "empty", after)
+        """Migrate to the newest schema unless it already is (the common case: a cheap read);
+        StoreUnavailable when the database cannot be reached (no deadline: a migration takes its time)."""
+        with _unavailable_on_error(deadline=False):
+            if migrate.current_revision(self.engine) != migrate.head_revision():
+                before, after = migrate.upgrade(self.engine)
+                if before != after:
+                    log.info("store (%s): schema upgraded from %s to %s", self.dialect, before or "empty", after)
 
     def record_cards(self, cards: Sequence[Mapping[str, Any]]) -> None:
         """Insert rows for `cards_issued`; a card uuid already there is left as it was."""
@@ -115,8 +117,12 @@ class FeedbackStore:
                 elif conn.execute(text("SHOW transaction_read_only")).scalar_one() == "on":
                     raise StoreUnavailable("read-only (a standby?)")
         if revision != migrate.head_revision():
-            metrics.STORE_UP.set(0)
-            raise StoreUnavailable(f"schema at revision {revision}, expected {migrate.head_revision()}")
+            # A store that was down when the service started: it gets its schema now.
+            try:
+                self.ensure_schema()
+            except StoreUnavailable:
+                metrics.STORE_UP.set(0)
+                raise StoreUnavailable(f"schema at revision {revision}, expected {migrate.head_revision()}") from None
 
     def _row(self, service_id: str, item: Mapping[str, Any], issued: Any, received_at: datetime) -> dict[str, Any]:
         reason, coding = override_reason_of(item)
@@ -166,11 +172,11 @@ def _coding_in(value: Any, depth: int = 0) -> Mapping[str, Any] | None:
 
 
 @contextmanager
-def _unavailable_on_error() -> Iterator[None]:
+def _unavailable_on_error(deadline: bool = True) -> Iterator[None]:
     """Any database error becomes StoreUnavailable, naming only the error type (never row data); the
     outcome sets `cds_store_up`."""
     try:
-        with connections.operation():
+        with connections.operation() if deadline else nullcontext():
             yield
     except StoreUnavailable:
         metrics.STORE_UP.set(0)
