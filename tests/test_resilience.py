@@ -516,3 +516,21 @@ def test_a_service_started_while_postgresql_refuses_serves_hooks_and_catches_up(
     assert client.post(f"{URL}/feedback", json=feedback_for(cards[0], "accepted")).get_json()["stored"] == 1
     assert app.extensions["card_recorder"].flush(timeout=20)
     assert {c["uuid"] for c in cards} <= cards_in(app.extensions["feedback_store"])
+
+
+@pytest.mark.postgresql
+def test_hook_calls_with_card_memory_wait_on_a_frozen_postgresql_once_not_every_time(
+    make_app, postgres_server, postgres_db
+):
+    from .test_memory import FQ, MEMORY, SELECT, SIGN, body
+
+    client = make_app({**MEMORY, "database_url": postgres_db}).test_client()
+    client.post(SELECT, json=body(FQ, "order-select"))  # memory's connections pooled
+    seconds, statuses = [], []
+    with frozen(postgres_server):
+        for _call in range(4):
+            started = time.monotonic()
+            statuses.append(client.post(SIGN, json=body(FQ, "order-sign")).status_code)
+            seconds.append(time.monotonic() - started)
+    assert statuses == [200] * 4, "every card shown, without memory"
+    assert max(seconds) < 4.0 and sum(s > 1.0 for s in seconds) <= 1, f"one call waits, the rest do not: {seconds}"
