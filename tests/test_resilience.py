@@ -463,10 +463,10 @@ def test_two_hundred_slow_clients_leave_hook_calls_and_liveness_answering(tmp_pa
 
 
 @pytest.mark.postgresql
-def test_sigterm_while_postgresql_refuses_spools_the_cards_and_the_next_start_writes_them(
+def test_sigterm_while_postgresql_is_stopped_spools_the_cards_and_the_next_start_writes_them(
     tmp_path, postgres_server, postgres_db
 ):
-    """The issue's case under gunicorn: cards issued while the database refuses, then SIGTERM."""
+    """The issue's case under gunicorn: cards issued while PostgreSQL is stopped, then SIGTERM."""
     import requests
 
     from .conftest import start_service
@@ -475,16 +475,13 @@ def test_sigterm_while_postgresql_refuses_spools_the_cards_and_the_next_start_wr
     config = _write_config(tmp_path, database_url=postgres_db)
     args = ("--workers", "2", "--config", str(config))
     proc, base = start_service(*args, env=_serve_env(tmp_path))
-    postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), False)
-    try:
+    with postgres.stopped(postgres_server):
         issued = set()
         for _call in range(30):
             response = requests.post(f"{base}{URL}", json=hook_request(), timeout=10)
             issued |= {c["uuid"] for c in response.json()["cards"]}
         proc.terminate()
         assert proc.wait(timeout=30) == 0
-    finally:
-        postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), True)
     log = proc.log_path.read_text()
     assert log.count("kept for retry") <= 4, "one warning a minute per worker, not a spin"
     spooled = {json.loads(line)["card_uuid"] for line in (tmp_path / "data" / SPOOL).read_text().splitlines()}
