@@ -13,14 +13,17 @@ Loopback only, bounded: at most 500 slow connections and 60 s a front.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -46,16 +49,32 @@ def start_front(front: str, port: int, work: Path, env: dict[str, str]) -> list[
     log = (work / f"{front}.log").open("w")
     serve = [str(exe("cds-service")), "serve", "--workers", "2", "--threads", "8", "--config", str(config)]
     if front == "gunicorn":
-        return [subprocess.Popen([*serve, "--port", str(port)], stdout=log, stderr=log, env=env)]
+        return [_start([*serve, "--port", str(port)], log, env)]
     if front == "nginx":
         upstream = free_port()
-        app = subprocess.Popen([*serve, "--port", str(upstream)], stdout=log, stderr=log, env=env)
+        app = _start([*serve, "--port", str(upstream)], log, env)
         front_proc = nginx_front(work, port, upstream, log)
         return [app, front_proc]
     (work / "granian_app.py").write_text(GRANIAN_APP.format(config=str(config)))
     granian = [str(exe("granian")), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port)]
     granian += ["--workers", "2", "--blocking-threads", "8", "--working-dir", str(work), "granian_app:app"]
-    return [subprocess.Popen(granian, stdout=log, stderr=log, env=env)]
+    return [_start(granian, log, env)]
+
+
+def _start(command: list[str], log: IO[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Each front in its own session: stop its whole group (granian's workers outlive a killed main)."""
+    for proc in reversed(procs):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def wait_up(base: str, procs: list[subprocess.Popen]) -> None:
@@ -129,13 +148,7 @@ def main() -> int:
             results[front] = figures
             print(front, json.dumps(figures), flush=True)
         finally:
-            for proc in reversed(procs):
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(procs)
             shutil.rmtree(work, ignore_errors=True)
     write_result(args.output, {"slow": slow, "seconds": seconds, "fronts": results})
     return 0

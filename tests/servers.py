@@ -150,7 +150,8 @@ def nginx_front(folder: Path, port: int, app_port: int, log: IO[str] | None = No
     conf = conf.replace("listen 8080", f"listen 127.0.0.1:{port}").replace("127.0.0.1:8081", f"127.0.0.1:{app_port}")
     (folder / "nginx.conf").write_text(conf.replace("/tmp/nginx", str(folder / "nginx")))
     root = ["-g", "daemon off; user root;"] if os.geteuid() == 0 else ["-g", "daemon off;"]
-    return subprocess.Popen([nginx, "-c", str(folder / "nginx.conf"), "-e", "stderr", *root], stdout=log, stderr=log)
+    command = [nginx, "-c", str(folder / "nginx.conf"), "-e", "stderr", *root]
+    return subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
 
 
 def nginx_installed() -> bool:
