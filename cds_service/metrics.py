@@ -63,7 +63,8 @@ JWT_REJECTIONS = Counter("cds_jwt_rejections_total", "Calls refused because of t
 STORE_ERRORS = Counter("cds_store_errors_total", "Database operations that failed, by operation", ["operation"])
 CARDS_UNRECORDED = Counter(
     "cds_cards_unrecorded_total",
-    "Cards issued whose record was lost, by reason (queue_full, spool_full, spool_unwritable, spool_unreadable)",
+    "Cards issued whose record was lost, by reason "
+    "(queue_full, spool_full, spool_unwritable, spool_unreadable, no_spool)",
     ["reason"],
 )
 CARDS_SPOOLED = Counter(
