@@ -530,4 +530,5 @@ def test_hook_calls_with_card_memory_wait_on_a_frozen_postgresql_once_not_every_
             statuses.append(client.post(SIGN, json=body(FQ, "order-sign")).status_code)
             seconds.append(time.monotonic() - started)
     assert statuses == [200] * 4, "every card shown, without memory"
-    assert max(seconds) < 4.0 and sum(s > 1.0 for s in seconds) <= 1, f"one call waits, the rest do not: {seconds}"
+    # the store's bounds: one call waits about 2.5 s (a 0.5 s check, a 2 s connect); margins for a loaded machine
+    assert max(seconds) < 5.0 and sum(s > 1.5 for s in seconds) <= 1, f"one call waits, the rest do not: {seconds}"
