@@ -240,7 +240,10 @@ def keeping_what_yielders_knew(findings: list[Finding], knowledge: Knowledge) ->
             continue
         current = out[id(keeper)]
         audit = (*current.audit, *(line for line in yielder.audit if line not in current.audit))
-        facts = tuple(dict.fromkeys((*current.facts, *yielder.facts)))[:MAX_FACTS]
+        # What the yielder knew that the keeper does not say (the last serum Mg and its date); its
+        # "At risk: renal function ..." only repeats the keeper's own finding.
+        news = (fact for fact in yielder.facts if not fact.startswith("At risk:"))
+        facts = tuple(dict.fromkeys((*current.facts, *news)))[:MAX_FACTS]
         asks = {s.lab: s for s in yielder.suggestions if s.lab is not None}
         suggestions = tuple(
             asks[s.lab] if s.lab in asks and asks[s.lab].due < s.due else s for s in current.suggestions
