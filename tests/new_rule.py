@@ -132,6 +132,9 @@ def scenario_digests(copy: Path) -> dict[str, str]:
 
 def run(pytest_args: list[str], keep: bool = False) -> int:
     copy = copy_of_the_repository(Path(tempfile.mkdtemp(prefix="cds-new-rule-")) / "repo")
+    shared = ROOT.parent / "shared"  # the third-party data and references beside the clone, as CI has them
+    if shared.is_dir():
+        (copy.parent / "shared").symlink_to(shared)
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTEST_XDIST_WORKER", None)
     failed = True
