@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -137,7 +138,7 @@ def run(pytest_args: list[str], keep: bool = False) -> int:
         (copy.parent / "shared").symlink_to(shared)
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTEST_XDIST_WORKER", None)
-    failed = True
+    keep_copy = True  # for a look at what failed; an interrupted run (SIGTERM) or a pass removes it
     try:
         before = scenario_digests(copy)
         add_the_rule(copy)
@@ -161,19 +162,26 @@ def run(pytest_args: list[str], keep: bool = False) -> int:
         if not where.startswith(str(copy)):
             print(f"new_rule: the copy's tests would import the package from {where.strip()}, not the copy")
             return 1
-        tests = subprocess.run(
+        tests = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(pytest_args or DEFAULT_ARGS)],
             cwd=copy,
             env=env,
         )
-        failed = tests.returncode != 0
+        try:
+            keep_copy = tests.wait() != 0
+        except BaseException:  # stopped (a timeout's SIGTERM): stop the tests too, and remove the copy
+            keep_copy = False
+            tests.kill()
+            tests.wait()
+            raise
         return tests.returncode
     finally:
-        if failed or keep:
+        if keep_copy or keep:
             print(f"new_rule: the copy with the rule added is kept at {copy}")
         else:
             shutil.rmtree(copy.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the copy is removed when stopped
     sys.exit(run(sys.argv[1:]))
