@@ -11,6 +11,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from . import fastjson, instrumentation, metrics, tracing
+from .cards.explain import for_the_record
 from .config import SANDBOX_ISSUER, Settings
 from .feedback import FeedbackStore, StoreUnavailable
 from .feedback.recorder import CardRecorder
@@ -132,6 +133,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         for item in stored:
             rule = item.rule_id or metrics.UNKNOWN_RULE
             metrics.FEEDBACK.labels(service_id, rule, item.outcome, item.reason_code or "").inc()
+            if item.first_for_card:
+                metrics.FEEDBACK_CARDS.labels(service_id, rule, item.outcome, item.reason_code or "").inc()
         if service.memory is not None:
             snoozed = service.memory.snooze(body["feedback"], service.now())
             if snoozed:
@@ -208,6 +211,7 @@ def _issued(card: dict[str, Any], service_id: str, body: dict[str, Any]) -> dict
         "indicator": card["indicator"],
         "issued_at": datetime.now(UTC),
         "held_back": None,
+        "explanation": for_the_record(card),
     }
 
 

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+EXPLANATION = "mg-cds.explanation"  # the card extension with the audit trail (cards/explain.py)
+
 # gunicorn defaults of `serve`, chosen by bench/http_bench.py on 2 cores (bench/README.md)
 DEFAULT_WORKERS = 2
 DEFAULT_THREADS = 4
@@ -53,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         help="id (or fullUrl) of a draft order; repeat for several (default: status=draft orders)",
     )
     evaluate.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON")
+    evaluate.add_argument(
+        "--explain",
+        action="store_true",
+        help="after each card, how the service read the orders and which record entries it used",
+    )
     evaluate.add_argument("--config")
     evaluate.add_argument("--now", type=_iso, help="fixed clock (ISO datetime); lookbacks are relative to it")
     migrate = commands.add_parser("migrate", help="create or upgrade the store's schema (also done by serve)")
@@ -472,11 +479,11 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
     if args.json:
         print(json.dumps(response, indent=2))
     else:
-        print(render_text(response))
+        print(render_text(response, explain=args.explain))
     return 0
 
 
-def render_text(response: dict[str, Any]) -> str:
+def render_text(response: dict[str, Any], explain: bool = False) -> str:
     cards = response["cards"]
     if not cards:
         return "No cards."
@@ -487,6 +494,11 @@ def render_text(response: dict[str, Any]) -> str:
             lines.append(f"    {line}" if line else "")
         for suggestion in card.get("suggestions", ()):
             lines.append(f"    -> suggestion: {suggestion['label']}")
+        explained = card.get("extension", {}).get(EXPLANATION)
+        if explain and explained:
+            lines.append(f"    explanation ({', '.join(explained['orders'])}):")
+            lines.extend(f"      - {line}" for line in explained["evidence"])
+            lines.extend(f"      - data gap: {g['topic']} ({g['reason']})" for g in explained.get("data_gaps", ()))
         lines.append("")
     return "\n".join(lines).rstrip()
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .knowledge import Knowledge, KnowledgeError, load_knowledge
+from .knowledge.suggestions import ACTIONS
 from .security.jwt_verifier import ASYMMETRIC, DEFAULT_ALGORITHMS, TrustedIssuer, keys_by_kid
 
 TOP_LEVEL_KEYS = {
@@ -59,7 +60,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "security.trusted_issuers[]": frozenset(
         {"iss", "jwks_url", "jwks", "jwks_file", "jku_allowed", "algorithms", "tenants", "fhir_servers"}
     ),
-    "clients.<iss>": frozenset({"update_suggestions", "name"}),
+    "clients.<iss>": frozenset({"update_suggestions", "name", "suggestions"}),
     "memory": frozenset({"enabled", "secret", "window_minutes", "rules", "info_card"}),
     "memory.rules.<rule id>": frozenset({"window_minutes"}),
 }
@@ -228,10 +229,17 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
 
 @dataclass(frozen=True, slots=True)
 class ClientProfile:
-    """What one EHR client can take. Epic's suggestions, for one, cannot edit an order's dose or timing:
-    with update_suggestions false the spacing advice goes into the card's text instead."""
+    """What one EHR client can apply. The CDS Hooks Sandbox applies medication orders only; Epic's
+    suggestions cannot edit an order's dose or timing. A kind the client cannot apply gets no button:
+    the card's Do line already says what to do."""
 
-    update_suggestions: bool = True  # (every suggestion this service builds carries one action: no switch needed)
+    update_suggestions: bool = True  # kept for existing configs: false = no update-order buttons
+    suggestions: frozenset[str] = ACTIONS
+
+    def applies(self, kind: str) -> bool:
+        if kind == "update-order" and not self.update_suggestions:
+            return False
+        return kind in self.suggestions
 
 
 def _clients(raw: Any) -> dict[str, ClientProfile]:
@@ -245,7 +253,12 @@ def _clients(raw: Any) -> dict[str, ClientProfile]:
         if not isinstance(row, Mapping):
             raise ConfigError(f"config: {where} must be a mapping")
         _only(row, where, SECTION_KEYS["clients.<iss>"])
-        out[str(key)] = ClientProfile(update_suggestions=_bool(row, f"{where}.update_suggestions", True))
+        kinds = row.get("suggestions", sorted(ACTIONS))
+        if not isinstance(kinds, list) or any(k not in ACTIONS for k in kinds):
+            raise ConfigError(f"config: {where}.suggestions: a list of {', '.join(sorted(ACTIONS))}")
+        out[str(key)] = ClientProfile(
+            update_suggestions=_bool(row, f"{where}.update_suggestions", True), suggestions=frozenset(kinds)
+        )
     return out
 
 

@@ -50,7 +50,13 @@ CARDS_ISSUED = Counter(
 )
 FEEDBACK = Counter(
     "cds_feedback_total",
-    "Feedback items stored (repeats not counted), by CDS service, rule, outcome and override reason code",
+    "Feedback events stored (exact repeats not counted), by CDS service, rule, outcome and override reason code",
+    ["service", "rule", "outcome", "reason"],
+)
+FEEDBACK_CARDS = Counter(
+    "cds_feedback_cards_total",
+    "Cards answered, each counted once by its first outcome (later clicks on the same card are events, "
+    "not cards; `cds-service report` counts each card by its latest outcome)",
     ["service", "rule", "outcome", "reason"],
 )
 CARDS_HELD_BACK = Counter(

@@ -43,6 +43,7 @@ EDITS = (
         "sources:\n",
         "  throwaway-source:\n"
         '    citation: "A source invented for tests/new_rule.py; it never leaves the throwaway copy"\n'
+        '    claim: "A low magnesium makes the throwaway drug dangerous."\n'
         "    status: UNVERIFIED\n",
     ),
     (  # 2a. the drug it is about (codes and names)
@@ -69,8 +70,10 @@ EDITS = (
         "    text:\n"
         '      summary: "{drug} with low serum Mg {value} {unit}: correct Mg first"\n'
         '      summary_unknown: "{drug} ordered: no serum Mg in {lookback} days; check it"\n'
+        '      found: ["{mg_latest}"]\n'
+        '      do: "Replete magnesium and check the level."\n'
+        '      do_unknown: "Order serum magnesium now."\n'
         '      why: "A test of the contributing guide."\n'
-        '      action: "Replete magnesium and check the level."\n'
         "    suggestions: [order-serum-magnesium-now]\n"
         "    override_reasons: [magnesium-being-corrected, lab-ordered-elsewhere]\n",
     ),

@@ -195,7 +195,7 @@ def test_null_prefetch_means_no_data_and_is_not_fetched(client):
     assert response.status_code == 200
     cards = {c["source"]["topic"]["code"]: c for c in response.get_json()["cards"]}
     assert sorted(cards) == ["renal-unknown"]  # no age, no renal value: nothing marks the patient at risk
-    assert "patient demographics" in cards["renal-unknown"]["detail"]
+    assert "patient demographics" in cards["renal-unknown"]["detail"].lower()
 
 
 def test_prefetch_error_without_a_server_is_a_reported_gap(client):

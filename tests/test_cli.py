@@ -15,6 +15,7 @@ from cds_service.clinical.formulas import ckd_epi_2021, cockcroft_gault
 from cds_service.record.dates import age_in_years, parse_datetime
 
 from .conftest import SCENARIOS, SHARED, load_json
+from .test_card_quality import assert_readable
 from .timing import scaled
 
 SYNTHEA = sorted((SHARED / "data" / "synthea-r4").glob("*.json"))
@@ -34,6 +35,17 @@ def test_evaluate_prints_readable_cards(capsys):
     assert code == 0
     assert out.startswith("[CRITICAL] renal-contraindicated: CrCl 15 mL/min")
     assert "-> suggestion: Remove the order" in out
+
+
+def test_evaluate_explain_prints_the_audit_trail_the_card_text_leaves_out(capsys):
+    args = ("evaluate", str(FIXTURE), "--order", "renal-contraindicated-cg-order-0", "--now", "2026-11-15T12:00:00Z")
+    _, plain, _ = run_cli(capsys, *args)
+    code, out, _ = run_cli(capsys, *args, "--explain")
+    assert code == 0
+    assert "Observation/renal-contraindicated-cg-obs-0" not in plain and "read as" not in plain
+    assert "explanation (MedicationRequest/renal-contraindicated-cg-order-0):" in out
+    assert "Creatinine 2.9 mg/dL on 2026-11-01 (Observation/renal-contraindicated-cg-obs-0)" in out
+    assert "read as: enteral" in out
 
 
 def test_evaluate_json_for_order_select(capsys):
@@ -184,7 +196,10 @@ def test_synthea_bundle_with_injected_magnesium_order(capsys, tmp_path, path, re
         capsys, "evaluate", str(injected), "--order", "injected-mg", "--json", "--now", "2021-04-01T00:00:00Z"
     )
     assert code == 0, err
-    rules = [c["source"]["topic"]["code"] for c in json.loads(out)["cards"]]
+    cards = json.loads(out)["cards"]
+    for card in cards:  # third-party patients' cards read as the golden ones do
+        assert_readable(card, f"{path}: {card['source']['topic']['code']}")
+    rules = [c["source"]["topic"]["code"] for c in cards]
     renal = [r for r in rules if r in ("renal-contraindicated", "renal-severe", "renal-moderate", "renal-unknown")]
     expected = expected_renal_rule(bundle)
     assert renal == ([expected] if expected else []), f"{path.name}: got {rules}"

@@ -9,6 +9,7 @@ from cds_service.config import ConfigError, settings_from_mapping
 from cds_service.knowledge import load_knowledge
 from cds_service.record.medications import parse_medication
 
+from .cards_check import explanation_text
 from .conftest import SCENARIOS, SERVICE, load_json
 
 VOCABULARY = load_knowledge().order_vocabulary
@@ -84,7 +85,7 @@ def test_the_gating_table_decides_and_a_site_can_widen_it(make_app):
     config = {"gating": {"renal-contraindicated": {"magnesium": {"routes": every, "uses": uses}}}}
     cards = make_app(config).test_client().post(URL, json=body).get_json()["cards"]
     assert [c["source"]["topic"]["code"] for c in cards] == ["renal-contraindicated"]
-    assert "read as: not absorbed" in cards[0]["detail"]
+    assert "read as: not absorbed" in explanation_text(cards[0])  # the audit trail, not the card text
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 
 from cds_service.config import ConfigError, settings_from_mapping
 from cds_service.knowledge import KnowledgeError, load_knowledge
-from cds_service.knowledge.loader import read_tables
+from cds_service.knowledge.anatomy import FIELDS, check_texts, fill
+from cds_service.knowledge.loader import build_knowledge, read_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -111,37 +113,41 @@ def test_ci_has_the_third_party_data_beside_the_clone():
     assert SHARED_DATA.is_dir(), f"CI runs with the third-party data at {SHARED_DATA}; it is missing"
 
 
-def test_card_texts_fill_with_the_fields_rules_give():
-    fields = {
-        "drug": "X",
-        "estimate": "CrCl",
-        "value": "15",
-        "unit": "mL/min",
-        "condition": "ESRD",
-        "change": "1 → 2",
-        "partner_name": "P",
-        "mg": "M",
-        "spacing": "s",
-        "lookback": "180",
-        "daily": "9",
-        "ul": "350",
-        "age": "50 y",
-        "other": "O",
-        "total": "",
-        "due_from": "d1",
-        "due_by": "d2",
-        "risk": "r",
-        "last": "l",
-        "high": "8.4",
-        "wasting": "furosemide",
-        "recheck": "6 h",
-    }
+def test_every_card_template_names_known_fields_and_fits_the_budget():
+    """The load-time check (knowledge/anatomy.py) holds for the shipped rules, variants included."""
     for rule in load_knowledge().rules.values():
-        for key, template in rule.text.items():
-            assert "{" not in template.format(**fields), (rule.id, key)
+        check_texts(rule.id, rule.text)
         for variant in rule.variants.values():
-            for key, template in variant.text.items():
-                assert "{" not in template.format(**fields), (rule.id, variant.name, key)
+            check_texts(f"{rule.id}.{variant.name}", {**rule.text, **variant.text})
+
+
+def _with_text(rule_id: str, **text):
+    tables = copy.deepcopy(read_tables())
+    tables["rules.yaml"]["rules"][rule_id]["text"].update(text)
+    return tables
+
+
+def test_a_template_naming_an_unknown_field_stops_the_start():
+    with pytest.raises(KnowledgeError, match=r"myasthenia-gravis.text.do: unknown field '\{dose_x\}'"):
+        build_knowledge(_with_text("myasthenia-gravis", do="Give {dose_x}."))
+
+
+def test_a_summary_that_can_exceed_140_characters_stops_the_start():
+    long = "{drug} " + "and a very long verdict " * 4 + "{risk}"
+    with pytest.raises(KnowledgeError, match=r"myasthenia-gravis.text.summary: can reach \d+ characters"):
+        build_knowledge(_with_text("myasthenia-gravis", summary=long))
+
+
+def test_a_detail_that_can_exceed_700_characters_stops_the_start():
+    why = "Magnesium reduces acetylcholine release at the neuromuscular junction. " * 9
+    with pytest.raises(KnowledgeError, match=r"myasthenia-gravis.text: the detail can reach \d+ characters"):
+        build_knowledge(_with_text("myasthenia-gravis", why=why))
+
+
+def test_a_fact_longer_than_its_bound_is_shortened_when_filled():
+    filled = fill("{renal}", {"renal": "x" * 500})
+    assert len(filled) == FIELDS["renal"] and filled.endswith("…")
+    assert fill("{renal}; {treatment}", {"renal": "CrCl 21"}) == ""  # a fact with nothing to say is left out
 
 
 def test_site_overrides_apply():
@@ -202,3 +208,41 @@ def test_every_catalogue_rule_fires_in_a_fixture_and_is_silent_in_others():
     rules = set(load_knowledge().rules)
     assert rules - fired == set(), f"rules no fixture makes fire: {rules - fired}"
     assert rules - silent == set(), f"rules never checked to stay silent: {rules - silent}"
+
+
+def test_every_source_link_was_checked_and_local_policy_says_what_it_is():
+    """A link opens the document its citation names (checked against a stored copy, or marked unchecked);
+    the service's own policy has no link to an unrelated document and a one-sentence claim to show."""
+    for source in load_knowledge().sources.values():
+        if source.local_policy:
+            assert source.url is None and source.claim, source.id
+            continue
+        if source.url:
+            assert source.checked is not None and source.checked.on, source.id
+            assert not re.search(r"search\.cfm\?query=", source.url), source.id  # a search page is no document
+
+
+def test_a_rule_naming_a_suggestion_not_in_the_registry_stops_the_start():
+    tables = copy.deepcopy(read_tables())
+    tables["rules.yaml"]["rules"]["renal-severe"]["variants"]["parenteral"]["suggestions"] = ["order-pizza"]
+    with pytest.raises(KnowledgeError, match=r"variants.parenteral.suggestions: unknown suggestion 'order-pizza'"):
+        build_knowledge(tables)
+
+
+def test_the_discovery_prefetch_asks_for_exactly_the_lab_codes_the_knowledge_reads():
+    """hooks/discovery.json spells the LOINC codes of labs.yaml out by hand: each analyte's codes sit in one
+    Observation template, whole, in every service, and no template asks for a code the knowledge ignores."""
+    from cds_service.protocol.schemas import discovery_document
+
+    analytes = load_knowledge().analytes
+    wanted = {code: name for name, analyte in analytes.items() for code in analyte.codes}
+    for service in discovery_document()["services"]:
+        asked: dict[str, str] = {}
+        for key, template in service["prefetch"].items():
+            if template.startswith("Observation?"):
+                for code in re.findall(r"http://loinc.org\|([\d-]+)", template):
+                    asked[code] = key
+        assert set(asked) == set(wanted), (service["id"], set(asked) ^ set(wanted))
+        for name in analytes:
+            keys = {asked[code] for code in analytes[name].codes}
+            assert len(keys) == 1, (service["id"], name, keys)  # an analyte is never split across templates

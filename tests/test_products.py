@@ -15,6 +15,7 @@ from cds_service.knowledge import load_knowledge
 from cds_service.knowledge.rxnorm_derive import main as derive_main
 from cds_service.record.medications import parse_medication
 
+from .cards_check import explanation_text
 from .conftest import SCENARIOS, SERVICE, SHARED
 
 KNOWLEDGE = load_knowledge()
@@ -286,4 +287,4 @@ def test_id_less_active_orders_in_prefetch_are_each_judged(make_app):
         "interaction-fluoroquinolone",
         "interaction-levothyroxine",
     ]
-    assert all("(no id: active" in c["detail"] for c in cards)  # the card says which order, by position
+    assert all("(no id: active" in explanation_text(c) for c in cards)  # the explanation says which, by position

@@ -8,6 +8,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from cds_service.feedback.store import override_reason_of
 
+from .cards_check import explanation_text
 from .conftest import SCENARIOS, SERVICE_FOR, load_json
 
 SIGN = f"/cds-services/{SERVICE_FOR['order-sign']}"
@@ -36,7 +37,7 @@ def test_when_no_update_can_be_offered_the_card_says_why(make_app):
     cards = make_app().test_client().post(SIGN, json=body).get_json()["cards"]
     card = next(c for c in cards if c["source"]["topic"]["code"] == "interaction-fluoroquinolone")
     assert not any(a["type"] == "update" for s in card.get("suggestions", ()) for a in s["actions"])
-    assert "could not be offered as a one-click update" in card["detail"]
+    assert "cannot take a one-click update" in card["detail"]
     assert "6 h" in card["summary"] or "6 h" in card["detail"]  # the advice itself is still on the card
 
 
@@ -115,7 +116,8 @@ def test_a_client_that_cannot_apply_updates_gets_the_advice_in_the_text(make_app
         if c["source"]["topic"]["code"] == "interaction-fluoroquinolone"
     )
     assert not any(a["type"] == "update" for s in card.get("suggestions", ()) for a in s["actions"])
-    assert "To do by hand (this EHR cannot apply order updates): Add to the dosage: take magnesium" in card["detail"]
+    do = next(p for p in card["detail"].split("\n\n") if p.startswith("**Do:**"))
+    assert "give ciprofloxacin at least 2 h before or 6 h after magnesium" in do  # the advice, without a button
     for bad, names in (({"default": {"update_suggestions": "no"}}, "update_suggestions"), ([1], "clients")):
         try:
             settings_from_mapping({"clients": bad})
@@ -125,6 +127,25 @@ def test_a_client_that_cannot_apply_updates_gets_the_advice_in_the_text(make_app
             raise AssertionError(f"{bad} was accepted")
 
 
+def test_a_client_profile_offers_only_the_suggestion_kinds_that_client_can_apply(make_app):
+    """The Sandbox applies medication orders only: no lab or spacing buttons, the advice in the Do line."""
+    from cds_service.config import ConfigError, settings_from_mapping
+
+    body = load_json(SCENARIOS / "renal-severe-cg" / "request.order-sign.json")
+    sandbox = make_app({"clients": {"default": {"suggestions": ["remove-order"]}}})
+    card = sandbox.test_client().post(SIGN, json=body).get_json()["cards"][0]
+    assert [a["type"] for s in card["suggestions"] for a in s["actions"]] == ["delete"]
+    assert "check serum Mg now" in card["detail"]  # the lab the button would have ordered, said in words
+    full = make_app().test_client().post(SIGN, json=body).get_json()["cards"][0]
+    assert sorted(a["type"] for s in full["suggestions"] for a in s["actions"]) == ["create", "delete"]
+    try:
+        settings_from_mapping({"clients": {"default": {"suggestions": ["order-pizza"]}}})
+    except ConfigError as exc:
+        assert "clients.default.suggestions" in str(exc)
+    else:
+        raise AssertionError("an unknown suggestion kind was accepted")
+
+
 def test_a_chart_review_speaks_of_medications_running_not_of_orders(client):
     """patient-view cards are about therapy already running: no 'ordered', no 'Order:' line."""
     body = load_json(SCENARIOS / "patient-view-interactions-depletion" / "request.patient-view.json")
@@ -132,7 +153,8 @@ def test_a_chart_review_speaks_of_medications_running_not_of_orders(client):
     assert len(cards) == 3
     for card in cards:
         assert "ordered" not in card["summary"]
-        assert "- Order:" not in card["detail"] and "This order" not in card["detail"]
-        assert "- Medication:" in card["detail"] and "This medication (" in card["detail"]
+        explained = explanation_text(card)  # how the service read them: in the explanation, not the text
+        assert "Order:" not in explained and "This order" not in explained
+        assert "Medication:" in explained and "This medication (" in explained
     sign = client.post(SIGN, json=_sign("depletion-ppi-coded")).get_json()["cards"]
-    assert sign and all("- Order:" in c["detail"] for c in sign)
+    assert sign and all("Order:" in explanation_text(c) for c in sign)

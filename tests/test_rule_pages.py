@@ -4,6 +4,7 @@ external asset. The same pages in a real browser: tests/test_browser.py."""
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 
@@ -171,6 +172,9 @@ def test_card_links_are_labelled_by_their_own_source(client):
         for card in client.post(f"/cds-services/{SERVICE_FOR[hook]}", json=body).get_json()["cards"]:
             for link in card.get("links", []):
                 label = link["label"].rstrip("…")
+                if label.startswith("Local policy: "):  # the service's own policy opens the rule's page
+                    assert link["url"].endswith(f"/rules/{card['source']['topic']['code']}"), (name, link)
+                    continue
                 assert any(c.startswith(label) for c in citations_by_url[link["url"]]), (name, link)
                 seen += 1
     assert seen > 100
@@ -183,3 +187,25 @@ def test_rule_pages_are_counted_apart_in_metrics(client):
     counted = samples(scrape(), "cds_http_requests_total")
     assert any(dict(k).get("endpoint") == "rule-pages" for k in counted)
     assert not any(re.search(r"/rules", dict(k).get("endpoint", "")) for k in counted)
+
+
+def _page_text(client, rule_id: str) -> str:
+    page = client.get(f"/rules/{rule_id}").get_data(as_text=True)
+    body = page[page.index("<main") :]  # the page as read, without the stylesheet
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+
+
+def test_rule_pages_speak_a_pharmacists_words(client):
+    """No bracketed source keys, status codes or file names; thresholds with both bounds; the codes a rule
+    matches listed; the service's own policy said as such."""
+    for rule_id in KNOWLEDGE.rules:
+        text = _page_text(client, rule_id)
+        assert not re.search(r"\[[a-z][a-z0-9]*(-[a-z0-9]+)+\]", text), rule_id  # [service-renal-policy]
+        assert not re.search(r"\b(VERIFIED|SECONDARY|UNVERIFIED|POLICY)\b|\.ya?ml\b|\.md\b", text), rule_id
+        assert "Said differently" not in text and "{" not in text, rule_id
+    severe = _page_text(client, "renal-severe")
+    assert "Fires for renal function 20-29 mL/min" in severe
+    assert "Local policy: No labelled kidney-function cut-off" in severe
+    assert "SNOMED CT" in severe and "46177005" in severe and "2160-0" in severe  # dialysis code, creatinine LOINC
+    assert "91637004" in _page_text(client, "myasthenia-gravis")
+    assert "Fires for renal function 30-59 mL/min" in _page_text(client, "renal-moderate")

@@ -4,7 +4,9 @@ migrations and recording through an outage."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import re
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,7 @@ from cds_service.feedback.recorder import CardRecorder
 from cds_service.feedback.report import per_rule, render_text, total
 
 from . import postgres
+from .conftest import SCENARIOS, load_json
 from .timing import scaled
 
 TABLES = {"alembic_version", "cards_issued", "feedback", "jwt_replay", "card_memory"}
@@ -165,6 +168,37 @@ def test_report_counts_per_rule_and_period(store_url):
     assert "renal-severe" in text_report and "67%" in text_report and "nephrology-directed 1" in text_report
 
 
+def test_report_counts_cards_not_clicks(store_url):
+    """Accepted, then undone and accepted again, then overridden: one card, counted by its latest
+    outcome; every event stays stored and the report says how many it folded."""
+    store = migrated(store_url)
+    cards = [card("renal-severe", "critical"), card("renal-severe", "critical"), card("mg-high", "critical")]
+    store.record_cards(cards)
+    clicks = [
+        answer(cards[0]["card_uuid"], "accepted", minute=1),
+        answer(cards[0]["card_uuid"], "accepted", minute=2),  # the same card accepted twice (create, delete)
+        answer(cards[1]["card_uuid"], "accepted", minute=1),
+        answer(cards[1]["card_uuid"], "overridden", "nephrology-directed", minute=5),  # changed their mind
+        answer(cards[2]["card_uuid"], "overridden", "lab-not-current", minute=3),
+    ]
+    stored = store.add("magnesium-order-check", clicks)
+    assert len(stored) == 5 and store.count() == 5  # raw events are all kept
+    assert [s.first_for_card for s in stored] == [True, False, True, False, True]
+    rows = {r.rule_id: r for r in per_rule(store)}
+    severe = rows["renal-severe"]
+    assert (severe.accepted, severe.overridden, severe.events) == (1, 1, 4)
+    assert severe.override_reasons == {"nephrology-directed": 1}
+    assert severe.override_rate == pytest.approx(0.5)
+    assert (rows["mg-high"].overridden, rows["mg-high"].events) == (1, 1)
+    assert "3 answered cards counted once each by their latest outcome (5 feedback events stored)" in render_text(
+        list(rows.values()), None, store.dialect
+    )
+    # A later click in another batch still answers the same card once.
+    store.add("magnesium-order-check", [answer(cards[2]["card_uuid"], "accepted", minute=9)])
+    mg_high = {r.rule_id: r for r in per_rule(store)}["mg-high"]
+    assert (mg_high.accepted, mg_high.overridden, mg_high.events) == (1, 0, 2)
+
+
 def _upgrade_in_a_process(url: str) -> str:
     engine = create_engine(url)
     upgrade(engine)
@@ -237,3 +271,21 @@ def test_database_url_means_psycopg_3_and_the_old_key_still_works():
 
     assert settings_from_mapping({"database_url": "postgres://u@h/db"}).database_url == "postgresql+psycopg://u@h/db"
     assert settings_from_mapping({"store_url": "sqlite:////tmp/x.db"}).effective_store_url == "sqlite:////tmp/x.db"
+
+
+def test_the_card_record_keeps_how_orders_were_read_and_nothing_about_the_patient(make_app):
+    """cards_issued keeps each card's reading (route class, use, setting), variant and data gaps: what a
+    pharmacy committee needs to see why a rule fired, with no record ids, values or names."""
+    app = make_app()
+    body = load_json(SCENARIOS / "fq-cipro-magnesium-ordered" / "request.order-sign.json")
+    cards = app.test_client().post("/cds-services/magnesium-order-sign", json=body).get_json()["cards"]
+    assert app.extensions["card_recorder"].flush(timeout=10)
+    store = app.extensions["feedback_store"]
+    with store.engine.connect() as conn:
+        rows = dict(conn.execute(select(CardIssued.card_uuid, CardIssued.explanation)).all())
+    kept = json.loads(rows[cards[0]["uuid"]])
+    assert kept["read_as"] == [
+        {"order": "this order", "route": "enteral", "use": "long-term", "setting": "unknown"},
+        {"order": "other order", "route": "enteral", "use": "long-term", "setting": "unknown"},
+    ]
+    assert not re.search(r"/|\d{4}-\d{2}|mg|[Cc]iprofloxacin|glycinate", rows[cards[0]["uuid"]])

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from ..knowledge.anatomy import FIELDS, NAME_FIELDS, NAME_FLOOR, SUMMARY_LIMIT, clip, fill, placeholders
 from ..knowledge.model import Knowledge, RuleSpec
+from ..knowledge.suggestions import SUGGESTIONS
 from ..record.model import LabValue, MedicationEntry, PatientRecord
+from . import facts
 from .dose import DailyDose
 from .drugs import DrugHit
 from .findings import Finding, SuggestedAction
@@ -75,6 +79,25 @@ class RuleContext:
     def reading_of(self, order: MedicationEntry) -> OrderContext | None:
         return next((p.reading for p in (*self.magnesium, *self.partners) if p.entry is order), None)
 
+    def _lab_suggestion(
+        self, spec: RuleSpec, order: MedicationEntry, analyte: str, due: str | None
+    ) -> SuggestedAction | None:
+        """A lab order: now, at the rule's recheck, at the level-check interval, or if none is recent."""
+        now = self.record.now
+        name = "serum magnesium" if analyte == "magnesium" else f"serum {analyte}"
+        if due == "recheck":
+            when = now + timedelta(days=spec.value("recheck_after_days"))
+            return _lab(analyte, f"Order {name} recheck due {when.date().isoformat()}", when)
+        if due == "level-check":
+            shown, delay = self.level_check(order)
+            return _lab(analyte, f"Order {name} in {shown} ({_when(now + delay, delay)})", now + delay)
+        if due == "if-missing":
+            lookback = self.knowledge.lab_lookbacks[f"{analyte}_days"].value
+            if self.record.latest(analyte, lookback) is not None:
+                return None
+            return _lab(analyte, f"Order {name} (none in the last {lookback:.0f} days)", now)
+        return _lab(analyte, f"Order {name}" + (" now" if analyte == "magnesium" else ""), now)
+
     def level_check(self, order: MedicationEntry) -> tuple[str, timedelta]:
         """How soon to check serum magnesium after this dose: hours for parenteral, days otherwise."""
         reading = self.reading_of(order)
@@ -120,14 +143,23 @@ class RuleContext:
     ) -> Finding:
         """A Finding with the rule's texts, sources and suggestions filled in for this order.
 
-        A variant (renal rules in a treatment context) swaps the indicator, texts and suggestions but
-        keeps the rule id, so feedback, metrics and EHR override memory stay per rule."""
+        `found` is the audit trail (the card's explanation); what the clinician reads comes from the
+        rule's templates, filled with `fields` and the facts every rule may name (renal, mg_latest,
+        treatment, ...: `standard_fact`). A variant (renal rules in a treatment context) swaps the
+        indicator, texts and suggestions but keeps the rule id, so feedback, metrics and EHR override
+        memory stay per rule."""
         spec = self.knowledge.rule(rule_id)
         chosen = spec.variants[variant] if variant else None
         texts = {**spec.text, **(chosen.text if chosen else {})}
         name = order.name or self.known_name(order) or recognised
-        summary = fit_name(texts[summary_key], name, **fields)
         drug = short_name(name)
+        suffix = summary_key.removeprefix("summary")
+        template = texts[summary_key]
+        parts = {part: texts.get(f"{part}{suffix}") or texts[part] for part in ("found", "do", "why")}
+        values: dict[str, Any] = {**fields, "drug": drug}
+        for needed in (*placeholders(parts["found"]), *placeholders(parts["do"])):
+            if needed not in values:
+                values[needed] = self.standard_fact(needed, fields)
         gaps = tuple(f"Not available: {g.topic} ({g.reason})" for g in self.record.gaps)
         said = (f"Said as: {chosen.when}",) if chosen else ()
         keys = chosen.suggestions if chosen else spec.suggestions
@@ -135,26 +167,51 @@ class RuleContext:
             rule_id=rule_id,
             indicator=(chosen.indicator if chosen else None) or indicator or spec.indicator,
             order=order,
-            summary=summary,
-            found=(*found, f"{self.order_word}: {drug} ({order.reference}); {recognised}", *said, *gaps),
-            why=texts["why"],
-            action=texts["action"],
+            summary=fit_name(template, name, **fields),
+            facts=tuple(f for f in (fill(line, values) for line in parts["found"].split("\n")) if f),
+            do=fill(parts["do"], values) or parts["do"],
+            why=parts["why"],
             evidence=spec.evidence,
             sources=tuple(dict.fromkeys((*spec.sources, *(chosen.sources if chosen else ())))),
             suggestions=(*extra_suggestions, *(self.suggestions(spec, order, drug, keys) if spec_suggestions else ())),
             override_reasons=spec.override_reasons,
             partner=partner,
+            audit=(*found, f"{self.order_word}: {drug} ({order.reference}); {recognised}", *said, *gaps),
+            variant=chosen.name if chosen else None,
+            summary_template=template,
+            fields=fields,
             merge_key=merge_key,
         )
+
+    def standard_fact(self, name: str, fields: Mapping[str, Any]) -> str:
+        """A fact any rule's template may name; '' when it has nothing to say (the line is left out)."""
+        if name == "renal":
+            return facts.renal(self.renal)
+        if name == "renal_missing":
+            return facts.renal_missing(self.renal)
+        if name == "treatment":
+            return self.treatment.fact
+        if name == "rise":
+            rise = self.renal.rise
+            return f"Creatinine {rise.earlier.stated()} → {rise.latest.stated()}" if rise else ""
+        if name == "mg_latest":
+            window = float(fields.get("lookback") or self.knowledge.lab_lookbacks["magnesium_days"].value)
+            latest = self.record.latest("magnesium")
+            high = self.high_limit(latest) if latest is not None and latest.usable else None
+            low = self.low_limit(latest) if latest is not None and latest.usable else None
+            return facts.magnesium(self.record, window, high, low)
+        return ""
 
     def suggestions(
         self, spec: RuleSpec, order: MedicationEntry, drug: str, keys: tuple[str, ...] | None = None
     ) -> list[SuggestedAction]:
-        now = self.record.now
         out: list[SuggestedAction] = []
         reading = self.reading_of(order)
         for key in spec.suggestions if keys is None else keys:
-            if key == "remove-order":
+            kind = SUGGESTIONS[key]  # every key was checked against the registry at load
+            if kind.by_family:
+                continue  # built by the interaction rule, which knows the partner and the spacing
+            if kind.action == "remove-order":
                 if reading is not None and reading.route == "parenteral" and self.treatment.low_magnesium:
                     continue  # never suggest removing parenteral repletion while the level is low
                 out.append(
@@ -165,26 +222,10 @@ class RuleContext:
                         recommended=spec.indicator == "critical",
                     )
                 )
-            elif key == "order-serum-magnesium-now":
-                out.append(_lab("magnesium", "Order serum magnesium now", now))
-            elif key == "order-serum-magnesium-recheck":
-                due = now + timedelta(days=spec.value("recheck_after_days"))
-                out.append(_lab("magnesium", f"Order serum magnesium recheck due {due.date().isoformat()}", due))
-            elif key == "order-serum-magnesium-level-check":
-                shown, delay = self.level_check(order)
-                due = now + delay
-                out.append(_lab("magnesium", f"Order serum magnesium in {shown} ({_when(due, delay)})", due))
-            elif key == "order-serum-creatinine":
-                out.append(_lab("creatinine", "Order serum creatinine", now))
-            elif key in ("order-potassium-if-missing", "order-calcium-if-missing"):
-                analyte = "potassium" if "potassium" in key else "calcium"
-                lookback = self.knowledge.lab_lookbacks[f"{analyte}_days"].value
-                if self.record.latest(analyte, lookback) is None:
-                    out.append(_lab(analyte, f"Order serum {analyte} (none in the last {lookback:.0f} days)", now))
-            elif key in ("update-spacing", "remove-magnesium-if-no-spacing"):
-                continue  # built by the interaction rule, which knows the partner and the spacing
-            else:
-                raise ValueError(f"rules.yaml: {spec.id}: unknown suggestion '{key}'")
+            elif kind.lab is not None:
+                lab = self._lab_suggestion(spec, order, kind.lab, kind.due)
+                if lab is not None:
+                    out.append(lab)
         return [s for s in out if not (s.lab and s.lab in self.record.draft_lab_orders)]
 
 
@@ -240,25 +281,21 @@ def _when(due: datetime, delay: timedelta) -> str:
     return f"due {due.date().isoformat()}" if delay >= timedelta(days=1) else f"due {due:%Y-%m-%d %H:%M} UTC"
 
 
-SUMMARY_LIMIT = 139
-
-
-NAME_FIELDS = ("partner_name", "mg", "other", "condition")  # names a summary may shorten; never its verdict
-
-
 def fit_name(template: str, name: str, **fields: Any) -> str:
-    """Fill a summary, shortening the names in it (never the key words) to keep it under 140 characters."""
+    """Fill a summary, shortening the names in it (never the key words) to keep it under 140 characters;
+    every other field is clipped to its bound (knowledge/anatomy.py), as the load-time check assumed."""
     names = {"drug": " ".join(name.split())}
     names.update({k: " ".join(str(fields[k]).split()) for k in NAME_FIELDS if k in fields})
+    others = {k: clip(v, FIELDS[k]) if k in FIELDS else v for k, v in fields.items() if k not in names}
     limits = dict.fromkeys(names, 48)
     while True:
         shortened = {k: short_name(v, limits[k]) for k, v in names.items()}
-        summary = template.format(**{**fields, **shortened})
+        summary = template.format(**{**others, **shortened})
         over = len(summary) - SUMMARY_LIMIT
         longest = max(names, key=lambda k: len(shortened[k]))
-        if over <= 0 or limits[longest] <= 12:
+        if over <= 0 or limits[longest] <= NAME_FLOOR:
             return summary
-        limits[longest] = max(12, len(shortened[longest]) - over)
+        limits[longest] = max(NAME_FLOOR, len(shortened[longest]) - over)
 
 
 @lru_cache(maxsize=8192)

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from ..knowledge.model import Knowledge
 from ..record.model import MedicationEntry, PatientRecord
+from .concerns import one_card_per_concern
 from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
 from .dose import daily_elemental_mg
 from .drugs import DrugHit, DrugMatcher
@@ -120,11 +121,11 @@ class RuleEngine:
             for finding in family(ctx):
                 if self._judged(finding, readings, trace):
                     if finding.order.reference in trace:
-                        finding = replace(finding, found=(*finding.found, trace[finding.order.reference]))
+                        finding = replace(finding, audit=(*finding.audit, trace[finding.order.reference]))
                     findings.setdefault(finding.key, _stamped(finding, readings, record.hook == "patient-view"))
                 elif gated is not None:
                     gated[finding.rule_id] += 1
-        out = _each_lab_once(self._without_repeats(list(findings.values())))
+        out = _each_lab_once(one_card_per_concern(self._without_repeats(list(findings.values()))))
         if record.hook == "patient-view":  # no edits of orders that are not in front of the clinician
             out = [replace(f, suggestions=tuple(s for s in f.suggestions if s.kind == "order-lab")) for f in out]
         return out
@@ -177,13 +178,14 @@ class RuleEngine:
 def _stamped(finding: Finding, readings: dict[str, tuple[str, OrderContext]], review: bool = False) -> Finding:
     """The card says how its orders were read, so a misreading is visible to the clinician (at
     patient-view, `review`, they are medications already running, not orders)."""
-    lines = []
+    lines, read_as = [], []
     labels = ("This medication", "Other medication") if review else ("This order", "Other order")
     for label, entry in zip(labels, (finding.order, finding.partner), strict=True):
         if entry is not None and entry.reference in readings:
             reading = readings[entry.reference][1]
             lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
-    return replace(finding, found=(*finding.found, *lines))
+            read_as.append((label.lower(), reading.route, reading.use, reading.setting))
+    return replace(finding, audit=(*finding.audit, *lines), read_as=tuple(read_as))
 
 
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}

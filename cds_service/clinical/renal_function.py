@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from ..knowledge.model import Knowledge
+from ..record.dates import day
 from ..record.model import ConditionEntry, LabValue, PatientRecord
 from .formulas import bedside_schwartz, body_mass_index, ckd_epi_2021, cockcroft_gault, dosing_weight
 from .problems import code_match, find_condition, how_found
@@ -42,6 +43,7 @@ class RenalAssessment:
     rise: CreatinineRise | None = None
     when: datetime | None = None  # date of the lab the estimate rests on
     last_known: bool = False  # older than the impaired lookback but kept: "last known, recheck"
+    fact: str = ""  # what the card's "Found:" line says: the estimate(s), the creatinine and its date
 
     @property
     def shown_value(self) -> str:
@@ -83,6 +85,7 @@ def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalA
             short="Dialysis/ESRD",
             dialysis=dialysis,
             found=(f"{problem}; counted as renal function < 15 mL/min", *also),
+            fact=f"{dialysis.label[:60]} on the problem list",
         )
     lab = _with_stage_floor(record, knowledge, lab)
     if lab is None:
@@ -117,6 +120,8 @@ def _with_stage_floor(
             *((f"Older laboratory estimate not used: {lab.line}",) if lab is not None else ()),
         ),
         when=stage.recorded,
+        fact=f"{stage.label[:50]} on the problem list (eGFR at most {at_most:.0f})"
+        + (f"; last creatinine-based estimate {lab.short} {lab.shown_value} is older" if lab is not None else ""),
     )
 
 
@@ -135,9 +140,11 @@ def _laboratory_estimate(
     creatinine = record.latest("creatinine")
     estimate: RenalAssessment | None = None
     if creatinine is not None and not creatinine.usable:
-        reasons.append(f"latest creatinine {creatinine.shown()}: unit '{creatinine.original_unit}' not recognised")
+        reasons.append(f"latest creatinine {creatinine.stated()}: unit not recognised, not used")
     elif creatinine is not None and creatinine.when < record.now - lookback:
-        reasons.append(f"latest creatinine {creatinine.shown()} is older than {p['creatinine_lookback_days']:.0f} days")
+        reasons.append(
+            f"no creatinine in the last {p['creatinine_lookback_days']:.0f} days (last: {creatinine.stated()})"
+        )
     elif creatinine is not None:
         estimate = _from_creatinine(record, creatinine, p, knowledge, reasons)
     if estimate is None:
@@ -158,10 +165,11 @@ def _laboratory_estimate(
                 last_known=True,
                 short=f"Last known {estimate.short}",
                 found=(*estimate.found, f"Last known estimate ({age}): its tier is kept; recheck creatinine"),
+                fact=f"Last known: {estimate.fact}; nothing newer",
             )
         reasons.append(
-            f"last estimate {estimate.short} {estimate.shown_value} {estimate.unit} ({age}) showed impaired "
-            "function and is too old to use"
+            f"last estimate {estimate.short} {estimate.shown_value} {estimate.unit} on {day(estimate.when)} showed "
+            f"impaired function; none in the last {p['creatinine_lookback_impaired_days']:.0f} days"
         )
         return None
     return estimate
@@ -171,7 +179,7 @@ def _from_creatinine(
     record: PatientRecord, scr: LabValue, p: dict[str, float], knowledge: Knowledge, reasons: list[str]
 ) -> RenalAssessment | None:
     if scr.value is None or scr.value <= 0:
-        reasons.append(f"latest creatinine {scr.shown()} is not a plausible value")
+        reasons.append(f"latest creatinine {scr.stated()} is not a plausible value")
         return None
     exact_age = record.age_at(scr.when)
     if exact_age is None:
@@ -199,8 +207,24 @@ def _from_creatinine(
         lines.append(f"Tier set by {policy}: {chosen[1]} {chosen[0]:.0f} {chosen[3]}")
     value, short, method, unit = chosen
     return RenalAssessment(
-        value=value, unit=unit, method=method, short=short, bound=bound, found=tuple(lines), when=scr.when
+        value=value,
+        unit=unit,
+        method=method,
+        short=short,
+        bound=bound,
+        found=tuple(lines),
+        when=scr.when,
+        fact=_adult_fact(crcl, egfr, scr),
     )
+
+
+def _adult_fact(crcl: Candidate | None, egfr: Candidate, scr: LabValue) -> str:
+    """'CrCl 21 mL/min (Cockcroft-Gault), eGFR 22 (CKD-EPI 2021); creatinine 2.9 mg/dL on 3 Dec 2026'."""
+    egfr_how = "lab" if egfr[2].startswith("eGFR reported") else "CKD-EPI 2021"
+    parts = [f"CrCl {crcl[0]:.0f} mL/min (Cockcroft-Gault)"] if crcl is not None else []
+    parts.append(f"eGFR {egfr[0]:.0f} ({egfr_how})" if parts else f"eGFR {egfr[0]:.0f} {EGFR_UNIT} ({egfr_how})")
+    missing = "" if crcl is not None else "; no current weight for CrCl"
+    return f"{', '.join(parts)}; creatinine {scr.stated()}{missing}"
 
 
 Candidate = tuple[float, str, str, str]  # value, short name, method, unit
@@ -285,6 +309,8 @@ def _child(
         bound=bound,
         found=(f"Creatinine {scr.shown()}", f"Height {height.shown()}", age_line),
         when=scr.when,
+        fact=f"eGFR {bedside_schwartz(height.value, scr.value):.0f} {EGFR_UNIT} (bedside Schwartz); "
+        f"creatinine {scr.stated()}",
     )
 
 
@@ -311,6 +337,7 @@ def _reported_egfr(
         bound=bound,
         found=(f"eGFR {chosen.shown()} (LOINC {chosen.code})",),
         when=chosen.when,
+        fact=f"eGFR {chosen.stated()} (reported by the lab)",
     )
 
 

@@ -21,6 +21,18 @@ class TreatmentContext:
     found: tuple[str, ...] = ()
 
     @property
+    def fact(self) -> str:
+        """For a card's "Found:" line: what documents the treatment context, with its date."""
+        parts = []
+        if self.low_magnesium is not None:
+            parts.append(f"Low serum Mg {self.low_magnesium.stated()}")
+        elif self.hypomagnesaemia is not None:
+            parts.append(f"{self.hypomagnesaemia.label[:40]} on the problem list")
+        if self.preeclampsia is not None:
+            parts.append(f"{self.preeclampsia.label[:40]} on the problem list")
+        return "; ".join(parts)
+
+    @property
     def treating_low(self) -> bool:
         """Documented hypomagnesaemia: a low level in the lookback, or the coded condition."""
         return self.low_magnesium is not None or self.hypomagnesaemia is not None

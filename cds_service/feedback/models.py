@@ -35,6 +35,9 @@ class CardIssued(Base):
     # Set for a card the rules raised but card memory kept from the EHR ("shown-at-select", "snoozed"):
     # counted apart, never as issued.
     held_back: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # How the card's orders were read, its variant and the data gaps (cards/explain.py for_the_record):
+    # codes only, nothing about the patient.
+    explanation: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class FeedbackItem(Base):

@@ -1,9 +1,10 @@
 """Per-rule numbers from the store: cards issued, accepted, overridden (by reason), override rate.
 
-The counts are the ones /metrics exports (cds_cards_issued_total, cds_feedback_total), but for the
-whole store and any period, across every replica. Override rate = overridden / (accepted +
-overridden): cards nobody answered are not counted either way, since many EHRs send no feedback
-for a card that was only read.
+Cards, not clicks: a card is counted once, by its latest outcome (a clinician who accepts a card
+and then undoes it, or clicks twice, has answered one card); every feedback event stays stored,
+and the report says how many events it folded. For the whole store and any period, across every
+replica. Override rate = overridden / (accepted + overridden): cards nobody answered are not counted
+either way, since many EHRs send no feedback for a card that was only read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class RuleNumbers:
     accepted: int = 0
     overridden: int = 0
     override_reasons: Counter = field(default_factory=Counter)
+    events: int = 0  # feedback events folded into the answered cards (>= accepted + overridden)
     issued_by_service: Counter = field(default_factory=Counter)  # the CDS service id that issued them
     held_back: Counter = field(default_factory=Counter)  # raised but kept from the EHR by card memory, by why
     standard_reasons: Counter = field(default_factory=Counter)  # CDS Hooks 3.0 non-adherence codes (cards/reasons.py)
@@ -45,6 +47,7 @@ class RuleNumbers:
             "overridden_by_reason": dict(sorted(self.override_reasons.items())),
             "overridden_by_standard_reason": dict(sorted(self.standard_reasons.items())),
             "override_rate": None if self.override_rate is None else round(self.override_rate, 4),
+            "feedback_events": self.events,
             "issued_by_service": dict(sorted(self.issued_by_service.items())),
             "held_back": dict(sorted(self.held_back.items())),
         }
@@ -57,17 +60,34 @@ def per_rule(store: FeedbackStore, since: datetime | None = None, rule_id: str |
     issued = select(CardIssued.rule_id, CardIssued.service_id, CardIssued.held_back, func.count()).group_by(
         CardIssued.rule_id, CardIssued.service_id, CardIssued.held_back
     )
-    rule = func.coalesce(FeedbackItem.rule_id, CardIssued.rule_id, metrics.UNKNOWN_RULE)
-    reason = (FeedbackItem.override_reason_system, FeedbackItem.override_reason_code)
+    events = select(
+        FeedbackItem.card_uuid,
+        FeedbackItem.rule_id,
+        FeedbackItem.outcome,
+        FeedbackItem.override_reason_system,
+        FeedbackItem.override_reason_code,
+        func.row_number()
+        .over(
+            partition_by=FeedbackItem.card_uuid,
+            order_by=(FeedbackItem.outcome_timestamp.desc(), FeedbackItem.received_at.desc(), FeedbackItem.id.desc()),
+        )
+        .label("newest_first"),
+        func.count().over(partition_by=FeedbackItem.card_uuid).label("events"),
+    )
+    if since_utc:
+        events = events.where(FeedbackItem.received_at >= since_utc)
+    latest = events.subquery()
+    rule = func.coalesce(latest.c.rule_id, CardIssued.rule_id, metrics.UNKNOWN_RULE)
+    reason = (latest.c.override_reason_system, latest.c.override_reason_code)
     answers = (
-        select(rule, FeedbackItem.outcome, *reason, func.count())
-        .select_from(FeedbackItem)
-        .join(CardIssued, CardIssued.card_uuid == FeedbackItem.card_uuid, isouter=True)
-        .group_by(rule, FeedbackItem.outcome, *reason)
+        select(rule, latest.c.outcome, *reason, func.count(), func.sum(latest.c.events))
+        .select_from(latest)
+        .join(CardIssued, CardIssued.card_uuid == latest.c.card_uuid, isouter=True)
+        .where(latest.c.newest_first == 1)
+        .group_by(rule, latest.c.outcome, *reason)
     )
     if since_utc:
         issued = issued.where(CardIssued.issued_at >= since_utc)
-        answers = answers.where(FeedbackItem.received_at >= since_utc)
     if rule_id is not None:
         issued = issued.where(CardIssued.rule_id == rule_id)
         answers = answers.where(rule == rule_id)
@@ -79,8 +99,9 @@ def per_rule(store: FeedbackStore, since: datetime | None = None, rule_id: str |
                 continue
             numbers.issued += count
             numbers.issued_by_service[service_id] += count
-        for rule_id, outcome, system, reason, count in conn.execute(answers):
+        for rule_id, outcome, system, reason, count, folded in conn.execute(answers):
             numbers = rules.setdefault(rule_id, RuleNumbers(rule_id))
+            numbers.events += int(folded or 0)
             if outcome == "accepted":
                 numbers.accepted += count
             else:
@@ -96,6 +117,7 @@ def total(rows: list[RuleNumbers]) -> RuleNumbers:
         whole.issued += row.issued
         whole.accepted += row.accepted
         whole.overridden += row.overridden
+        whole.events += row.events
         whole.override_reasons.update(row.override_reasons)
         whole.standard_reasons.update(row.standard_reasons)
         whole.issued_by_service.update(row.issued_by_service)
@@ -136,7 +158,14 @@ def render_text(rows: list[RuleNumbers], since: datetime | None, store: str) -> 
     lines += [ruler, _numbers_line(total(rows))]
     if not rows:
         lines.append("(no cards issued and no feedback in this period)")
-    lines += ["", "Override rate = overridden / (accepted + overridden); cards with no feedback count in neither."]
+    whole = total(rows)
+    answered = whole.accepted + whole.overridden
+    lines += [
+        "",
+        f"Cards, not clicks: {answered} answered cards counted once each by their latest outcome "
+        f"({whole.events} feedback events stored).",
+        "Override rate = overridden / (accepted + overridden); cards with no feedback count in neither.",
+    ]
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ class StoredFeedback:
     rule_id: str | None
     outcome: str
     reason_code: str | None
+    first_for_card: bool = True  # the card's first answer (metrics count cards once; the report, latest)
 
 
 class FeedbackStore:
@@ -92,12 +93,19 @@ class FeedbackStore:
                     )
                 )
             }
+            answered = set(
+                conn.execute(select(FeedbackItem.card_uuid).where(FeedbackItem.card_uuid.in_(uuids)).distinct())
+                .scalars()
+                .all()
+            )
             for item in items:
                 row = self._row(service_id, item, issued.get(item["card"]), received_at)
                 insert = insert_ignoring_repeats(self.dialect, FeedbackItem).values(**row)
                 # RETURNING, not rowcount: rowcount is not reliable for ON CONFLICT across drivers.
                 if conn.execute(insert.returning(FeedbackItem.id)).first() is not None:
-                    stored.append(StoredFeedback(row["rule_id"], row["outcome"], row["override_reason_code"]))
+                    first = item["card"] not in answered
+                    answered.add(item["card"])
+                    stored.append(StoredFeedback(row["rule_id"], row["outcome"], row["override_reason_code"], first))
         return stored
 
     def count(self) -> int:

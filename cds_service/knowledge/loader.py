@@ -9,11 +9,13 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from .anatomy import TemplateError, check_texts
 from .model import (
     Analyte,
     ConditionSet,
@@ -31,8 +33,10 @@ from .model import (
     RxNormProduct,
     Salt,
     Source,
+    SourceCheck,
     StandardReasons,
 )
+from .suggestions import SUGGESTIONS
 
 TABLE_FILES = (
     "sources.yaml",
@@ -75,23 +79,17 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (C or Python)
 
 
-# Knowledge is immutable, and the same tables with the same overrides build the same one: built once
-# per process (the config checks it at start, then the service uses it; the tests build hundreds of apps).
-_BUILT: dict[str, Knowledge] = {}
-_BUILT_MAX = 64
-
-
 def load_knowledge(overrides: Mapping[str, Any] | None = None) -> Knowledge:
-    """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides."""
-    key = json.dumps(overrides or {}, sort_keys=True, default=repr)
-    if key not in _BUILT:
-        if len(_BUILT) >= _BUILT_MAX:
-            _BUILT.clear()
-        _BUILT[key] = _load(overrides)
-    return _BUILT[key]
+    """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides.
+
+    Loaded once per process and overrides (the tables ship with the package and knowledge is immutable):
+    reading and checking them takes about a second."""
+    return _load(json.dumps(overrides or {}, sort_keys=True, default=str))
 
 
-def _load(overrides: Mapping[str, Any] | None) -> Knowledge:
+@lru_cache(maxsize=32)
+def _load(overrides_json: str) -> Knowledge:
+    overrides = json.loads(overrides_json)
     tables = read_tables()
     if overrides:
         tables["rules.yaml"] = apply_overrides(tables["rules.yaml"], overrides)
@@ -255,8 +253,25 @@ def _sources(table: Mapping[str, Any]) -> dict[str, Source]:
         url = row.get("url")
         if url is not None and not str(url).startswith("https://"):
             raise KnowledgeError(f"{where}.url: must be an absolute https URL")
-        out[sid] = Source(id=sid, citation=row["citation"], status=row["status"], url=url, note=row.get("note"))
+        out[sid] = Source(
+            id=sid,
+            citation=row["citation"],
+            status=row["status"],
+            url=url,
+            note=row.get("note"),
+            claim=row.get("claim"),
+            checked=_checked(f"{where}.checked", row.get("checked")),
+        )
     return out
+
+
+def _checked(where: str, row: Any) -> SourceCheck | None:
+    """How a source's link was checked against a stored copy of the document it names, and when."""
+    if row is None:
+        return None
+    if not isinstance(row, Mapping) or not row.get("on") or not row.get("result"):
+        raise KnowledgeError(f"{where}: needs 'on' (a date) and 'result' (and 'against': what was read)")
+    return SourceCheck(on=str(row["on"]), against=str(row.get("against") or ""), result=str(row["result"]))
 
 
 def _cited(where: str, ids: Any, sources: Mapping[str, Source]) -> tuple[str, ...]:
@@ -428,13 +443,15 @@ def _rule(rule_id: str, row: Mapping[str, Any], sources: Mapping[str, Source], r
         raise KnowledgeError(f"{where}.indicator: must be one of {sorted(INDICATORS)}")
     if row.get("evidence") not in EVIDENCE_GRADES:
         raise KnowledgeError(f"{where}.evidence: must be one of {sorted(EVIDENCE_GRADES)}")
-    text = row.get("text") or {}
-    for key in ("summary", "why", "action"):
+    text = _texts(f"{where}.text", row.get("text") or {})
+    for key in ("summary", "found", "do", "why"):
         if not text.get(key):
             raise KnowledgeError(f"{where}.text.{key}: missing")
+    _check_anatomy(f"{where}.text", text)
     for code in row.get("override_reasons") or []:
         if code not in reasons:
             raise KnowledgeError(f"{where}.override_reasons: unknown code '{code}'")
+    _check_suggestions(where, row)
     return RuleSpec(
         id=rule_id,
         title=row["title"],
@@ -442,33 +459,68 @@ def _rule(rule_id: str, row: Mapping[str, Any], sources: Mapping[str, Source], r
         evidence=row["evidence"],
         sources=_cited(f"{where}.source", row.get("source"), sources),
         parameters=_parameters(f"{where}.parameters", row.get("parameters"), sources),
-        text={k: " ".join(str(v).split()) for k, v in text.items()},
+        text=text,
         suggestions=tuple(row.get("suggestions") or ()),
         override_reasons=tuple(row.get("override_reasons") or ()),
         enabled=bool(row.get("enabled", True)),
         mode=str(row.get("mode", "live")),
         escalated_indicator=_escalated(where, row),
         variants={
-            name: _variant(f"{where}.variants.{name}", name, v, sources)
+            name: _variant(f"{where}.variants.{name}", name, v, sources, text)
             for name, v in (row.get("variants") or {}).items()
         },
         yields_to=tuple(str(r) for r in row.get("yields_to") or ()),
     )
 
 
-VARIANT_TEXT_KEYS = ("summary", "summary_dialysis", "why", "action")
+TEXT_PARTS = ("summary", "found", "do", "why")  # each may have suffixed forms: summary_dialysis, do_low
 
 
-def _variant(where: str, name: str, row: Any, sources: Mapping[str, Source]) -> RuleVariant:
+def _texts(where: str, row: Mapping[str, Any]) -> dict[str, str]:
+    """A rule's (or variant's) card texts, white space folded; `found` lists are kept one fact a line."""
+    out = {}
+    for key, value in row.items():
+        if not isinstance(key, str) or key.split("_")[0] not in TEXT_PARTS:
+            continue
+        if key.startswith("found"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise KnowledgeError(f"{where}.{key}: a list of fact templates")
+            out[key] = "\n".join(" ".join(v.split()) for v in value)
+        else:
+            out[key] = " ".join(str(value).split())
+    return out
+
+
+def _check_suggestions(where: str, row: Mapping[str, Any]) -> None:
+    """Every suggestion a rule or its variants name is in the registry (knowledge/suggestions.py)."""
+    rows = [(where, row), *((f"{where}.variants.{n}", v) for n, v in (row.get("variants") or {}).items())]
+    for place, item in rows:
+        for key in (item.get("suggestions") or []) if isinstance(item, Mapping) else []:
+            if key not in SUGGESTIONS:
+                raise KnowledgeError(
+                    f"{place}.suggestions: unknown suggestion '{key}' (known: {', '.join(sorted(SUGGESTIONS))})"
+                )
+
+
+def _check_anatomy(where: str, text: Mapping[str, str]) -> None:
+    try:
+        check_texts(where, text)
+    except TemplateError as exc:
+        raise KnowledgeError(str(exc)) from None
+
+
+def _variant(where: str, name: str, row: Any, sources: Mapping[str, Source], base: Mapping[str, str]) -> RuleVariant:
     if not isinstance(row, Mapping) or not row.get("summary") or not row.get("when"):
         raise KnowledgeError(f"{where}: needs 'when' and 'summary'")
     if row.get("indicator") not in INDICATORS:
         raise KnowledgeError(f"{where}.indicator: must be one of {sorted(INDICATORS)}")
+    text = _texts(where, row)
+    _check_anatomy(where, {**base, **text})
     return RuleVariant(
         name=name,
         when=str(row["when"]),
         indicator=row["indicator"],
-        text={k: " ".join(str(row[k]).split()) for k in VARIANT_TEXT_KEYS if row.get(k)},
+        text=text,
         suggestions=tuple(row.get("suggestions") or ()),
         sources=_cited(f"{where}.source", row.get("source"), sources),
     )

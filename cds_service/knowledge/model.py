@@ -7,12 +7,31 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
+class SourceCheck:
+    """A source's link read against a stored copy of the document it names: when, what, and the result."""
+
+    on: str
+    against: str
+    result: str
+
+    @property
+    def unchecked(self) -> bool:
+        return self.result.lower().startswith("unchecked")
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     id: str
-    citation: str
+    citation: str  # the document as a pharmacist knows it
     status: str
     url: str | None = None
     note: str | None = None
+    claim: str | None = None  # what this service takes from it, one sentence (shown for local policy)
+    checked: SourceCheck | None = None
+
+    @property
+    def local_policy(self) -> bool:
+        return self.status == "POLICY"
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,9 +134,10 @@ class CardMemory:
 
     def _subject(self, record: PatientRecord, finding: Finding, card: Mapping[str, Any]) -> _Subject:
         patient = self._hash("patient", record.patient_id)
-        product = self._hash("product", *_identity(finding.order))
-        facts = "\n".join([finding.summary, *finding.found])
-        order = orjson.dumps(finding.order.resource.get("dosageInstruction"), option=orjson.OPT_SORT_KEYS).decode()
+        product = self._hash("product", *(part for order in finding.orders for part in _identity(order)))
+        facts = "\n".join([finding.summary, *finding.audit])
+        dosages = [o.resource.get("dosageInstruction") for o in finding.orders]
+        order = orjson.dumps(dosages[0] if len(dosages) == 1 else dosages, option=orjson.OPT_SORT_KEYS).decode()
         shown = self._hash(
             record.user_id or "", patient, record.encounter_id or "", finding.rule_id, product, order, facts
         )

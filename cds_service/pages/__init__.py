@@ -16,7 +16,7 @@ from ..feedback import FeedbackStore, StoreUnavailable
 from ..feedback.report import RuleNumbers, per_rule
 from ..knowledge import load_knowledge
 from ..knowledge.model import Knowledge
-from .catalogue import cited_by, rule_page, site_parameters
+from .catalogue import STATUS_WORDS, cited_by, rule_page, site_parameters
 from .links import PATH
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ def rule_pages(knowledge: Knowledge, store: FeedbackStore, clock: datetime | Non
     pages = Blueprint("rules", __name__, template_folder="templates")
 
     @pages.context_processor
-    def constants() -> dict[str, int]:
-        return {"count_days": COUNT_DAYS}
+    def constants() -> dict[str, object]:
+        return {"count_days": COUNT_DAYS, "status_words": STATUS_WORDS}
 
     @pages.get(PATH)
     def index() -> str:
@@ -37,11 +37,13 @@ def rule_pages(knowledge: Knowledge, store: FeedbackStore, clock: datetime | Non
         rows = [rule_page(knowledge, shipped, rule_id) for rule_id in knowledge.rules]
         counts, since = _recent(store, clock)
         shared = site_parameters(knowledge, shipped)
+        shared_sources = cited_by(shared)
         return render_template(
             "rules/index.html",
             rows=rows,
             shared=shared,
-            shared_sources=cited_by(shared),
+            shared_sources=shared_sources,
+            shared_refs={s.id: i for i, s in enumerate(shared_sources, start=1)},
             renal_estimate=knowledge.renal_estimate,
             counts=counts,
             since=since,

@@ -4,30 +4,78 @@ number is what it is."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..knowledge.anatomy import evidence_words
 from ..knowledge.model import Gate, GateSide, Knowledge, Parameter, RuleSpec, Source
+from ..knowledge.suggestions import SUGGESTIONS
 
-# What each suggestion kind in rules.yaml offers the clinician (the labels on cards are built per
-# patient by clinical/context.py; these say what kind of button it is).
-SUGGESTION_KINDS: Mapping[str, str] = {
-    "remove-order": "Remove the magnesium order (a delete of the draft order)",
-    "order-serum-magnesium-now": "Order serum magnesium now (a ServiceRequest)",
-    "order-serum-magnesium-recheck": "Order a serum magnesium recheck with a due date (a ServiceRequest)",
-    "order-serum-magnesium-level-check": "Order serum magnesium at the level-check interval (a ServiceRequest)",
-    "order-serum-creatinine": "Order serum creatinine now (a ServiceRequest)",
-    "order-potassium-if-missing": "Order serum potassium when none is on record in its lookback",
-    "order-calcium-if-missing": "Order serum calcium when none is on record in its lookback",
-    "update-spacing": "Add the dose-spacing instruction to the order (an update; in the text for EHRs that take none)",
-    "remove-magnesium-if-no-spacing": "Remove the magnesium order when no spacing works",
-}
 SITE_WIDE = ("renal_function", "level_checks", "lab_lookbacks")
+
+# A parameter's name in words, for a pharmacist reading the page (the key stays what a site config sets).
+PARAMETER_WORDS: Mapping[str, str] = {
+    "below": "Fires below (renal function)",
+    "recheck_after_days": "Recheck due after",
+    "recheck_by_days": "Recheck due by",
+    "rise_48h": "Creatinine rise within 48 h",
+    "ratio_7d": "Creatinine ratio within 7 days",
+    "upper_limit": "Upper limit of serum magnesium (when the lab gives none)",
+    "lower_limit": "Lower limit of serum magnesium (when the lab gives none)",
+    "preeclampsia_low": "Therapeutic range in pre-eclampsia: from",
+    "preeclampsia_high": "Therapeutic range in pre-eclampsia: to",
+    "lookback_days": "A serum magnesium counts as current for",
+    "interval_days": "Check serum magnesium every",
+    "at_risk_age": "At risk from age",
+    "every_start": "Recheck after every start (1 = yes)",
+    "ul_age_1_3": "Upper limit, age 1-3",
+    "ul_age_4_8": "Upper limit, age 4-8",
+    "ul_age_9_plus": "Upper limit, age 9 and over",
+    "warn_below_age": "Warning (not info) below age",
+}
+# How each source was checked, in words (the knowledge's status codes stay in sources.yaml).
+STATUS_WORDS: Mapping[str, str] = {
+    "VERIFIED": "read in the cited document",
+    "SECONDARY": "seen in a secondary source; to be confirmed in the original",
+    "UNVERIFIED": "not yet confirmed in the cited document",
+    "POLICY": "local policy of this service",
+}
+RENAL_TIERS = ("renal-contraindicated", "renal-severe", "renal-moderate")
+# What each rule reads from the record, for the codes its page lists (conditions.yaml sets, labs.yaml analytes).
+READS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "renal-contraindicated": (("dialysis_or_esrd", "ckd_stage", "hypomagnesaemia"), ("creatinine", "egfr", "weight")),
+    "renal-severe": (("dialysis_or_esrd", "ckd_stage", "hypomagnesaemia"), ("creatinine", "egfr", "weight")),
+    "renal-moderate": (("ckd_stage", "hypomagnesaemia"), ("creatinine", "egfr", "weight")),
+    "renal-unknown": ((), ("creatinine", "egfr")),
+    "renal-unstable": ((), ("creatinine",)),
+    "mg-high": (("preeclampsia",), ("magnesium",)),
+    "mg-low": ((), ("magnesium", "potassium", "calcium")),
+    "myasthenia-gravis": (("myasthenia_gravis",), ()),
+    "monitoring-recheck": ((), ("magnesium",)),
+    "monitoring-overdue": ((), ("magnesium",)),
+}
+SYSTEM_WORDS: Mapping[str, str] = {
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
+    "http://loinc.org": "LOINC",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRow:
+    """A code the rule matches in the record: what it stands for, its system and the codes."""
+
+    what: str
+    system: str
+    codes: str
 
 
 @dataclass(frozen=True, slots=True)
 class ParameterRow:
     name: str
+    words: str
     value: str
     unit: str
     evidence: str
@@ -75,6 +123,22 @@ class RulePage:
     suggestions: tuple[str, ...]
     override_reasons: tuple[str, ...]
     sources: tuple[Source, ...]  # every source the page cites, once, in order of first mention
+    fires_for: str | None = None  # a renal tier's range with both bounds: "20-29 mL/min"
+    codes: tuple[CodeRow, ...] = ()
+
+    @property
+    def refs(self) -> Mapping[str, int]:
+        """Each cited source's number on this page ([1], [2] ...)."""
+        return {source.id: i for i, source in enumerate(self.sources, start=1)}
+
+    @property
+    def evidence(self) -> str:
+        """The rule's grade in words; the service's own choice is local policy."""
+        return evidence_words(self.spec.evidence, any(s.local_policy for s in self.sources[: len(self.spec.sources)]))
+
+    @property
+    def asks(self) -> str | None:
+        return in_words(self.spec.text.get("do"))
 
 
 def rule_page(knowledge: Knowledge, shipped: Knowledge, rule_id: str) -> RulePage:
@@ -112,7 +176,7 @@ def rule_page(knowledge: Knowledge, shipped: Knowledge, rule_id: str) -> RulePag
         changed=changed,
         parameters=parameters,
         variants=tuple(
-            VariantRow(v.name, v.when, v.indicator, v.text.get("action"), _sources(knowledge, v.sources))
+            VariantRow(v.name, v.when, v.indicator, in_words(v.text.get("do")), _sources(knowledge, v.sources))
             for v in spec.variants.values()
         ),
         gate=gate_rows,
@@ -120,10 +184,65 @@ def rule_page(knowledge: Knowledge, shipped: Knowledge, rule_id: str) -> RulePag
         gate_sources=_sources(knowledge, gate.sources) if gate else (),
         trace=trace,
         drugs=drugs,
-        suggestions=tuple(SUGGESTION_KINDS.get(s, s) for s in _all_suggestions(spec)),
+        suggestions=tuple(SUGGESTIONS[s].page_label for s in _all_suggestions(spec)),
         override_reasons=tuple(knowledge.override_reasons[r] for r in spec.override_reasons),
         sources=_sources(knowledge, tuple(dict.fromkeys(cited))),
+        fires_for=_tier_range(knowledge, rule_id),
+        codes=_codes(knowledge, rule_id),
     )
+
+
+# What a card template's fields stand for, where a page shows the template rather than a card.
+FIELD_WORDS: Mapping[str, str] = {
+    "recheck": "6 h (parenteral) or 7 days",
+    "spacing": "the drug's spacing",
+    "due_from": "2 weeks",
+    "due_by": "3 weeks",
+}
+
+
+def in_words(template: str | None) -> str | None:
+    """A card template as a page shows it: each {field} replaced by what it stands for."""
+    if template is None:
+        return None
+    return re.sub(r"\{(\w+)\}", lambda m: FIELD_WORDS.get(m.group(1), m.group(1).replace("_", " ")), template)
+
+
+def _tier_range(knowledge: Knowledge, rule_id: str) -> str | None:
+    """'20-29 mL/min': a renal tier runs from the tier below it up to its own threshold."""
+    if rule_id not in RENAL_TIERS:
+        return None
+    top = knowledge.rule(rule_id).value("below")
+    index = RENAL_TIERS.index(rule_id)
+    if index == 0:
+        return f"below {top:g} mL/min, or dialysis / ESRD on the problem list"
+    bottom = knowledge.rule(RENAL_TIERS[index - 1]).value("below")
+    return f"{bottom:g}-{top - 1:g} mL/min"
+
+
+def _codes(knowledge: Knowledge, rule_id: str) -> tuple[CodeRow, ...]:
+    conditions, analytes = READS.get(rule_id, ((), ()))
+    rows = []
+    for name in conditions:
+        found = knowledge.conditions.get(name)
+        if found is None:
+            continue
+        by_system: dict[str, list[str]] = {}
+        for system, code in sorted(found.codes):
+            by_system.setdefault(SYSTEM_WORDS.get(system, system), []).append(code)
+        for prefix in found.icd10_prefixes:
+            by_system.setdefault("ICD-10-CM", []).append(f"{prefix}*")
+        rows += [CodeRow(found.label, system, ", ".join(codes)) for system, codes in by_system.items()]
+    for name in analytes:
+        analyte = knowledge.analytes.get(name)
+        if analyte is not None:
+            rows.append(CodeRow(analyte.label, "LOINC", ", ".join(analyte.codes)))
+    for drug_class in knowledge.drug_classes.values():
+        if drug_class.rule == rule_id:
+            for drug in drug_class.drugs:
+                codes = [f"RxNorm {c}" for c in drug.rxnorm_in] + [f"ATC {c}" for c in drug.atc]
+                rows.append(CodeRow(drug.name, "RxNorm / ATC", ", ".join(codes) or "by name only"))
+    return tuple(rows)
 
 
 def site_parameters(knowledge: Knowledge, shipped: Knowledge) -> dict[str, tuple[ParameterRow, ...]]:
@@ -149,9 +268,10 @@ def _row(knowledge: Knowledge, name: str, param: Parameter, shipped: Parameter |
     differs = shipped is not None and shipped.value != param.value
     return ParameterRow(
         name=name,
+        words=PARAMETER_WORDS.get(name, name.replace("_", " ").capitalize()),
         value=f"{param.value:g}",
         unit="" if param.unit == "1" else param.unit,
-        evidence=param.evidence,
+        evidence=evidence_words(param.evidence, any(knowledge.sources[s].local_policy for s in param.sources)),
         sources=_sources(knowledge, param.sources),
         note=param.note,
         shipped=f"{shipped.value:g}" if differs and shipped is not None else None,

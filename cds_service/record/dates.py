@@ -49,3 +49,8 @@ def _safe_replace_year(day: date, year: int) -> date:
         return day.replace(year=year)
     except ValueError:  # 29 February in a non-leap year
         return day.replace(year=year, day=28)
+
+
+def day(when: datetime | date) -> str:
+    """'3 Dec 2026', as cards show dates: unambiguous in every locale, unlike 03/12/2026."""
+    return f"{when.day} {when:%b %Y}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from .dates import age_in_years
+from .dates import age_in_years, day
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +41,14 @@ class LabValue:
         return self.value is not None
 
     def shown(self) -> str:
-        """As the lab reported it: '256 umol/L on 2026-11-01 (Observation/x)'."""
+        """As the lab reported it, with its record entry (for the card's explanation):
+        '256 umol/L on 2026-11-01 (Observation/x)'."""
         shown = f"{self.comparator or ''}{_num(self.original_value)} {self.original_unit}"
         return f"{shown} on {self.when.date().isoformat()} ({self.reference})"
+
+    def stated(self) -> str:
+        """As a clinician reads it on a card: '256 umol/L on 1 Nov 2026' (no record ids)."""
+        return f"{self.comparator or ''}{_num(self.original_value)} {self.original_unit} on {day(self.when)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding | None:
             return None
         found.append(f"Daily dose: {dose.how} (high intensity: >= {drug.min_daily_mg:g} mg/day)")
         fields["daily"] = f"{dose.mg_per_day:g}"
+        fields["dose"] = f"{drug.name} {dose.mg_per_day:g} mg a day (high intensity: at least {drug.min_daily_mg:g})"
     lookback = spec.value("lookback_days")
     latest = ctx.record.latest("magnesium")
     current = ctx.latest_magnesium(lookback)

@@ -52,6 +52,7 @@ def _above_upper_limit(ctx: RuleContext) -> list[Finding]:
                 daily=f"{dose.mg_per_day:.0f}",
                 ul=f"{limit:g}",
                 age=f"{int(age)} y",
+                dose=dose.how + ("; as needed, at the maximum use" if dose.as_needed else ""),
             )
         )
     return findings
@@ -101,10 +102,13 @@ def _duplicate(ctx: RuleContext, product: MagnesiumProduct, other: MagnesiumProd
         f"({other.entry.reference}): {doses[1].how}",
     ]
     total = ""
+    other_name = short_name(other.entry.name or other.match.salt_label, 40)
+    both = f"Also {'taken' if other.entry.origin == 'active' else 'ordered'}: {other_name}"
     if all(d.known for d in doses):
         combined = sum(d.mg_per_day for d in doses)
         found.append(f"Combined: {combined:.0f} mg elemental magnesium/day")
         total = f"; {combined:.0f} mg elemental Mg/day in total"
+        both += f"; together {combined:.0f} mg elemental Mg a day"
     else:
         found.append("Combined elemental dose not computable (see above)")
     return ctx.finding(
@@ -114,6 +118,7 @@ def _duplicate(ctx: RuleContext, product: MagnesiumProduct, other: MagnesiumProd
         found=tuple(found),
         partner=other.entry,
         merge_key=other.entry.reference,
-        other=short_name(other.entry.name or other.match.salt_label, 40),
+        other=other_name,
         total=total,
+        both=both,
     )

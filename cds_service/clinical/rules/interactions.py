@@ -61,6 +61,11 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
         extra.append(
             SuggestedAction("remove-order", f"Remove the order for {mg_name}", order=mg.entry, recommended=True)
         )
+    origin = {"draft": "ordered", "active": "taken"}
+    pair = (
+        f"{short_name(partner.entry.name or drug.name, 40)} ({origin[partner.entry.origin]}) and "
+        f"{mg_name} ({origin[mg.entry.origin]}), both by mouth"
+    )
     return ctx.finding(
         spec.id,
         target,
@@ -74,6 +79,7 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
         partner_name=drug.name,
         mg=mg_name,
         spacing=partner_spacing(drug.name, drug.before_h, drug.after_h) if has_spacing else "",
+        pair=pair,
     )
 
 

@@ -73,6 +73,9 @@ def _low(ctx: RuleContext, product: MagnesiumProduct, mg, shown_value: str, foun
         key, extra = "summary", None
     else:
         return None  # the level only agrees with the order: no card
+    lookback = ctx.knowledge.lab_lookbacks["potassium_days"].value
+    absent = " or ".join(s.lab for s in missing if s.lab)
+    reason = extra or f"No serum {absent} in the last {lookback:.0f} days"
     return ctx.finding(
         "mg-low",
         order,
@@ -82,4 +85,5 @@ def _low(ctx: RuleContext, product: MagnesiumProduct, mg, shown_value: str, foun
         value=shown_value,
         unit="mg/dL",
         wasting=", ".join(wasting)[:40],
+        reason=reason,
     )

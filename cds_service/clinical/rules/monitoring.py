@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from ...record.dates import day
 from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
 from .dosing import upper_limit
@@ -32,15 +33,16 @@ def risks_of(ctx: RuleContext, product: MagnesiumProduct, *, age_and_dose: bool 
     impaired_below = ctx.knowledge.renal_function["impaired_below"].value
     impaired = renal.value is not None and renal.value < impaired_below and renal.bound != "at least"
     if renal.dialysis is not None or impaired:
-        risks.append(f"renal function {renal.shown_value} {renal.unit}" if renal.value is not None else "dialysis")
+        when = f" on {day(renal.when)}" if renal.when is not None and renal.dialysis is None else ""
+        risks.append(f"{renal.short} {renal.shown_value} {renal.unit}{when}" if renal.value is not None else "dialysis")
     wasting = ctx.wasting_drugs()
     if wasting:
-        risks.append(f"a magnesium-wasting drug ({', '.join(wasting)})")
+        risks.append(f"{', '.join(wasting)} (magnesium-wasting)")
     if not age_and_dose:
         return risks
     age = ctx.record.age_at(ctx.record.now)
     if age is not None and age >= ctx.knowledge.rule("monitoring-recheck").value("at_risk_age"):
-        risks.append(f"age {int(age)}")
+        risks.append(f"age {int(age)} years")
     dose = product.dose
     limit = upper_limit(ctx, age) if age is not None else None
     if dose.known and limit is not None and dose.mg_per_day > limit:
@@ -65,9 +67,10 @@ def _recheck(ctx: RuleContext, product: MagnesiumProduct) -> Finding | None:
         order,
         recognised_as(match),
         found=found,
-        due_from=due_from.date().isoformat(),
-        due_by=due_by.date().isoformat(),
-        risk=risks[0].split(" (")[0] if risks else "new start",
+        due_from=day(due_from),
+        due_by=day(due_by),
+        risk=risks[0].split(" (")[0] if risks else "no risk factor (site setting)",
+        risks=f"At risk: {'; '.join(risks)}" if risks else "Recheck after every start (site setting)",
     )
 
 
@@ -81,7 +84,7 @@ def _overdue(ctx: RuleContext, product: MagnesiumProduct) -> Finding | None:
     latest = ctx.record.latest("magnesium")
     if latest is not None and latest.usable and latest.when >= ctx.record.now - timedelta(days=interval):
         return None
-    last = "none on record" if latest is None else f"{latest.when.date().isoformat()} ({latest.reference})"
+    last = "none on record" if latest is None else f"{day(latest.when)} ({latest.reference})"
     found = (
         f"Continuing magnesium therapy with {' and '.join(risks)}",
         f"Last serum magnesium: {last}; recommended every {interval:.0f} days while at risk",
@@ -91,6 +94,8 @@ def _overdue(ctx: RuleContext, product: MagnesiumProduct) -> Finding | None:
         order,
         recognised_as(match),
         found=found,
-        risk=" and ".join(risks)[:60],
+        risk=" and ".join(r.split(" (")[0] for r in risks),
         last=last.split(" (")[0],
+        risks=f"At risk: {'; '.join(risks)}",
+        lookback=f"{interval:.0f}",
     )
