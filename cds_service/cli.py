@@ -71,18 +71,31 @@ def main(argv: list[str] | None = None) -> int:
     simulate = commands.add_parser(
         "simulate", help="replay a site's history (Bulk Data NDJSON or FHIR bundles) and report the alert burden"
     )
-    simulate.add_argument("source", type=Path, help="a folder of Bulk Data NDJSON files or of FHIR bundles")
+    simulate.add_argument(
+        "source", type=Path, help="a folder of Bulk Data NDJSON (.ndjson, .ndjson.gz) or FHIR bundles, or a partition"
+    )
     simulate.add_argument("--config", help="the site's config (rules switched off, silent, thresholds, gating)")
     simulate.add_argument("--compare", help="a second config: its figures side by side with the first")
     simulate.add_argument("--since", type=_iso, help="replay orders from then on")
     simulate.add_argument("--until", type=_iso, help="replay orders before then")
     simulate.add_argument("--out", type=Path, default=Path("simulation"), help="where the report goes")
-    simulate.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: only this patient shard (0-based)")
+    simulate.add_argument("--shard", type=_shard, help="I/N: only this shard of a partition (0-based)")
     simulate.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
+    split = commands.add_parser(
+        "simulate-partition", help="(also `simulate partition`) split an export by patient into N shards, once"
+    )
+    split.add_argument("source", type=Path, help="a folder of Bulk Data NDJSON (.ndjson, .ndjson.gz) or FHIR bundles")
+    split.add_argument("--shards", type=int, required=True, help="how many shards (one per replay job)")
+    split.add_argument("--out", type=Path, required=True, help="where the shards and manifest.json go")
+    split.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
+    split.add_argument("--config")
     merge = commands.add_parser("simulate-merge", help="combine the figures of simulate shards, exactly")
     merge.add_argument("shards", type=Path, nargs="+", help="the --out folders of the shards")
     merge.add_argument("--out", type=Path, required=True)
     merge.add_argument("--config")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["simulate", "partition"]:  # `simulate partition` reads as the step it is
+        argv[:2] = ["simulate-partition"]
     args = parser.parse_args(argv)
     if args.command == "serve":
         _multiprocess_metrics_dir()  # before anything imports prometheus_client (the config does)
@@ -99,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": _migrate,
         "report": _report,
         "simulate": _simulate,
+        "simulate-partition": _simulate_partition,
         "simulate-merge": _simulate_merge,
     }
     return commands[args.command](args, settings)
@@ -133,16 +147,23 @@ def _shard(text: str) -> tuple[int, int]:
     return number, count
 
 
+def _unusable(source: Path, count: int, option: str) -> bool:
+    """Says why (on stderr) when the export is no folder or the count is below 1."""
+    if not source.is_dir():
+        print(f"cds-service: {source}: not a folder (of Bulk Data NDJSON or of bundles)", file=sys.stderr)
+        return True
+    if count < 1:
+        print(f"cds-service: {option} must be 1 or more", file=sys.stderr)
+        return True
+    return False
+
+
 def _simulate(args: argparse.Namespace, settings) -> int:
     from .config import ConfigError, load_settings
     from .simulate.report import write_report
     from .simulate.runner import simulate
 
-    if not args.source.is_dir():
-        print(f"cds-service: {args.source}: not a folder (of Bulk Data NDJSON or of bundles)", file=sys.stderr)
-        return 2
-    if args.workers < 1:
-        print("cds-service: --workers must be 1 or more", file=sys.stderr)
+    if _unusable(args.source, args.workers, "--workers"):
         return 2
     configs = {"site config": settings}
     if args.compare:
@@ -152,7 +173,9 @@ def _simulate(args: argparse.Namespace, settings) -> int:
             print(f"cds-service: --compare: {exc}", file=sys.stderr)
             return 2
     try:
-        figures = simulate(args.source, args.out, configs, args.since, args.until, args.shard, args.workers, sys.stderr)
+        figures, read = simulate(
+            args.source, args.out, configs, args.since, args.until, args.shard, args.workers, sys.stderr
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
@@ -160,35 +183,64 @@ def _simulate(args: argparse.Namespace, settings) -> int:
         "source": str(args.source),
         "since": args.since.isoformat() if args.since else "the start of the export",
         "until": args.until.isoformat() if args.until else "the end of the export",
-        "shard": f"{args.shard[0]}/{args.shard[1]}",
+        "shard": f"{read['shard']}/{read['shards']}",
         "configurations": ", ".join(configs),
     }
-    write_report(args.out, figures, about)
+    write_report(args.out, figures, about, read)
     main = next(iter(figures.values()))
     print(f"{main.orders_replayed:,} orders replayed, {main.cards:,} cards: report in {args.out}/report.html")
     return 0
 
 
+def _simulate_partition(args: argparse.Namespace, settings) -> int:
+    from .simulate.partition import partition
+
+    if _unusable(args.source, args.shards, "--shards") or _unusable(args.source, args.workers, "--workers"):
+        return 2
+    try:
+        manifest = partition(args.source, args.out, args.shards, settings.knowledge(), args.workers)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{manifest['resources_read']:,} resources read, {manifest['resources_kept']:,} kept in "
+        f"{args.shards} shard(s): {args.out}/manifest.json"
+    )
+    return 0
+
+
 def _simulate_merge(args: argparse.Namespace, settings) -> int:
     from .simulate.figures import Figures
-    from .simulate.report import write_report
+    from .simulate.report import merged_input, write_report
 
     merged: dict[str, Figures] = {}
-    shards = []
+    inputs = []
     for folder in args.shards:
         try:
             raw = json.loads((folder / "figures.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             print(f"cds-service: {folder}/figures.json: {exc}", file=sys.stderr)
             return 2
-        parts = {raw["configuration"]: raw, **(raw.get("compare") or {})}
-        for label, figures in parts.items():
-            merged.setdefault(label, Figures()).merge(Figures.from_dict(figures))
-        shards.append(raw["about"]["shard"])
-    about = {"merged shards": ", ".join(shards), "configurations": ", ".join(merged)}
-    write_report(args.out, merged, about)
+        try:
+            parts = {raw["configuration"]: raw, **(raw.get("compare") or {})}
+            for label, figures in parts.items():
+                merged.setdefault(label, Figures()).merge(Figures.from_dict(figures))
+            inputs.append(raw["input"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            print(
+                f"cds-service: {folder}/figures.json: not the figures of this version's simulate ({exc})",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        read = merged_input(inputs)
+    except ValueError as exc:
+        print(f"cds-service: {exc}", file=sys.stderr)
+        return 2
+    about = {"merged shards": f"{len(inputs)} of {read['shards']}", "configurations": ", ".join(merged)}
+    write_report(args.out, merged, about, read)
     main = next(iter(merged.values()))
-    print(f"{len(shards)} shard(s): {main.orders_replayed:,} orders replayed, {main.cards:,} cards: {args.out}")
+    print(f"{len(inputs)} shard(s): {main.orders_replayed:,} orders replayed, {main.cards:,} cards: {args.out}")
     return 0
 
 

@@ -61,12 +61,6 @@ def assert_cards(response: dict[str, Any], expected: dict[str, Any]) -> None:
     assert present <= RULE_IDS
 
 
-def silent_rules(expected: dict[str, Any]) -> set[str]:
-    """Every rule of the catalogue that the hook's expected cards do not name must stay silent: a new
-    rule needs no edit of the scenarios it does not fire in."""
-    return RULE_IDS - {e["rule"] for e in expected["cards"]}
-
-
 def golden_cards(data_dir: str) -> list[tuple[str, str, dict[str, Any]]]:
     """Every golden scenario through the service (all hooks, full prefetch): (scenario, hook, card)."""
     from cds_service.app import create_app
@@ -86,3 +80,9 @@ def golden_cards(data_dir: str) -> list[tuple[str, str, dict[str, Any]]]:
         assert response.status_code == 200, (name, hook, response.get_json())
         out.extend((name, hook, card) for card in response.get_json()["cards"])
     return out
+
+
+def silent_rules(expected: dict[str, Any]) -> set[str]:
+    """Every rule of the catalogue that the hook's expected cards do not name must stay silent: a new
+    rule needs no edit of the scenarios it does not fire in."""
+    return RULE_IDS - {e["rule"] for e in expected["cards"]}

@@ -208,8 +208,9 @@ def test_prefetch_error_without_a_server_is_a_reported_gap(client):
     assert response.status_code == 200
     payload = response.get_json()
     cards = {c["source"]["topic"]["code"]: c for c in payload["cards"]}
-    assert sorted(cards) == ["monitoring-recheck", "renal-unknown"]  # 78 years old: at risk, so a recheck
+    assert sorted(cards) == ["renal-unknown"]  # 78 years old: renal function matters; age alone asks for no recheck
     assert "the EHR reported an error" in cards["renal-unknown"]["detail"]
+    assert cards["renal-unknown"]["summary"].startswith("Renal data not retrieved")  # a gap, not "order a creatinine"
     assert payload["extension"]["mg-cds.data-gaps"] == [
         {"topic": "renal", "reason": "the EHR reported an error for this prefetch"}
     ]

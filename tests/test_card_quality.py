@@ -38,7 +38,7 @@ ACTIONS = re.compile(
 LAB_VALUE = re.compile(r"\b(Serum Mg|creatinine|eGFR|CrCl|potassium|calcium)\s*[≤≥<>]?\d", re.IGNORECASE)
 DATE = re.compile(r"\b\d{1,2} [A-Z][a-z]{2} \d{4}\b")
 NUMBER_WITH_UNIT = re.compile(r"\d\s*(mg|g|mL|mmol|mEq|umol|µmol|%|h|d|days|y|kg|mcg)\b|\d\s*\(|\d [a-z]")
-EVIDENCE = re.compile(r"\*Evidence: (high|moderate|low|local policy|expert opinion)\.\*$")
+EVIDENCE = re.compile(r"\*Evidence: (high|moderate|low|local policy|low \(expert opinion\))\.\*$")
 
 
 @pytest.fixture(scope="module")

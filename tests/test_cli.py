@@ -114,13 +114,51 @@ def _latest(resources, code, units=("mg/dL", "kg", "mL/min/{1.73_m2}")):
     return max(found, default=None)
 
 
+# Why a missing creatinine matters (renal-unknown only then): age >= 65, CKD, diabetes, hypertension or heart
+# failure coded (SNOMED as Synthea codes them, ICD-10-CM as carebundle does), or a magnesium-wasting drug taken.
+RISK_SNOMED = {"38341003", "44054006", "88805009", "433144002", "700378005", "700379002", "431857002"}
+RISK_ICD10 = ("E10", "E11", "E13", "I10", "I11", "I12", "I13", "I50", "N18")
+WASTING_WORDS = (
+    "furosemide",
+    "bumetanide",
+    "torsemide",
+    "hydrochlorothiazide",
+    "chlorthalidone",
+    "indapamide",
+    "prazole",
+    "tacrolimus",
+    "cyclosporine",
+    "cisplatin",
+    "gentamicin",
+    "tobramycin",
+    "amikacin",
+)
+
+
+def _renal_risk(resources, patient) -> bool:
+    if age_in_years(parse_datetime(patient["birthDate"]).date(), NOW.date()) >= 65:
+        return True
+    for r in resources:
+        if r["resourceType"] == "Condition" and (r.get("clinicalStatus") or {}).get("coding", [{}])[0].get(
+            "code", "active"
+        ) in ("active", "recurrence", "relapse"):
+            for c in r["code"].get("coding", []):
+                if c.get("code") in RISK_SNOMED or str(c.get("code", "")).startswith(RISK_ICD10):
+                    return True
+        if r["resourceType"] in ("MedicationRequest", "MedicationStatement") and r.get("status") == "active":
+            text = json.dumps(r.get("medicationCodeableConcept") or {}).lower()
+            if any(w in text for w in WASTING_WORDS):
+                return True
+    return False
+
+
 def expected_renal_rule(bundle) -> str | None:
     """An independent oracle from the raw bundle: which renal tier the service must report."""
     resources = [e["resource"] for e in bundle["entry"]]
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     creatinine = _latest(resources, CREATININE)
     if creatinine is None or creatinine[0] < NOW - timedelta(days=365):
-        return "renal-unknown"
+        return "renal-unknown" if _renal_risk(resources, patient) else None
     when, scr = creatinine
     age = int(age_in_years(parse_datetime(patient["birthDate"]).date(), when.date()))
     female = patient["gender"] == "female"
@@ -143,7 +181,7 @@ def expected_renal_rule(bundle) -> str | None:
         values.append(cockcroft_gault(age, kg, scr, female))
     value = min(values)
     if 30 <= value < 60 and newest < NOW - timedelta(days=90):
-        return "renal-unknown"
+        return "renal-unknown" if _renal_risk(resources, patient) else None
     for limit, rule in ((20, "renal-contraindicated"), (30, "renal-severe"), (60, "renal-moderate")):
         if value < limit:
             return rule

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -263,25 +264,71 @@ def test_the_containers_command_serves_with_the_shipped_gunicorn_and_example_con
         assert proc.wait(timeout=scaled(30)) == 0
 
 
+def _jobs() -> dict[str, dict]:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted((K8S / "simulate").glob("*.yaml"))}
+
+
+def _env(container: dict, name: str) -> str:
+    return next(e["value"] for e in container["env"] if e["name"] == name)
+
+
 @pytest.mark.parametrize("version", ["1.30", "1.33"])
 def test_the_simulation_jobs_are_valid_and_agree_on_the_shards(version):
-    """The Indexed Job runs one patient shard per index and the merge Job combines what they wrote."""
-    jobs = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((K8S / "simulate").glob("*.yaml"))}
-    assert set(jobs) == {"indexed-job", "merge-job"}
+    """Partition once, one Indexed Job pod per shard reading only its shard, a merge Job: valid
+    Kubernetes objects that agree on the number of shards."""
+    jobs = _jobs()
+    assert set(jobs) == {"partition-job", "indexed-job", "merge-job"}
     for job in jobs.values():
         kubernetes_validate.validate(job, version, strict=True)
         assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     spec = jobs["indexed-job"]["spec"]
     (shard,) = spec["template"]["spec"]["containers"]
-    shards = next(e["value"] for e in shard["env"] if e["name"] == "SHARDS")
+    (split,) = jobs["partition-job"]["spec"]["template"]["spec"]["containers"]
+    shards = _env(shard, "SHARDS")
+    assert _env(split, "SHARDS") == shards
     assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == int(shards)
     command = " ".join(shard["args"])
     assert (
         '--shard "$JOB_COMPLETION_INDEX/$SHARDS"' in command and "/data/results/shard-$JOB_COMPLETION_INDEX" in command
     )
+    assert "simulate /data/partition " in command and "--out /data/partition" in " ".join(split["args"])
     (merge,) = jobs["merge-job"]["spec"]["template"]["spec"]["containers"]
     assert "simulate-merge /data/results/shard-*" in " ".join(merge["args"])
     applied = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
     assert not any("simulate" in r for r in applied), (
         "the simulation Jobs are run on purpose, never applied with the service"
     )
+
+
+def test_the_simulation_jobs_commands_run_partition_shards_and_merge(tmp_path):
+    """The three Jobs' own shell commands, run here in order with /data in a temporary folder (each
+    Indexed Job pod with its JOB_COMPLETION_INDEX): the merged figures equal one run on the export."""
+    from . import planted
+
+    data = tmp_path / "data"
+    planted.generate(data / "export", 60, seed=4)
+    (tmp_path / "config.yaml").write_text(f"data_dir: {tmp_path / 'state'}\n")
+    jobs = _jobs()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def run(name: str, **extra: str) -> None:
+        (container,) = jobs[name]["spec"]["template"]["spec"]["containers"]
+        script = " ".join(container["args"]).replace("/data/", f"{data}/")
+        script = script.replace("/etc/cds-service/config/config.yaml", str(tmp_path / "config.yaml"))
+        values = {e["name"]: e["value"] for e in container.get("env", [])}
+        subprocess.run([*container["command"], script], env={**env, **values, **extra}, check=True, timeout=300)
+
+    run("partition-job")
+    for index in range(jobs["indexed-job"]["spec"]["completions"]):
+        run("indexed-job", JOB_COMPLETION_INDEX=str(index), WORKERS="1")
+    run("merge-job")
+    subprocess.run(
+        [Path(sys.executable).parent / "cds-service", "simulate", data / "export", "--out", tmp_path / "one",
+         "--workers", "1"], env=env, check=True, timeout=300, capture_output=True
+    )  # fmt: skip
+    merged = json.loads((data / "results" / "merged" / "figures.json").read_text())
+    one = json.loads((tmp_path / "one" / "figures.json").read_text())
+    assert merged["orders_replayed"] > 0 and merged["input"]["shards"] == jobs["indexed-job"]["spec"]["completions"]
+    for figures in (merged, one):
+        figures.pop("about"), figures.pop("input")
+    assert merged == one

@@ -128,3 +128,32 @@ def test_encounter_class_gives_the_setting_when_the_order_has_none(system, code,
     assert read.setting == setting
     categorised = reading("Magnesium sulfate 2 g injection", category="outpatient")
     assert categorised.setting == "outpatient" and categorised.setting_how == "order category"  # the order wins
+
+
+def _tables_with(change) -> dict:
+    import copy
+
+    from cds_service.knowledge.loader import read_tables
+
+    tables = copy.deepcopy(read_tables())
+    change(tables["gating.yaml"])
+    return tables
+
+
+def test_a_drug_exception_is_data_and_says_why():
+    """cisplatin's single dose is judged because of its row in gating.yaml depletion-other.drugs, not code."""
+    from cds_service.knowledge.loader import KnowledgeError, build_knowledge
+
+    gating = load_knowledge().gates["depletion-other"]
+    assert gating.drugs["cisplatin"].admits("parenteral", "one-time")
+    assert not gating.partner.admits("parenteral", "one-time")
+    with pytest.raises(KnowledgeError, match=r"drugs\.cisplatin: every exception says why"):
+        build_knowledge(_tables_with(lambda g: g["rules"]["depletion-other"]["drugs"]["cisplatin"].pop("reason")))
+    with pytest.raises(KnowledgeError, match=r"not_a_supplement\.drug-salt: unknown rule id 'no-such-rule'"):
+        build_knowledge(_tables_with(lambda g: g["not_a_supplement"]["drug-salt"]["rules"].append("no-such-rule")))
+
+
+def test_magnesium_that_is_no_supplement_is_judged_by_its_rules_only():
+    kinds = load_knowledge().not_a_supplement
+    assert "renal-contraindicated" in kinds["drug-salt"][0] and "dose-above-ul" not in kinds["drug-salt"][0]
+    assert kinds["excipient"][0] == frozenset({"interaction-tetracycline"})

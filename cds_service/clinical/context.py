@@ -139,6 +139,7 @@ class RuleContext:
         merge_key: str = "",
         spec_suggestions: bool = True,
         variant: str | None = None,
+        sources: tuple[str, ...] | None = None,
         **fields: Any,
     ) -> Finding:
         """A Finding with the rule's texts, sources and suggestions filled in for this order.
@@ -147,7 +148,7 @@ class RuleContext:
         rule's templates, filled with `fields` and the facts every rule may name (renal, mg_latest,
         treatment, ...: `standard_fact`). A variant (renal rules in a treatment context) swaps the
         indicator, texts and suggestions but keeps the rule id, so feedback, metrics and EHR override
-        memory stay per rule."""
+        memory stay per rule. `sources` replaces the rule's (an interaction cites its partner drug's own)."""
         spec = self.knowledge.rule(rule_id)
         chosen = spec.variants[variant] if variant else None
         texts = {**spec.text, **(chosen.text if chosen else {})}
@@ -172,7 +173,9 @@ class RuleContext:
             do=fill(parts["do"], values) or parts["do"],
             why=parts["why"],
             evidence=spec.evidence,
-            sources=tuple(dict.fromkeys((*spec.sources, *(chosen.sources if chosen else ())))),
+            sources=tuple(
+                dict.fromkeys((*(spec.sources if sources is None else sources), *(chosen.sources if chosen else ())))
+            ),
             suggestions=(*extra_suggestions, *(self.suggestions(spec, order, drug, keys) if spec_suggestions else ())),
             override_reasons=spec.override_reasons,
             partner=partner,
@@ -302,7 +305,15 @@ def fit_name(template: str, name: str, **fields: Any) -> str:
 def short_name(name: str, limit: int = 48) -> str:
     """Drug names go into summaries that must stay under 140 characters (cached: names repeat)."""
     name = " ".join(name.split())
-    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
+    if len(name) <= limit:
+        return name
+    cut = name[: limit - 1]
+    for opener in "([":  # never leave a bracket open: "Aluminum Hydroxide (as…" reads as a typo
+        if cut.rfind(opener) > cut.rfind(")]"[opener == "["]) and cut.rfind(opener) >= limit // 2:
+            cut = cut[: cut.rfind(opener)]
+    if " " in cut[limit // 2 :]:  # end on a whole word where one is near
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:/-") + "…"
 
 
 def recognised_as(match: ProductMatch) -> str:

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from ..knowledge.model import Knowledge
+from ..knowledge.anatomy import MAX_FACTS
+from ..knowledge.model import GateSide, Knowledge
 from ..record.model import MedicationEntry, PatientRecord
 from .concerns import one_card_per_concern
 from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
 from .dose import daily_elemental_mg
 from .drugs import DrugHit, DrugMatcher
 from .findings import Finding
-from .matching import MagnesiumMatcher, ProductMatch
+from .matching import MagnesiumMatcher, ProductMatch, magnesium_kind
 from .order_context import OrderContext, Setting, encounter_setting, read_order
 from .renal_function import assess_renal_function
 from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
@@ -87,7 +88,7 @@ class RuleEngine:
         held back (what `cds-service simulate` reports)."""
         magnesium: list[MagnesiumProduct] = []
         partners: list[PartnerDrug] = []
-        readings: dict[str, tuple[str, OrderContext]] = {}
+        readings: dict[str, Reading] = {}
         encounter = encounter_setting(record.encounter_class, self.vocabulary)
         entries = [(e, True) for e in record.orders_in_scope]
         entries += [(e, False) for e in (*record.other_drafts, *record.active_medications)]
@@ -97,11 +98,11 @@ class RuleEngine:
                 continue
             match, hits, reading = read
             if match is not None:
-                readings[entry.reference] = ("magnesium", reading)
+                readings[entry.reference] = Reading("magnesium", reading, entry, tuple(hits))
                 dose = daily_elemental_mg(entry, match, self.knowledge.magnesium)
                 magnesium.append(MagnesiumProduct(entry, match, in_scope, reading, dose))
             if hits:
-                readings.setdefault(entry.reference, ("partner", reading))
+                readings.setdefault(entry.reference, Reading("partner", reading, entry, tuple(hits)))
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
         if not any(p.in_scope for p in (*magnesium, *partners)):
             return []  # nothing this service speaks about among the orders in scope
@@ -115,74 +116,152 @@ class RuleEngine:
             renal=assess_renal_function(record, self.knowledge),
             treatment=read_treatment(record, self.knowledge),
         )
-        trace = self._trace_products(ctx)
+        restricted = self._restricted_products(ctx)
         findings: dict[tuple[str, str, str], Finding] = {}
         for family in FAMILIES:
             for finding in family(ctx):
-                if self._judged(finding, readings, trace):
-                    if finding.order.reference in trace:
-                        finding = replace(finding, audit=(*finding.audit, trace[finding.order.reference]))
+                if self._judged(finding, readings, restricted):
+                    if finding.order.reference in restricted:
+                        finding = replace(finding, audit=(*finding.audit, restricted[finding.order.reference][0]))
                     findings.setdefault(finding.key, _stamped(finding, readings, record.hook == "patient-view"))
                 elif gated is not None:
                     gated[finding.rule_id] += 1
-        out = _each_lab_once(one_card_per_concern(self._without_repeats(list(findings.values()))))
+        kept = keeping_what_yielders_knew(list(findings.values()), self.knowledge)
+        out = _each_lab_once(one_card_per_concern(kept))
         if record.hook == "patient-view":  # no edits of orders that are not in front of the clinician
             out = [replace(f, suggestions=tuple(s for s in f.suggestions if s.kind == "order-lab")) for f in out]
         return out
 
-    def _judged(self, finding: Finding, readings: dict[str, tuple[str, OrderContext]], trace: dict[str, str]) -> bool:
-        """Enabled, admitted by the gating row, and not about a trace-magnesium combination (unless chelation)."""
+    def _judged(self, finding: Finding, readings: dict[str, Reading], restricted: dict[str, Restriction]) -> bool:
+        """Enabled, admitted by the gating row, and, about a product judged by some rules only (a trace-magnesium
+        combination, a drug's magnesium salt, an excipient), one of those rules."""
         if not self.knowledge.enabled(finding.rule_id) or not self._gated_in(finding, readings):
             return False
         about = {e.reference for e in (finding.order, finding.partner) if e is not None}
-        return finding.rule_id in self.knowledge.trace_rules or not (about & trace.keys())
+        return all(finding.rule_id in restricted[ref][1] for ref in about & restricted.keys())
 
-    def _trace_products(self, ctx: RuleContext) -> dict[str, str]:
-        """Combination products giving less magnesium a day than the gating table's threshold, and why."""
+    def _restricted_products(self, ctx: RuleContext) -> dict[str, Restriction]:
+        """Magnesium products only some rules judge, with the line the card says about it: combination products
+        giving less magnesium a day than the gating table's threshold, and magnesium that is no supplement."""
         limit = self.knowledge.trace_below_mg_per_day
-        out = {}
+        kinds = self.knowledge.not_a_supplement
+        out: dict[str, Restriction] = {}
         for product in ctx.magnesium:
-            dose = product.dose
-            combination = any(not i.magnesium for i in product.match.ingredients)
+            dose, match = product.dose, product.match
+            kind = magnesium_kind(match, self.knowledge.magnesium)
+            if kind in kinds:
+                rules, reason = kinds[kind]
+                what = f"excipient of {match.excipient_of}" if match.excipient_of else "the magnesium salt of a drug"
+                out[product.entry.reference] = (f"Not a supplement ({what}): {reason}", rules)
+                continue
+            combination = any(not i.magnesium for i in match.ingredients)
             if limit and combination and dose.known and dose.mg_per_day < limit:
                 out[product.entry.reference] = (
                     f"Combination product with {dose.mg_per_day:.0f} mg elemental Mg/day (< {limit:g}): "
-                    "judged for chelation only"
+                    "judged for chelation only",
+                    self.knowledge.trace_rules,
                 )
         return out
 
-    def _without_repeats(self, findings: list[Finding]) -> list[Finding]:
-        """Drop a card whose rule yields to another card on the same order (it would say the same thing)."""
-        fired = {(f.rule_id, f.order.reference) for f in findings}
-        return [
-            f
-            for f in findings
-            if not any((other, f.order.reference) in fired for other in self.knowledge.rule(f.rule_id).yields_to)
-        ]
-
-    def _gated_in(self, finding: Finding, readings: dict[str, tuple[str, OrderContext]]) -> bool:
-        """The rule's gating row admits how each of the card's orders was read."""
+    def _gated_in(self, finding: Finding, readings: dict[str, Reading]) -> bool:
+        """The rule's gating row admits how each of the card's orders was read (a partner drug with a row of
+        its own, cisplatin, by that row; magnesium drafted twice in one signing by `drafted_together`)."""
         gate = self.knowledge.gates.get(finding.rule_id)
         if gate is None:
             return True
-        for entry in (finding.order, finding.partner):
-            if entry is None or entry.reference not in readings:
-                continue
-            side, reading = readings[entry.reference]
-            allowed = getattr(gate, side)
-            if allowed is not None and not allowed.admits(reading.route, reading.use):
+        read = [
+            readings[e.reference] for e in (finding.order, finding.partner) if e is not None and e.reference in readings
+        ]
+        together = gate.drafted_together
+        if together is not None and len(read) == 2 and all(_drafted(r, together) for r in read):
+            return True
+        for r in read:
+            allowed = getattr(gate, r.side)
+            if r.side == "partner":
+                own = [gate.drugs[h.drug.name] for h in r.hits if h.drug.name in gate.drugs]
+                allowed = own[0] if own else allowed
+                if not _long_enough(r, finding.rule_id):
+                    return False
+            if allowed is not None and not allowed.admits(r.context.route, r.context.use):
                 return False
         return True
 
 
-def _stamped(finding: Finding, readings: dict[str, tuple[str, OrderContext]], review: bool = False) -> Finding:
+Restriction = tuple[str, frozenset[str]]  # the line on the card, the rules that judge the product
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """How one order was read, as which side (magnesium product or partner drug), with its partner hits."""
+
+    side: str
+    context: OrderContext
+    entry: MedicationEntry
+    hits: tuple[DrugHit, ...] = ()
+
+
+def _drafted(reading: Reading, together: GateSide) -> bool:
+    """A magnesium order drafted in this signing, read as the gating row's drafted_together admits."""
+    context = reading.context
+    return (
+        reading.side == "magnesium" and reading.entry.origin == "draft" and together.admits(context.route, context.use)
+    )
+
+
+def _long_enough(reading: Reading, rule_id: str) -> bool:
+    """A bounded course shorter than a drug's own long-term threshold (PPIs: months) is not long-term use for
+    the rule of that drug's class."""
+    days = reading.context.days
+    limits = [
+        h.drug.long_term_days
+        for h in reading.hits
+        if h.drug.long_term_days is not None and h.drug_class.rule == rule_id
+    ]
+    return days is None or not limits or days >= min(limits)
+
+
+def keeping_what_yielders_knew(findings: list[Finding], knowledge: Knowledge) -> list[Finding]:
+    """Drop a card whose rule yields to another card on the same order (it would say the same thing), and give
+    the card that stays what the dropped one knew: its facts, its lab asks where they are due sooner
+    (monitoring-overdue's "serum Mg now, last one 8 months ago" beside a renal card's 14-day recheck) and, on a
+    card that does not say "remove", the labs it did not ask for (renal-unknown also carries the Mg recheck)."""
+    fired = {(f.rule_id, f.order.reference): f for f in findings}
+    kept, dropped = [], []
+    for f in findings:
+        keepers = [
+            fired[(other, f.order.reference)]
+            for other in knowledge.rule(f.rule_id).yields_to
+            if (other, f.order.reference) in fired
+        ]
+        (dropped if keepers else kept).append((f, keepers[:1]))
+    out = {id(f): f for f, _ in kept}
+    for yielder, (keeper,) in dropped:
+        if id(keeper) not in out:
+            continue
+        current = out[id(keeper)]
+        audit = (*current.audit, *(line for line in yielder.audit if line not in current.audit))
+        facts = tuple(dict.fromkeys((*current.facts, *yielder.facts)))[:MAX_FACTS]
+        asks = {s.lab: s for s in yielder.suggestions if s.lab is not None}
+        suggestions = tuple(
+            asks[s.lab] if s.lab in asks and asks[s.lab].due < s.due else s for s in current.suggestions
+        )
+        if not any(s.kind == "remove-order" for s in suggestions):  # no follow-up lab beside "do not start"
+            has = {s.lab for s in suggestions}
+            suggestions += tuple(s for lab, s in asks.items() if lab not in has)  # a lab the keeper did not ask for
+        sooner = any(s not in current.suggestions for s in suggestions)
+        do = f"{current.do} {yielder.do}" if sooner and yielder.do not in current.do else current.do
+        out[id(keeper)] = replace(current, audit=audit, facts=facts, do=do, suggestions=suggestions)
+    return [out[id(f)] for f, _ in kept]
+
+
+def _stamped(finding: Finding, readings: dict[str, Reading], review: bool = False) -> Finding:
     """The card says how its orders were read, so a misreading is visible to the clinician (at
     patient-view, `review`, they are medications already running, not orders)."""
     lines, read_as = [], []
     labels = ("This medication", "Other medication") if review else ("This order", "Other order")
     for label, entry in zip(labels, (finding.order, finding.partner), strict=True):
         if entry is not None and entry.reference in readings:
-            reading = readings[entry.reference][1]
+            reading = readings[entry.reference].context
             lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
             read_as.append((label.lower(), reading.route, reading.use, reading.setting))
     return replace(finding, audit=(*finding.audit, *lines), read_as=tuple(read_as))

@@ -13,7 +13,7 @@ from ..record.model import MedicationEntry
 from .products import read_ingredients
 from .text import words_of
 
-__all__ = ["ATC", "RXNORM", "MagnesiumMatcher", "ProductMatch", "words_of"]
+__all__ = ["ATC", "RXNORM", "MagnesiumMatcher", "ProductMatch", "magnesium_kind", "words_of"]
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
@@ -25,6 +25,7 @@ class ProductMatch:
     how: str
     ingredients: tuple[Ingredient, ...] = ()  # every ingredient, magnesium or not, when the product was read
     product_name: str = ""  # the RxNorm name, when the order was known by its code alone
+    excipient_of: str = ""  # the drug whose tablet carries this magnesium as an excipient (quinapril)
 
     @property
     def salt_label(self) -> str:
@@ -53,8 +54,8 @@ class MagnesiumMatcher:
                     return ProductMatch((salt,), f"RxNorm ingredient {coding.code}", self._read(med))
                 product = self._rxnorm.get(coding.code)
                 if product is not None:  # the table knows this code: it decides, whatever the text says
-                    if not product.magnesium:
-                        return None  # esomeprazole magnesium, a salicylate, a PPI: not a magnesium product
+                    if not product.magnesium:  # esomeprazole magnesium, a PPI: not a magnesium product
+                        return self._excipient(product.name, product.name)
                     salts = tuple(dict.fromkeys(i.salt for i in product.magnesium if i.salt))
                     how = f"RxNorm {product.kind} {coding.code} ({product.name})"
                     return ProductMatch(salts, how, product.ingredients, product.name)
@@ -74,6 +75,20 @@ class MagnesiumMatcher:
             hit = next((i for i in ingredients if i.magnesium), None)
             if hit is not None:
                 return ProductMatch(_salts(self._read(med)), f"ingredient '{short(hit.name)}'", self._read(med))
+        for text in (med.name, *(c.display for c in med.codings if c.display)):
+            found = self._excipient(text) if text else None
+            if found is not None:
+                return found
+        return None
+
+    def _excipient(self, text: str, product_name: str = "") -> ProductMatch | None:
+        """A drug whose tablet carries a magnesium salt as an excipient (magnesium.yaml excipients)."""
+        words = set(words_of(text))
+        for excipient in self._tables.excipients:
+            if words & set(excipient.words):
+                ingredient = Ingredient(f"{excipient.salt} (excipient of {excipient.drug})", True, excipient.salt)
+                how = f"excipient of {excipient.drug} ({excipient.salt} in the tablet)"
+                return ProductMatch((excipient.salt,), how, (ingredient,), product_name, excipient.drug)
         return None
 
     def _read(self, med: MedicationEntry) -> tuple[Ingredient, ...]:
@@ -81,6 +96,14 @@ class MagnesiumMatcher:
         if med.ingredient_names:
             return tuple(i for name in med.ingredient_names for i in read_ingredients(name, self._tables))
         return read_ingredients(med.name, self._tables) if med.name else ()
+
+
+def magnesium_kind(match: ProductMatch, tables: MagnesiumTables) -> str:
+    """supplement, drug-salt (every magnesium ingredient is a drug's salt: magnesium salicylate) or excipient."""
+    if match.excipient_of:
+        return "excipient"
+    kinds = {tables.salt_kind.get(i.salt or "", "supplement") for i in match.magnesium}
+    return "drug-salt" if kinds == {"drug-salt"} else "supplement"
 
 
 def _salts(ingredients: tuple[Ingredient, ...]) -> tuple[str, ...]:

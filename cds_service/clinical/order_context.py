@@ -43,6 +43,7 @@ class OrderContext:
     setting: Setting
     setting_how: str = ""
     name: str = ""  # the name the order was read by: its own, else the RxNorm name of its code
+    days: float | None = None  # the length of a bounded course (boundsDuration, boundsPeriod, count)
 
     def shown(self) -> str:
         """'enteral (route Oral route), scheduled long-term (no end stated), outpatient (order category)'."""
@@ -61,7 +62,8 @@ def read_order(
     name = entry.name or known_name
     route, route_how = _route(entry, vocabulary, name)
     use, use_how = _use(entry, vocabulary, setting, route, name)
-    return OrderContext(route, route_how, use, use_how, setting, setting_how, name)
+    days = _course_days(_repeat(entry.dosage or {}))
+    return OrderContext(route, route_how, use, use_how, setting, setting_how, name, days)
 
 
 def _route(entry: MedicationEntry, vocabulary: OrderVocabulary, name: str) -> tuple[RouteClass, str]:

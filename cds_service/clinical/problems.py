@@ -20,7 +20,7 @@ def find_condition(record: PatientRecord, condition_set: ConditionSet) -> Condit
         if code_match(condition, condition_set) is not None:
             return condition
     for condition in record.conditions:
-        if condition not in coded and _text_match(condition.text, condition_set):
+        if condition not in coded and text_match(condition.text, condition_set):
             return condition
     return None
 
@@ -52,7 +52,7 @@ def _is_coded(condition: ConditionEntry, condition_set: ConditionSet) -> bool:
     return any(c.system in condition_set.coded_systems and c.code for c in condition.codings)
 
 
-def _text_match(text: str, condition_set: ConditionSet) -> bool:
+def text_match(text: str, condition_set: ConditionSet) -> bool:
     lowered = " " + " ".join(re.findall(r"[a-z0-9/\-]+", text.lower())) + " "
     if not text or any(f" {word} " in lowered for word in condition_set.not_when):
         return False

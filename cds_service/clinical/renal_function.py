@@ -28,6 +28,7 @@ class CreatinineRise:
     earlier: LabValue
     latest: LabValue
     description: str
+    criterion: str = "KDIGO AKI criteria"  # or KDIGO AKD (a rise within 7-90 days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class RenalAssessment:
     when: datetime | None = None  # date of the lab the estimate rests on
     last_known: bool = False  # older than the impaired lookback but kept: "last known, recheck"
     fact: str = ""  # what the card's "Found:" line says: the estimate(s), the creatinine and its date
+    not_retrieved: bool = False  # the renal results could not be retrieved (a FHIR timeout or error): a data gap
 
     @property
     def shown_value(self) -> str:
@@ -89,7 +91,7 @@ def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalA
         )
     lab = _with_stage_floor(record, knowledge, lab)
     if lab is None:
-        return RenalAssessment(unknown_reasons=tuple(reasons))
+        return RenalAssessment(unknown_reasons=tuple(reasons), not_retrieved=record.gap("renal") is not None)
     return replace(lab, rise=detect_creatinine_rise(record, knowledge))
 
 
@@ -121,7 +123,7 @@ def _with_stage_floor(
         ),
         when=stage.recorded,
         fact=f"{stage.label[:50]} on the problem list (eGFR at most {at_most:.0f})"
-        + (f"; last creatinine-based estimate {lab.short} {lab.shown_value} is older" if lab is not None else ""),
+        + (f"; older estimate {lab.short} {lab.shown_value}" if lab is not None else ""),
     )
 
 
@@ -342,27 +344,33 @@ def _reported_egfr(
 
 
 def detect_creatinine_rise(record: PatientRecord, knowledge: Knowledge) -> CreatinineRise | None:
-    """KDIGO AKI by creatinine: latest rose >= 0.3 mg/dL within 48 h or >= 1.5x within 7 days."""
+    """KDIGO AKI by creatinine: latest rose >= 0.3 mg/dL within 48 h or >= 1.5x within 7 days; KDIGO AKD: a
+    rise of ratio_akd or more within 7-90 days (a creatinine from 0.74 to 3.02 in 35 days is not stable)."""
     spec = knowledge.rules["renal-unstable"]
     series = [lab for lab in record.series("creatinine") if lab.usable and lab.value > 0]
     if len(series) < 2:
         return None
     latest = series[0]
+    akd_days = spec.value("akd_days") if "akd_days" in spec.parameters else 7
     best: CreatinineRise | None = None
     for earlier in series[1:]:
         elapsed = latest.when - earlier.when
-        if elapsed > timedelta(days=7):
+        if elapsed > timedelta(days=akd_days):
             break
         hours = elapsed.total_seconds() / 3600
         delta = latest.value - earlier.value
-        absolute = elapsed <= timedelta(hours=48) and delta >= spec.value("rise_48h") - 1e-9
-        relative = earlier.value > 0 and latest.value / earlier.value >= spec.value("ratio_7d") - 1e-9
-        if absolute or relative:
+        ratio = latest.value / earlier.value
+        if elapsed <= timedelta(days=7):
+            absolute = elapsed <= timedelta(hours=48) and delta >= spec.value("rise_48h") - 1e-9
+            hit, criterion = absolute or ratio >= spec.value("ratio_7d") - 1e-9, "KDIGO AKI criteria"
+        else:
+            hit, criterion = ratio >= spec.value("ratio_akd") - 1e-9, "KDIGO AKD: a rise within 7-90 days"
+        if hit:
             text = (
                 f"{earlier.value:.2f} → {latest.value:.2f} mg/dL in {hours:.0f} h"
                 if hours < 72
                 else f"{earlier.value:.2f} → {latest.value:.2f} mg/dL in {hours / 24:.0f} d"
             )
             if best is None or delta > best.latest.value - best.earlier.value:
-                best = CreatinineRise(earlier, latest, text)
+                best = CreatinineRise(earlier, latest, text, criterion)
     return best

@@ -1,23 +1,26 @@
 """What the patient is being treated for, read once per request: it changes what a card should say.
 
 Renal rules on a patient with documented hypomagnesaemia say "reduce the dose and check the level"
-instead of "remove"; magnesium sulfate in pre-eclampsia is judged against its therapeutic range.
+instead of "remove"; parenteral magnesium sulfate in pregnancy (pre-eclampsia, eclampsia, preterm labour:
+conditions.yaml obstetric_mgso4, on the problem list or the order's reasonCode) is judged against the
+obstetric therapeutic range.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..jsonutil import items
 from ..knowledge.model import Knowledge
-from ..record.model import ConditionEntry, LabValue, PatientRecord
-from .problems import find_condition, how_found
+from ..record.model import Coding, ConditionEntry, LabValue, MedicationEntry, PatientRecord
+from .problems import code_match, find_condition, how_found, text_match
 
 
 @dataclass(frozen=True, slots=True)
 class TreatmentContext:
     low_magnesium: LabValue | None  # the latest usable level in the lookback, when it is low
     hypomagnesaemia: ConditionEntry | None  # on the problem list
-    preeclampsia: ConditionEntry | None
+    obstetric: ConditionEntry | None  # an obstetric indication for magnesium sulfate on the problem list
     found: tuple[str, ...] = ()
 
     @property
@@ -28,8 +31,8 @@ class TreatmentContext:
             parts.append(f"Low serum Mg {self.low_magnesium.stated()}")
         elif self.hypomagnesaemia is not None:
             parts.append(f"{self.hypomagnesaemia.label[:40]} on the problem list")
-        if self.preeclampsia is not None:
-            parts.append(f"{self.preeclampsia.label[:40]} on the problem list")
+        if self.obstetric is not None:
+            parts.append(f"{self.obstetric.label[:40]} on the problem list")
         return "; ".join(parts)
 
     @property
@@ -54,7 +57,7 @@ def read_treatment(record: PatientRecord, knowledge: Knowledge) -> TreatmentCont
     default = knowledge.rule("mg-low").value("lower_limit")
     usable = latest is not None and latest.usable and latest.value > 0  # 0 or less is a lab error
     low = latest if usable and is_low(latest, default) else None
-    hypo_set, pre_set = knowledge.conditions["hypomagnesaemia"], knowledge.conditions["preeclampsia"]
+    hypo_set, pre_set = knowledge.conditions["hypomagnesaemia"], knowledge.conditions["obstetric_mgso4"]
     hypo = find_condition(record, hypo_set)
     pre = find_condition(record, pre_set)
     found = []
@@ -63,5 +66,25 @@ def read_treatment(record: PatientRecord, knowledge: Knowledge) -> TreatmentCont
     elif hypo is not None:
         found.append(f"Documented hypomagnesaemia: found on the {how_found(hypo, hypo_set)}")
     if pre is not None:
-        found.append(f"Pre-eclampsia/eclampsia: found on the {how_found(pre, pre_set)}")
+        found.append(f"Obstetric indication for magnesium sulfate: found on the {how_found(pre, pre_set)}")
     return TreatmentContext(low, hypo, pre, tuple(found))
+
+
+def obstetric_reason(entry: MedicationEntry, knowledge: Knowledge) -> str | None:
+    """The order's own reasonCode, when it names an obstetric indication for magnesium sulfate (coded, or as
+    text when uncoded): the line the card shows, else None."""
+    condition_set = knowledge.conditions["obstetric_mgso4"]
+    for concept in items(entry.resource.get("reasonCode")):
+        if not isinstance(concept, dict):
+            continue
+        codings = [
+            Coding(c.get("system"), c.get("code"), c.get("display"))
+            for c in items(concept.get("coding"))
+            if isinstance(c, dict)
+        ]
+        text = str(concept.get("text") or next((c.display for c in codings if c.display), ""))
+        reason = ConditionEntry(reference="reasonCode", codings=tuple(codings), text=text)
+        if code_match(reason, condition_set) is not None or (not codings and text_match(text, condition_set)):
+            codes = ", ".join(f"{c.code}" for c in codings if c.code)
+            return f"Obstetric indication on the order (reasonCode): {text}" + (f" ({codes})" if codes else "")
+    return None

@@ -32,6 +32,11 @@ TOPICS = {
 }
 
 
+# Keys a rule can do without: when the EHR leaves one out (it could not fill the template) and there is no
+# server to ask, the answer comes without it (the setting is then read from the order), never a 412.
+OPTIONAL_KEYS = frozenset({"encounter"})
+
+
 @dataclass(frozen=True, slots=True)
 class GatheredData:
     resources: tuple[Mapping[str, Any], ...]
@@ -69,6 +74,8 @@ def gather(
         )
         failed_in_prefetch = {}
     to_fetch.update(failed_in_prefetch)
+    if to_fetch.keys() & OPTIONAL_KEYS and not _can_fetch(request, settings, issuer):
+        to_fetch = {k: q for k, q in to_fetch.items() if k not in OPTIONAL_KEYS}
     for medication_id in _unresolved_draft_medications(request, resources):
         if to_fetch or _can_fetch(request, settings, issuer):
             to_fetch[f"medication:{medication_id}"] = f"Medication/{medication_id}"

@@ -35,6 +35,7 @@ FIELDS: Mapping[str, int] = {
     "change": 40,
     "rise": 110,
     "mg_latest": 90,
+    "obstetric_level": 110,
     "treatment": 90,
     "wasting": 60,
     "risk": 50,
@@ -60,7 +61,7 @@ FIELDS: Mapping[str, int] = {
     "due_by": 12,
 }
 
-EVIDENCE_WORDS = {"high": "high", "moderate": "moderate", "low": "low", "expert-opinion": "expert opinion"}
+EVIDENCE_WORDS = {"high": "high", "moderate": "moderate", "low": "low", "expert-opinion": "low (expert opinion)"}
 
 
 class TemplateError(ValueError):

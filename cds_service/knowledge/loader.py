@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -21,6 +20,7 @@ from .model import (
     ConditionSet,
     Drug,
     DrugClass,
+    Excipient,
     Gate,
     GateSide,
     Ingredient,
@@ -79,17 +79,23 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (C or Python)
 
 
+# Knowledge is immutable, and the same tables with the same overrides build the same one: built once
+# per process (the config checks it at start, then the service uses it; the tests build hundreds of apps).
+_BUILT: dict[str, Knowledge] = {}
+_BUILT_MAX = 64
+
+
 def load_knowledge(overrides: Mapping[str, Any] | None = None) -> Knowledge:
-    """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides.
+    """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides."""
+    key = json.dumps(overrides or {}, sort_keys=True, default=repr)
+    if key not in _BUILT:
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.clear()
+        _BUILT[key] = _load(overrides)
+    return _BUILT[key]
 
-    Loaded once per process and overrides (the tables ship with the package and knowledge is immutable):
-    reading and checking them takes about a second."""
-    return _load(json.dumps(overrides or {}, sort_keys=True, default=str))
 
-
-@lru_cache(maxsize=32)
-def _load(overrides_json: str) -> Knowledge:
-    overrides = json.loads(overrides_json)
+def _load(overrides: Mapping[str, Any] | None) -> Knowledge:
     tables = read_tables()
     if overrides:
         tables["rules.yaml"] = apply_overrides(tables["rules.yaml"], overrides)
@@ -194,6 +200,7 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         order_vocabulary=_order_vocabulary(tables["order_context.yaml"], sources),
         gates=_gates(tables["gating.yaml"], sources, rules),
         **_trace(tables["gating.yaml"].get("trace_magnesium") or {}, sources, rules),
+        not_a_supplement=_not_a_supplement(tables["gating.yaml"].get("not_a_supplement") or {}, sources, rules),
         lab_retention_days=_retention_days([*renal_function.values(), *lab_lookbacks.values()], rules),
         standard_reasons=_standard_reasons(tables["override_reasons.yaml"], sources, override_reasons),
     )
@@ -339,7 +346,14 @@ def _magnesium(
         fraction = row.get("elemental_fraction")
         if fraction is not None and not 0 < fraction < 1:
             raise KnowledgeError(f"magnesium.yaml: salts[{i}].elemental_fraction: must be between 0 and 1")
-        salts.append(Salt(row["name"], tuple(w.lower() for w in row["words"]), row.get("rxnorm_in"), fraction))
+        kind = str(row.get("kind", "supplement"))
+        if kind not in ("supplement", "drug-salt"):
+            raise KnowledgeError(f"magnesium.yaml: salts[{i}].kind: must be supplement or drug-salt")
+        age = row.get("monitor_from_age")
+        if age is not None:
+            age = _parameters(f"magnesium.yaml: salts[{i}]", {"monitor_from_age": age}, sources)["monitor_from_age"]
+        words = tuple(w.lower() for w in row["words"])
+        salts.append(Salt(row["name"], words, row.get("rxnorm_in"), fraction, kind, age.value if age else None))
     names = {s.name for s in salts}
     products = {}
     for i, row in enumerate(table["products"]):
@@ -352,6 +366,15 @@ def _magnesium(
         _cited(f"magnesium.yaml: atc_prefixes[{i}].source", row.get("source"), sources)
         prefixes.append(str(row["prefix"]).upper())
     text = table["text"]
+    excipients = []
+    for i, row in enumerate(table.get("excipients") or ()):
+        cited = _cited(f"magnesium.yaml: excipients[{i}].source", row.get("source"), sources)
+        if row["salt"] not in names:
+            raise KnowledgeError(f"magnesium.yaml: excipients[{i}].salt: unknown salt '{row['salt']}'")
+        excipients.append(Excipient(row["drug"], tuple(w.lower() for w in row["words"]), row["salt"], cited))
+    laxative = table.get("laxative") or {}
+    if laxative:
+        _cited("magnesium.yaml: laxative.source", laxative.get("source"), sources)
     return MagnesiumTables(
         salts=tuple(salts),
         product_ingredient=products,
@@ -363,6 +386,11 @@ def _magnesium(
         drug_words=drug_words,
         salt_of_word={w: s.name for s in salts for w in s.words},
         fraction_of_salt={s.name: s.elemental_fraction for s in salts},
+        salt_kind={s.name: s.kind for s in salts},
+        monitor_from_age={s.name: s.monitor_from_age for s in salts if s.monitor_from_age is not None},
+        excipients=tuple(excipients),
+        laxative_atc=tuple(str(p).upper() for p in laxative.get("atc_prefixes") or ()),
+        laxative_words=tuple(str(w).lower() for w in laxative.get("words") or ()),
         elemental_mg_per={
             unit: p.value
             for unit, p in _parameters("magnesium.yaml: elemental_units", table["elemental_units"], sources).items()
@@ -577,6 +605,7 @@ def _drug_classes(table: Mapping[str, Any], sources: Mapping[str, Source], rules
                     min_daily_mg=_hours(d.get("min_daily_mg"), f"{here}.min_daily_mg"),
                     note=d.get("note"),
                     only_with=tuple(str(w).lower() for w in d.get("only_with") or ()),
+                    long_term_days=_long_term_days(here, d.get("long_term_days"), sources),
                 )
             )
         out[class_id] = DrugClass(class_id, row["rule"], row["kind"], row["label"], tuple(drugs))
@@ -628,8 +657,53 @@ def _gates(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mappi
         if sides["magnesium"] is None and sides["partner"] is None:
             raise KnowledgeError(f"{where}: give magnesium and/or partner")
         cited = _cited(f"{where}.source", row.get("source"), sources) if row.get("source") else ()
-        out[rule_id] = Gate(rule_id, sides["magnesium"], sides["partner"], " ".join(str(row["reason"]).split()), cited)
+        drugs = {}
+        for name, drug_row in (row.get("drugs") or {}).items():
+            if not isinstance(drug_row, Mapping) or not drug_row.get("reason"):
+                raise KnowledgeError(f"{where}.drugs.{name}: every exception says why (reason)")
+            _cited(f"{where}.drugs.{name}.source", drug_row.get("source"), sources)
+            drugs[str(name)] = _gate_side(f"{where}.drugs.{name}", {k: drug_row.get(k) for k in ("routes", "uses")})
+        together = row.get("drafted_together")
+        if together is not None:
+            if not together.get("reason"):
+                raise KnowledgeError(f"{where}.drafted_together: say why (reason)")
+            _cited(f"{where}.drafted_together.source", together.get("source"), sources)
+            together = _gate_side(f"{where}.drafted_together", {k: together.get(k) for k in ("routes", "uses")})
+        not_for = tuple(str(x) for x in row.get("not_for") or ())
+        if not_for:
+            _cited(f"{where}.not_for_source", row.get("not_for_source"), sources)
+        out[rule_id] = Gate(
+            rule_id,
+            sides["magnesium"],
+            sides["partner"],
+            " ".join(str(row["reason"]).split()),
+            cited,
+            drugs=drugs,
+            drafted_together=together,
+            not_for=not_for,
+        )
     return out
+
+
+def _not_a_supplement(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:
+    """gating.yaml not_a_supplement: per kind (drug-salt, excipient), the rules that judge it and why."""
+    out = {}
+    for kind, row in table.items():
+        where = f"gating.yaml: not_a_supplement.{kind}"
+        if kind not in ("drug-salt", "excipient"):
+            raise KnowledgeError(f"{where}: must be drug-salt or excipient")
+        unknown = [r for r in row.get("rules") or () if r not in rules]
+        if unknown or not row.get("reason"):
+            raise KnowledgeError(f"{where}: " + (f"unknown rule id '{unknown[0]}'" if unknown else "say why (reason)"))
+        _cited(f"{where}.source", row.get("source"), sources)
+        out[kind] = (frozenset(row["rules"]), " ".join(str(row["reason"]).split()))
+    return out
+
+
+def _long_term_days(where: str, row: Any, sources: Mapping[str, Source]) -> float | None:
+    if row is None:
+        return None
+    return _parameters(where, {"long_term_days": row}, sources)["long_term_days"].value
 
 
 def _trace(row: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:

@@ -133,6 +133,18 @@ class Salt:
     words: tuple[str, ...]
     rxnorm_in: str | None
     elemental_fraction: float | None
+    kind: str = "supplement"  # "drug-salt": the magnesium salt of an active drug (magnesium salicylate)
+    monitor_from_age: float | None = None  # long-term use from this age asks for a recheck (MgO: Wakai 2019)
+
+
+@dataclass(frozen=True, slots=True)
+class Excipient:
+    """A drug whose tablets carry a magnesium salt as an excipient (quinapril: magnesium carbonate)."""
+
+    drug: str
+    words: tuple[str, ...]
+    salt: str
+    sources: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +173,11 @@ class MagnesiumTables:
     salt_of_word: Mapping[str, str] = field(default_factory=dict)  # "oxide" -> "magnesium oxide" (built at load)
     fraction_of_salt: Mapping[str, float | None] = field(default_factory=dict)  # salt -> elemental fraction
     drug_words: frozenset[str] = frozenset()  # drugs.yaml names: "esomeprazole magnesium" is esomeprazole
+    salt_kind: Mapping[str, str] = field(default_factory=dict)  # salt -> supplement | drug-salt
+    monitor_from_age: Mapping[str, float] = field(default_factory=dict)  # salt -> age a long-term start is rechecked
+    excipients: tuple[Excipient, ...] = ()
+    laxative_atc: tuple[str, ...] = ()  # a product with one of these ATC prefixes is a laxative
+    laxative_words: tuple[str, ...] = ()  # ... or with one of these words in its name or reason
     # Product names read into ingredients (clinical/products.read_ingredients), by name: the same
     # formulary names come in every call. Bounded there; not part of the tables' value.
     ingredients_read: dict[str, tuple[Ingredient, ...]] = field(default_factory=dict, compare=False, repr=False)
@@ -183,6 +200,7 @@ class Drug:
     min_daily_mg: float | None = None
     note: str | None = None
     only_with: tuple[str, ...] = ()  # words the magnesium product must carry (rosuvastatin: Al/Mg antacids only)
+    long_term_days: float | None = None  # a bounded course shorter than this is not long-term use (PPIs: months)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +244,9 @@ class Gate:
     partner: GateSide | None
     reason: str
     sources: tuple[str, ...]
+    drugs: Mapping[str, GateSide] = field(default_factory=dict)  # a partner drug judged otherwise (cisplatin)
+    drafted_together: GateSide | None = None  # magnesium drafted twice in one signing, judged whatever its use
+    not_for: tuple[str, ...] = ()  # treatment contexts the rule does not judge (dose-above-ul: laxative, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +290,8 @@ class Knowledge:
     gates: Mapping[str, Gate] = field(default_factory=dict)
     trace_below_mg_per_day: float = 0.0  # a combination product giving less magnesium than this a day ...
     trace_rules: frozenset[str] = frozenset()  # ... is judged by these rules only (gating.yaml trace_magnesium)
+    # Magnesium that is no supplement (gating.yaml not_a_supplement): kind -> the rules that judge it, and why.
+    not_a_supplement: Mapping[str, tuple[frozenset[str], str]] = field(default_factory=dict)
     lab_retention_days: float = 0.0  # the longest lookback any rule uses + the 7-day AKI window (derived at load)
     snooze_days: Mapping[str, float] = field(default_factory=dict)  # override-reason code -> days it snoozes
     standard_reasons: StandardReasons | None = None  # the override reasons as CDS Hooks 3.0 standard codes

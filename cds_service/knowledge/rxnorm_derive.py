@@ -25,8 +25,9 @@ PROVENANCE = {
     "source": ["sandbox-medication-list"],
     "origin": "CDS Hooks Sandbox medication list (cds-hooks/sandbox src/assets/medication-list.js, commit 3b7e2554, "
     "2026-03-31, Apache-2.0), as converted to JSON in shared/data/rxnorm/rxnorm-subset.json",
-    "how": "every cuiToName RxCUI whose RxNorm name lists a magnesium ingredient of its own (magnesium.yaml salts; "
-    "not a counter-ion such as esomeprazole magnesium or magnesium salicylate) or a drugs.yaml partner drug; "
+    "how": "every cuiToName RxCUI whose RxNorm name lists a magnesium ingredient of its own (magnesium.yaml salts, "
+    "magnesium salicylate included; not a counter-ion such as esomeprazole magnesium), a drugs.yaml partner drug "
+    "or a drug with a magnesium excipient (magnesium.yaml excipients); "
     "ingredients, salts and strengths read from the name by cds_service/clinical/products.py",
     "derived_by": "python -m cds_service.knowledge.rxnorm_derive <source>",
 }
@@ -35,6 +36,7 @@ PROVENANCE = {
 def derive(source: dict[str, Any], source_bytes: bytes) -> dict[str, Any]:
     from ..clinical.drugs import DrugMatcher
     from ..clinical.products import read_ingredients
+    from ..clinical.text import words_of
     from ..record.model import MedicationEntry
     from .loader import build_knowledge, read_tables
 
@@ -48,7 +50,8 @@ def derive(source: dict[str, Any], source_bytes: bytes) -> dict[str, Any]:
         partners = sorted(
             {hit.drug.name for i in ingredients for hit in drugs.match_all(MedicationEntry.named(i.name))}
         )
-        if not partners and not any(i.magnesium for i in ingredients):
+        excipient = any(set(words_of(name)) & set(e.words) for e in knowledge.magnesium.excipients)
+        if not partners and not excipient and not any(i.magnesium for i in ingredients):
             continue
         products[rxcui] = {
             "name": name,

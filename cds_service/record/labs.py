@@ -136,3 +136,26 @@ def _reference_range(obs: Mapping[str, Any], analyte, knowledge: Knowledge) -> t
         return to_canonical(float(q["value"]), ucum_unit(q, knowledge.unit_aliases), analyte)
 
     return bound("low"), bound("high")
+
+
+def every_lab_value(observations: Iterable[Mapping[str, Any]], knowledge: Knowledge) -> dict[str, list[LabValue]]:
+    """Per analyte, every usable result oldest first, whatever its age: what a history replay reads to
+    see what followed an order (`cds-service simulate` outcomes). Unreadable ones are left out."""
+    out: dict[str, list[LabValue]] = {}
+    for obs in observations:
+        status = obs.get("status")
+        if type(status) is not str or status not in USABLE_STATUSES:
+            continue
+        code, analyte_name = _analyte_code(obs, knowledge.loinc_to_analyte)
+        when = effective_time(obs) if analyte_name else None
+        if analyte_name is None or when is None:
+            continue
+        try:
+            lab = _lab_value(obs, code, analyte_name, when, knowledge)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            lab = None
+        if lab is not None:
+            out.setdefault(analyte_name, []).append(lab)
+    for labs in out.values():
+        labs.sort(key=lambda lab: lab.when)
+    return out

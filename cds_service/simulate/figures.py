@@ -7,8 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-COUNTS = ("orders_replayed", "orders_without_date", "orders_unreadable", "orders_read", "patients",
-          "orders_with_card", "orders_with_critical", "cards")  # fmt: skip
+COUNTS = ("orders_replayed", "orders_without_date", "orders_unreadable", "orders_read", "orders_not_signed",
+          "patients", "orders_with_card", "orders_with_critical", "cards")  # fmt: skip
 
 
 @dataclass
@@ -17,18 +17,34 @@ class Figures:
     orders_without_date: int = 0  # reported and skipped
     orders_unreadable: int = 0  # not FHIR enough to replay (reported and skipped, never a crash)
     orders_read: int = 0  # every MedicationRequest and MedicationStatement start in the window
+    orders_not_signed: int = 0  # status draft, intent proposal or plan: never signed as an order, not replayed
     patients: int = 0
     orders_with_card: int = 0
     orders_with_critical: int = 0
     cards: int = 0
-    cards_by_rule: Counter = field(default_factory=Counter)
-    cards_by_rule_indicator: Counter = field(default_factory=Counter)  # "rule|indicator"
-    cards_per_order: Counter = field(default_factory=Counter)  # "0", "1", ... (as text: JSON keys)
-    gated_by_rule: Counter = field(default_factory=Counter)  # held back by the gating table
-    products_by_rule: Counter = field(default_factory=Counter)  # "rule|product the card is about"
-    partners_by_rule: Counter = field(default_factory=Counter)  # "rule|partner drug"
-    orders_by_month: Counter = field(default_factory=Counter)
-    cards_by_month: Counter = field(default_factory=Counter)
+    cards_by_rule: Counter[str] = field(default_factory=Counter[str])
+    cards_by_rule_indicator: Counter[str] = field(default_factory=Counter[str])  # "rule|indicator"
+    cards_per_order: Counter[str] = field(default_factory=Counter[str])  # "0", "1", ... (as text: JSON keys)
+    gated_by_rule: Counter[str] = field(default_factory=Counter[str])  # held back by the gating table
+    products_by_rule: Counter[str] = field(default_factory=Counter[str])  # "rule|product the card is about"
+    partners_by_rule: Counter[str] = field(default_factory=Counter[str])  # "rule|partner drug"
+    orders_by_month: Counter[str] = field(default_factory=Counter[str])
+    cards_by_month: Counter[str] = field(default_factory=Counter[str])
+    # What an order was: "magnesium" (a magnesium product), else its partner class's kind ("chelation",
+    # "depletion" for a wasting drug, "risk"), so magnesium orders and partner orders are told apart.
+    orders_by_kind_month: Counter[str] = field(default_factory=Counter[str])  # "kind|YYYY-MM"
+    cards_by_kind_month: Counter[str] = field(default_factory=Counter[str])  # "kind|YYYY-MM"
+    cards_by_rule_kind: Counter[str] = field(default_factory=Counter[str])  # "rule|kind"
+    # Outcomes (outcomes.py): per event, "event|eligible", "event|measured", "event|happened", "event|censored"
+    outcomes: Counter[str] = field(default_factory=Counter[str])
+    caught_by_rule: Counter[str] = field(
+        default_factory=Counter[str]
+    )  # "event|rule": events after an order it fired on
+    labs_asked: Counter[str] = field(
+        default_factory=Counter[str]
+    )  # "rule|analyte": cards asking, due inside the history
+    labs_drawn: Counter[str] = field(default_factory=Counter[str])  # "rule|analyte": of those, drawn by the due date
+    labs_censored: Counter[str] = field(default_factory=Counter[str])  # "rule|analyte": due after the history ends
 
     def merge(self, other: Figures) -> Figures:
         for f in fields(self):

@@ -1,83 +1,107 @@
 """Replay one patient's orders through the rules, each at its own moment, with the record as it was
-then: labs and conditions recorded before it, medications active then."""
+then (history.py), and count what followed it (outcomes.py)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ..clinical.engine import RuleEngine
+from ..clinical.findings import Finding
 from ..clinical.relevance import may_concern_a_rule
 from ..knowledge.model import Knowledge
 from ..protocol.errors import ProtocolError
-from ..protocol.request import parse_request
+from ..protocol.request import HookRequest, parse_request
 from ..record import build_record
-from ..record.build import READ_ERRORS, recorded_time
-from ..record.dates import parse_datetime
-from ..record.labs import effective_time
+from ..record.build import READ_ERRORS
+from ..record.labs import every_lab_value
+from ..record.medications import parse_medication
+from ..record.model import LabValue
 from .figures import Figures
+from .history import History, order_time
+from .outcomes import OrderOutcome, event_outcomes, labs_asked
+from .partition import Medications
 
-ORDER_TYPES = ("MedicationRequest", "MedicationStatement")
-ACTIVE_THEN = frozenset({"active", "completed", "stopped", "on-hold"})  # it ran; when it ended is unknown
 SERVICE_ID = "magnesium-order-sign"
-
-
-def order_time(resource: Mapping[str, Any]) -> datetime | None:
-    if resource.get("resourceType") == "MedicationRequest":
-        return parse_datetime(resource.get("authoredOn"))
-    period = resource.get("effectivePeriod")
-    start = period.get("start") if isinstance(period, Mapping) else None
-    return parse_datetime(resource.get("effectiveDateTime") or start)
+NOT_SIGNED_STATUS = frozenset({"draft"})  # never signed: no order-sign was ever called for it
+NOT_ORDER_INTENTS = frozenset({"proposal", "plan"})  # a suggestion or a plan, not an order
 
 
 def replay_patient(
     patient: str,
     resources: list[dict[str, Any]],
-    medications: Mapping[str, dict[str, Any]],
+    medications: Medications,
     engines: Mapping[str, tuple[RuleEngine, Knowledge]],
     figures: Mapping[str, Figures],
     since: datetime | None = None,
     until: datetime | None = None,
+    history_end: datetime | None = None,
 ) -> int:
     """Replay this patient's orders into `figures`, one per configuration; how many orders were scanned.
     An order is replayed under every configuration when any of them speaks about it, so that compared
     configurations share their denominator."""
     for fig in figures.values():
         fig.patients += 1
-    orders = [r for r in resources if r.get("resourceType") in ORDER_TYPES and r.get("status") != "entered-in-error"]
-    for order in orders:
+    history = History(resources)
+    labs: dict[str, list[LabValue]] | None = None  # every lab result, read only for a patient with an order replayed
+    engine, knowledge = next(iter(engines.values()))
+    named = medications.of(history.medication_references)  # the Medications its orders name
+    own = list(named.values())
+    for order in history.orders:
         when = order_time(order)
         if when is not None and ((since and when < since) or (until and when >= until)):
             continue
+        signed = order.get("resourceType") == "MedicationStatement" or not (
+            order.get("status") in NOT_SIGNED_STATUS or order.get("intent") in NOT_ORDER_INTENTS
+        )
         for fig in figures.values():
             fig.orders_read += 1
             fig.orders_without_date += when is None
-        if when is None:
+            fig.orders_not_signed += when is not None and not signed
+        if when is None or not signed:
             continue
         try:
-            parsed = parse_request(_request(patient, order), SERVICE_ID, ("order-sign",))
-            if not any(may_concern_a_rule(parsed, engine) for engine, _ in engines.values()):
+            parsed = parse_request(_request(patient, order, history.encounter_of(order)), SERVICE_ID, ("order-sign",))
+            if not any(may_concern_a_rule(parsed, e) for e, _ in engines.values()):
                 continue
-            as_of = [*_as_of(resources, order, when), *medications.values()]
+            as_of = [*history.as_of(order, when), *own]
             results = {}
-            for label, (engine, knowledge) in engines.items():
-                gated: Counter = Counter()
-                results[label] = engine.evaluate(build_record(parsed, as_of, (), knowledge, when), gated), gated
+            for label, (each, each_knowledge) in engines.items():
+                gated: Counter[str] = Counter()
+                results[label] = each.evaluate(build_record(parsed, as_of, (), each_knowledge, when), gated), gated
+            kind, wasting = _kind(parsed, named, engine)
         except (*READ_ERRORS, ProtocolError):
             for fig in figures.values():
                 fig.orders_unreadable += 1
             continue
+        if labs is None:
+            labs = every_lab_value(history.observations, knowledge)
+        events = event_outcomes(when, kind == "magnesium", wasting, labs.get("magnesium", []), knowledge, history_end)
         for label, (findings, gated) in results.items():
-            _count(figures[label], when, findings, gated)
-    return len(orders)
+            _count(figures[label], when, kind, findings, gated)
+            _count_outcomes(figures[label], events, findings, when, labs, history_end)
+    return len(history.orders)
 
 
-def _count(figures: Figures, when: datetime, findings: list, gated: Counter) -> None:
+def _kind(parsed: HookRequest, medications: Mapping[str, Any], engine: RuleEngine) -> tuple[str, bool]:
+    """What the order is ("magnesium", else its partner class's kind), and whether it wastes magnesium."""
+    entry = parse_medication(parsed.draft_orders[0], "draft", {**medications, **parsed.draft_medications})
+    if entry is None:
+        return "other", False
+    hits = engine.drugs.match_all(entry)
+    wasting = any(hit.drug_class.kind == "depletion" for hit in hits)
+    if engine.magnesium.match(entry) is not None:
+        return "magnesium", wasting
+    return (hits[0].drug_class.kind if hits else "other"), wasting
+
+
+def _count(figures: Figures, when: datetime, kind: str, findings: list[Finding], gated: Counter[str]) -> None:
     month = when.strftime("%Y-%m")
     figures.orders_replayed += 1
     figures.orders_by_month[month] += 1
+    figures.orders_by_kind_month[f"{kind}|{month}"] += 1
     figures.cards_per_order[str(len(findings))] += 1
     figures.gated_by_rule.update(gated)
     if findings:
@@ -87,66 +111,60 @@ def _count(figures: Figures, when: datetime, findings: list, gated: Counter) -> 
     for f in findings:
         figures.cards += 1
         figures.cards_by_month[month] += 1
+        figures.cards_by_kind_month[f"{kind}|{month}"] += 1
         figures.cards_by_rule[f.rule_id] += 1
+        figures.cards_by_rule_kind[f"{f.rule_id}|{kind}"] += 1
         figures.cards_by_rule_indicator[f"{f.rule_id}|{f.indicator}"] += 1
         figures.products_by_rule[f"{f.rule_id}|{_name(f.order)}"] += 1
         if f.partner is not None:
             figures.partners_by_rule[f"{f.rule_id}|{_name(f.partner)}"] += 1
 
 
+def _count_outcomes(
+    figures: Figures,
+    events: list[OrderOutcome],
+    findings: list[Finding],
+    when: datetime,
+    labs: Mapping[str, list[LabValue]],
+    history_end: datetime | None,
+) -> None:
+    fired = {f.rule_id for f in findings}
+    for outcome in events:
+        if outcome.censored:
+            figures.outcomes[f"{outcome.event}|censored"] += 1
+            continue
+        figures.outcomes[f"{outcome.event}|eligible"] += 1
+        figures.outcomes[f"{outcome.event}|measured"] += outcome.measured
+        if outcome.happened:
+            figures.outcomes[f"{outcome.event}|happened"] += 1
+            for rule in fired:
+                figures.caught_by_rule[f"{outcome.event}|{rule}"] += 1
+    for asked in labs_asked(findings, when, labs, history_end):
+        key = f"{asked.rule}|{asked.analyte}"
+        if asked.censored:
+            figures.labs_censored[key] += 1
+        else:
+            figures.labs_asked[key] += 1
+            figures.labs_drawn[key] += asked.drawn
+
+
 def _name(entry: Any) -> str:
     return " ".join((entry.name or entry.reference).split())[:80]
 
 
-def _request(patient: str, order: Mapping[str, Any]) -> dict[str, Any]:
+def _request(patient: str, order: Mapping[str, Any], encounter: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The order-sign the EHR sent when the order was signed: the order as a draft, in its encounter."""
     draft = {**order, "resourceType": "MedicationRequest", "status": "draft", "intent": order.get("intent", "order")}
     if order.get("resourceType") == "MedicationStatement":  # a start the patient reported: judged as an order
         draft = {k: v for k, v in draft.items() if k not in ("effectivePeriod", "effectiveDateTime", "dosage")}
         draft["dosageInstruction"] = order.get("dosage") or []
+        draft["intent"] = "order"
     draft["id"] = str(order.get("id") or "order")
-    return {
-        "hook": "order-sign",
-        "hookInstance": f"simulate-{draft['id']}"[:100],
-        "context": {
-            "userId": "Practitioner/simulate",
-            "patientId": patient,
-            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]},
-        },
+    context: dict[str, Any] = {
+        "userId": "Practitioner/simulate",
+        "patientId": patient,
+        "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]},
     }
-
-
-def _as_of(resources: list[dict[str, Any]], order: Mapping[str, Any], when: datetime) -> list[dict[str, Any]]:
-    """The record at `when`: what was known before the order, medications active then (as active)."""
-    out = []
-    for r in resources:
-        rtype = r.get("resourceType")
-        if r is order:
-            continue
-        if rtype == "Patient":
-            out.append(r)
-        elif rtype == "Observation":
-            seen = effective_time(r)  # the time the record reads, so the replay and the rules agree
-            if seen is not None and seen <= when:
-                out.append(r)
-        elif rtype == "Condition":
-            start = recorded_time(r)
-            ended = parse_datetime(r.get("abatementDateTime"))
-            if (start is None or start <= when) and (ended is None or ended > when):
-                out.append(r)
-        elif rtype in ORDER_TYPES:
-            start = order_time(r)
-            if start is None or start >= when or r.get("status") not in ACTIVE_THEN:
-                continue
-            end = _end(r)
-            if end is None or end >= when:
-                out.append({**r, "status": "active"})
-    return out
-
-
-def _end(resource: Mapping[str, Any]) -> datetime | None:
-    period = resource.get("effectivePeriod") if resource.get("resourceType") == "MedicationStatement" else None
-    if period is None:
-        dispense = resource.get("dispenseRequest")
-        period = dispense.get("validityPeriod") if isinstance(dispense, Mapping) else None
-    end = parse_datetime(period.get("end")) if isinstance(period, Mapping) else None
-    return end + timedelta(days=1) if end and len(str(period.get("end"))) == 10 else end
+    if encounter is not None:  # the live service reads the setting from the hook's encounter
+        context["encounterId"] = encounter["id"]
+    return {"hook": "order-sign", "hookInstance": f"simulate-{draft['id']}"[:100], "context": context}

@@ -1,20 +1,27 @@
-"""`cds-service simulate`: index the export on disk, replay every patient of this shard on every core,
-show progress, and merge the workers' figures (sums: exact)."""
+"""`cds-service simulate`: replay one shard of a partitioned export (partition.py) on every core,
+show progress, check that every resource the manifest counts was read, and merge the workers'
+figures (sums: exact). An export that is not partitioned yet is partitioned first, as one shard."""
 
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
+
 from ..clinical.engine import RuleEngine
 from ..config import Settings
+from ..knowledge.model import Knowledge
+from ..record.dates import parse_datetime
 from .figures import Figures
-from .index import ExportIndex, stable_shard
-from .replay import ORDER_TYPES, replay_patient
+from .partition import Medications, is_partition, partition, read_manifest, shard_patients
+from .replay import replay_patient
 
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -25,27 +32,42 @@ def simulate(
     configs: dict[str, Settings],
     since: datetime | None = None,
     until: datetime | None = None,
-    shard: tuple[int, int] = (0, 1),
+    shard: tuple[int, int] | None = None,
     workers: int = 1,
     progress: TextIO | None = None,
-) -> dict[str, Figures]:
-    """Figures per configuration (the first is the site's, a second one is --compare)."""
+) -> tuple[dict[str, Figures], dict[str, Any]]:
+    """Figures per configuration (the first is the site's, a second one is --compare), and what was
+    read (the `input` of figures.json, which the merge checks against the manifest)."""
     out.mkdir(parents=True, exist_ok=True)
-    index_path = out / "index.sqlite3"
-    index_path.unlink(missing_ok=True)
-    index = ExportIndex(index_path)
-    index.load(source)
-    number, count = shard
-    patients = [p for p in index.patients() if stable_shard(p, count) == number]
-    per_patient = index.orders_per_patient(ORDER_TYPES)
-    index.close()
-    total = sum(per_patient.get(p, 0) for p in patients)
-    groups = [[p for p in patients if stable_shard(p, count * workers) == number + count * w] for w in range(workers)]
+    global _KNOWLEDGE
+    _KNOWLEDGE = {label: s.knowledge() for label, s in configs.items()}  # once, before the workers fork
+    if is_partition(source):
+        part, manifest = source, read_manifest(source)
+        number, count = shard or (0, manifest["shards"])
+        if count != manifest["shards"] or (shard is None and count > 1):
+            raise ValueError(
+                f"{source}: a partition of {manifest['shards']} shards: give --shard I/{manifest['shards']}"
+            )
+    else:
+        if shard is not None and shard[1] > 1:
+            raise ValueError(
+                f"--shard {shard[0]}/{shard[1]} reads a partition: run `cds-service simulate partition {source} "
+                f"--shards {shard[1]} --out DIR` once, then `cds-service simulate DIR --shard I/{shard[1]}`"
+            )
+        part = out / "partition"
+        manifest = partition(source, part, 1, next(iter(_KNOWLEDGE.values())), workers)
+        number, count = 0, 1
+    row = manifest["shard_counts"][number]
+    history_end = parse_datetime(manifest["history_end"])
+    files = [[part / f for f in b["files"]] for b in row["buckets"]]
+    groups = [files[w::workers] for w in range(workers)]
+    shared = manifest["shared"]["files"]
+    jobs = [(part, shared, group, since, until, history_end) for group in groups if group]
     done = multiprocessing.get_context("fork").Value("i", 0)
-    jobs = [(index_path, group, configs, since, until) for group in groups if group]
-    results: list[dict[str, Figures]] = []
+    results: list[tuple[dict[str, Figures], Counter[str]]] = []
     started = time.monotonic()
-    if workers == 1 or len(jobs) <= 1:
+    total = row["orders"]
+    if len(jobs) <= 1:
         _init(done)
         results = [_replay_group(*job, report=_reporter(progress, done, total, started)) for job in jobs]
     else:
@@ -57,14 +79,28 @@ def simulate(
             results = pending.get()
     _report(progress, done.value, total, started, final=True)
     merged = {label: Figures() for label in configs}
-    for result in results:
+    read: Counter[str] = Counter()
+    for result, counted in results:
+        read.update(counted)
         for label, figures in result.items():
             merged[label].merge(figures)
-    index_path.unlink(missing_ok=True)
-    return merged
+    if dict(sorted(read.items())) != row["by_type"]:
+        raise ValueError(f"shard {number}/{count}: read {dict(read)}, the manifest counts {row['by_type']}")
+    if part == out / "partition":
+        shutil.rmtree(part)
+    about_input = {
+        "shards": count,
+        "resources": sum(read.values()),
+        "bytes_read": row["bytes"] + manifest["shared"]["bytes"],
+        "export_bytes": manifest["export_bytes"],
+        "manifest_resources_kept": manifest["resources_kept"],
+        "history_end": manifest["history_end"],
+    }
+    return merged, {"shard": number, **about_input}
 
 
 _DONE: Any = None
+_KNOWLEDGE: dict[str, Knowledge] = {}  # per configuration, loaded by the parent, inherited by forked workers
 
 
 def _init(done: Any) -> None:
@@ -73,27 +109,29 @@ def _init(done: Any) -> None:
 
 
 def _replay_group(
-    index_path: Path,
-    patients: list[str],
-    configs: dict[str, Settings],
+    part: Path,
+    manifest_shared: list[str],
+    buckets: list[list[Path]],
     since: datetime | None,
     until: datetime | None,
+    history_end: datetime | None,
     report: Callable[[], None] | None = None,
-) -> dict[str, Figures]:
-    index = ExportIndex(index_path)
-    medications = index.medications()
-    knowledge = {label: s.knowledge() for label, s in configs.items()}  # loaded once per configuration
-    engines = {label: (RuleEngine(k), k) for label, k in knowledge.items()}
-    figures = {label: Figures() for label in configs}
-    for patient in patients:
-        resources = index.resources_of(patient)
-        read = replay_patient(patient, resources, medications, engines, figures, since, until)
-        with _DONE.get_lock():
-            _DONE.value += read
-        if report:
-            report()
-    index.close()
-    return figures
+) -> tuple[dict[str, Figures], Counter[str]]:
+    medications = Medications([part / name for name in manifest_shared])
+    engines = {label: (RuleEngine(k), k) for label, k in _KNOWLEDGE.items()}
+    figures = {label: Figures() for label in _KNOWLEDGE}
+    read: Counter[str] = Counter()
+    for bucket in buckets:
+        for patient, bodies in shard_patients(bucket):
+            resources = [orjson.loads(body) for body in bodies]
+            read.update(r["resourceType"] for r in resources)
+            scanned = replay_patient(patient, resources, medications, engines, figures, since, until, history_end)
+            with _DONE.get_lock():
+                _DONE.value += scanned
+            if report:
+                report()
+    medications.close()
+    return figures, read
 
 
 def _reporter(stream: TextIO | None, done: Any, total: int, started: float) -> Callable[[], None]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..context import MagnesiumProduct, RuleContext, recognised_as, short_name
 from ..findings import Finding
+from ..matching import words_of
+from .labs import obstetric_indication
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -32,8 +34,8 @@ def _above_upper_limit(ctx: RuleContext) -> list[Finding]:
     for product in ctx.magnesium:
         if not product.in_scope:
             continue
-        if ctx.treatment.preeclampsia is not None and "magnesium sulfate" in product.match.salts:
-            continue  # a treatment dose for seizure prophylaxis: the supplement upper limit does not apply
+        if obstetric_indication(ctx, product) is not None or _not_judged(ctx, product):
+            continue  # a treatment dose, a laxative: the supplement upper limit does not apply
         dose = product.dose
         if limit is None or not dose.known or dose.mg_per_day <= limit:
             continue
@@ -56,6 +58,36 @@ def _above_upper_limit(ctx: RuleContext) -> list[Finding]:
             )
         )
     return findings
+
+
+def _not_judged(ctx: RuleContext, product: MagnesiumProduct) -> bool:
+    """gating.yaml dose-above-ul not_for: a laxative, documented hypomagnesaemia being treated, or a drug class
+    whose magnesium wasting is being treated (a calcineurin inhibitor)."""
+    gate = ctx.knowledge.gates.get("dose-above-ul")
+    for context in gate.not_for if gate else ():
+        if context == "laxative" and is_laxative(ctx, product):
+            return True
+        if context == "treating-low" and ctx.treatment.treating_low:
+            return True
+        if any(p.hit.drug_class.id == context for p in ctx.partners):
+            return True
+    return False
+
+
+def is_laxative(ctx: RuleContext, product: MagnesiumProduct) -> bool:
+    """By ATC code, or a laxative word in the product's name or the order's reason (magnesium.yaml laxative)."""
+    tables = ctx.knowledge.magnesium
+    entry = product.entry
+    if any(c.code and c.code.upper().startswith(tables.laxative_atc) for c in entry.codings if tables.laxative_atc):
+        return True
+    reasons = [
+        str(r.get("text") or " ".join(str(c.get("display", "")) for c in r.get("coding") or () if isinstance(c, dict)))
+        for r in entry.resource.get("reasonCode") or ()
+        if isinstance(r, dict)
+    ]
+    text = " ".join((entry.name, product.match.product_name, *reasons)).lower()
+    joined = f" {' '.join(words_of(text))} "
+    return any(f" {word} " in joined for word in tables.laxative_words)
 
 
 def _duplicates(ctx: RuleContext) -> list[Finding]:
@@ -82,11 +114,13 @@ def one_plan(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
 
 def same_product(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
     """A renewal of what the patient already takes (same RxNorm product, same name, or priorPrescription)
-    is a continuation, not a duplicate."""
+    is a continuation, not a duplicate. The same product drafted twice in one signing is no renewal."""
     prior = a.entry.resource.get("priorPrescription")
     prior = prior.get("reference") if isinstance(prior, dict) else None
     if prior and prior == b.entry.reference:
         return True
+    if a.entry.origin == "draft" and b.entry.origin == "draft":
+        return False
     rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
     codes_a = {c.code for c in a.entry.codings if c.system == rxnorm and c.code}
     if codes_a & {c.code for c in b.entry.codings if c.system == rxnorm and c.code}:
@@ -111,6 +145,8 @@ def _duplicate(ctx: RuleContext, product: MagnesiumProduct, other: MagnesiumProd
         both += f"; together {combined:.0f} mg elemental Mg a day"
     else:
         found.append("Combined elemental dose not computable (see above)")
+    if {product.reading.route, other.reading.route} == {"parenteral"} and other.entry.origin == "draft":
+        found.append("Two parenteral magnesium orders in one signing: IV magnesium is a high-alert electrolyte (ISMP)")
     return ctx.finding(
         "duplicate-magnesium",
         product.entry,

@@ -33,7 +33,7 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
     drug = partner.hit.drug
     spec = ctx.knowledge.rule(partner.hit.drug_class.rule)
     target = mg.entry if mg.in_scope else partner.entry
-    mg_name = short_name(mg.entry.name or mg.match.salt_label, 40)
+    mg_name = short_name(mg.entry.name or ctx.known_name(mg.entry) or mg.match.salt_label, 40)
     has_spacing = drug.before_h is not None or drug.after_h is not None
     found = [
         f"Magnesium product: {mg_name} ({mg.entry.reference}, {mg.entry.origin}); recognised as "
@@ -52,7 +52,7 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
     extra: list[SuggestedAction] = []
     if has_spacing and "update-spacing" in spec.suggestions and target.resource_type == "MedicationRequest":
         instruction = (
-            magnesium_spacing(drug.name, drug.before_h, drug.after_h)
+            magnesium_spacing(drug.name, drug.before_h, drug.after_h, mg.match.excipient_of or "magnesium")
             if target is mg.entry
             else partner_spacing(drug.name, drug.before_h, drug.after_h)
         )
@@ -66,10 +66,14 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
         f"{short_name(partner.entry.name or drug.name, 40)} ({origin[partner.entry.origin]}) and "
         f"{mg_name} ({origin[mg.entry.origin]}), both by mouth"
     )
+    # The card cites this drug's own sources, not the labels of the other drugs its rule covers.
+    others = {s for d in partner.hit.drug_class.drugs if d is not drug for s in d.sources} - set(drug.sources)
+    sources = tuple(dict.fromkeys((*drug.sources, *(s for s in spec.sources if s not in others))))
     return ctx.finding(
         spec.id,
         target,
         f"interacts with {drug.name if target is mg.entry else mg_name}",
+        sources=sources,
         found=tuple(found),
         summary_key="summary" if has_spacing else "summary_no_spacing",
         indicator=drug.indicator,
@@ -96,9 +100,10 @@ def partner_spacing(name: str, before_h: float | None, after_h: float | None) ->
     return _spacing(f"give {name}", "magnesium", before_h, after_h)
 
 
-def magnesium_spacing(name: str, before_h: float | None, after_h: float | None) -> str:
-    """The same advice from magnesium's side: partner 2 h before = magnesium 2 h after, and so on."""
-    return _spacing("take magnesium", name, after_h, before_h)
+def magnesium_spacing(name: str, before_h: float | None, after_h: float | None, subject: str = "magnesium") -> str:
+    """The same advice from magnesium's side: partner 2 h before = magnesium 2 h after, and so on (for an
+    excipient, the drug whose tablet carries it: "take quinapril at least 3 h before or 3 h after doxycycline")."""
+    return _spacing(f"take {subject}", name, after_h, before_h)
 
 
 def _spacing(subject: str, other: str, before_h: float | None, after_h: float | None) -> str:

@@ -1,14 +1,17 @@
 """mg-high and mg-low: the latest serum magnesium within its lookback, the lab's own range first.
 
-Magnesium sulfate in pre-eclampsia is judged against its therapeutic range (ACOG), not the normal one.
+Parenteral magnesium sulfate in pregnancy (pre-eclampsia, eclampsia, preterm labour: on the problem list or
+the order's reasonCode) is judged against the obstetric therapeutic range (ACOG), not the normal one.
 A low level is a card only where it asks for something: potassium and calcium not on record, a
 magnesium-wasting drug to review, or a laxative dose that does not replete.
 """
 
 from __future__ import annotations
 
+from .. import facts
 from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
+from ..treatment import obstetric_reason
 
 SULFATE = "magnesium sulfate"
 
@@ -35,20 +38,26 @@ def _judge(ctx: RuleContext, product: MagnesiumProduct, mg) -> Finding | None:
     shown_value = f"{mg.comparator or ''}{mg.value:.2g}" if mg.value < 10 else f"{mg.value:.0f}"
     measured = f"Serum magnesium **{mg.shown()}** = {mg.value:.2f} mg/dL"
     order, match = product.entry, product.match
-    if ctx.treatment.preeclampsia is not None and SULFATE in match.salts:
+    obstetric = obstetric_indication(ctx, product)
+    if obstetric is not None:
         low, high = spec.value("preeclampsia_low"), spec.value("preeclampsia_high")
         if mg.value <= high or mg.comparator in ("<", "<="):
-            return None  # within (or below) the seizure-prophylaxis range: more magnesium sulfate is the plan
-        found = (measured, f"Therapeutic range in pre-eclampsia {low:g}-{high:g} mg/dL (ACOG)", *ctx.treatment.found)
+            return None  # within (or below) the obstetric range: more magnesium sulfate is the plan
+        found = (measured, f"Obstetric therapeutic range of MgSO4 {low:g}-{high:g} mg/dL (ACOG)", *obstetric)
+        # Hold, do not delete: the infusion is the plan once the level is back in range; check it now.
+        recheck = tuple(ctx.suggestions(spec, order, "", ("order-serum-magnesium-now",)))
         return ctx.finding(
             "mg-high",
             order,
             recognised_as(match),
             found=found,
             summary_key="summary_preeclampsia",
+            spec_suggestions=False,
+            extra_suggestions=recheck,
             value=shown_value,
             unit="mg/dL",
             high=f"{high:g}",
+            obstetric_level=f"{facts.lab('Serum Mg', mg)} (obstetric range {low:g}-{high:g} mg/dL)",
         )
     if ctx.is_high(mg):
         found = (measured, f"Upper limit {ctx.high_limit(mg):.2f} mg/dL from {limit_source}")
@@ -57,6 +66,16 @@ def _judge(ctx: RuleContext, product: MagnesiumProduct, mg) -> Finding | None:
         return None
     found = (measured, f"Lower limit {ctx.low_limit(mg):.2f} mg/dL from {limit_source}")
     return _low(ctx, product, mg, shown_value, found)
+
+
+def obstetric_indication(ctx: RuleContext, product: MagnesiumProduct) -> tuple[str, ...] | None:
+    """For parenteral magnesium sulfate with an obstetric indication (problem list or reasonCode): what says so."""
+    if SULFATE not in product.match.salts or product.reading.route != "parenteral":
+        return None
+    reason = obstetric_reason(product.entry, ctx.knowledge)
+    if reason is not None:
+        return (reason, *ctx.treatment.found)
+    return ctx.treatment.found if ctx.treatment.obstetric is not None else None
 
 
 def _low(ctx: RuleContext, product: MagnesiumProduct, mg, shown_value: str, found: tuple[str, ...]) -> Finding | None:

@@ -7,7 +7,6 @@ from datetime import timedelta
 from ...record.dates import day
 from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
-from .dosing import upper_limit
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -26,14 +25,15 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
 
 
 def risks_of(ctx: RuleContext, product: MagnesiumProduct, *, age_and_dose: bool = True) -> list[str]:
-    """Why this patient needs magnesium followed: renal function < 60, a wasting drug, and for a new
-    start also age and a dose above the upper limit (the catalogue's "at risk")."""
+    """Why this patient needs magnesium followed: renal function < 60, a wasting drug, and for a new start of
+    a salt with a sourced age (magnesium.yaml monitor_from_age: long-term MgO from 65) that age. Age alone
+    and a dose above the upper limit are no reason: dose-above-ul speaks about the dose."""
     risks = []
     renal = ctx.renal
     impaired_below = ctx.knowledge.renal_function["impaired_below"].value
     impaired = renal.value is not None and renal.value < impaired_below and renal.bound != "at least"
     if renal.dialysis is not None or impaired:
-        when = f" on {day(renal.when)}" if renal.when is not None and renal.dialysis is None else ""
+        when = f" on {day(renal.when)}" if renal.when is not None and renal.dialysis is None else " (problem list)"
         risks.append(f"{renal.short} {renal.shown_value} {renal.unit}{when}" if renal.value is not None else "dialysis")
     wasting = ctx.wasting_drugs()
     if wasting:
@@ -41,12 +41,11 @@ def risks_of(ctx: RuleContext, product: MagnesiumProduct, *, age_and_dose: bool 
     if not age_and_dose:
         return risks
     age = ctx.record.age_at(ctx.record.now)
-    if age is not None and age >= ctx.knowledge.rule("monitoring-recheck").value("at_risk_age"):
-        risks.append(f"age {int(age)} years")
-    dose = product.dose
-    limit = upper_limit(ctx, age) if age is not None else None
-    if dose.known and limit is not None and dose.mg_per_day > limit:
-        risks.append(f"{dose.mg_per_day:.0f} mg/day, above the upper limit")
+    from_age = ctx.knowledge.magnesium.monitor_from_age
+    for salt in product.match.salts:
+        if age is not None and salt in from_age and age >= from_age[salt]:
+            risks.append(f"age {int(age)} years, on long-term {salt}")
+            break
     return risks
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
+from ..matching import magnesium_kind
+from ..problems import find_condition
+from .dosing import upper_limit
 
 TIERS = ("renal-contraindicated", "renal-severe", "renal-moderate")
 
@@ -23,14 +26,54 @@ def renal_tier(value: float, ctx: RuleContext) -> str | None:
 
 def variant_for(ctx: RuleContext, product: MagnesiumProduct, rule_id: str) -> str | None:
     """The first variant of the rule that fits this order and patient, if any."""
-    variants = ctx.knowledge.rule(rule_id).variants
+    spec = ctx.knowledge.rule(rule_id)
+    variants = spec.variants
     reading = product.reading
     if "treating-low" in variants and ctx.treatment.treating_low:
         return "treating-low"
     if "parenteral" in variants and reading.route == "parenteral":
         return "parenteral"
-    if "cathartic" in variants and reading.use in ("one-time", "as-needed"):
+    supplement = magnesium_kind(product.match, ctx.knowledge.magnesium) == "supplement"  # a salicylate is no cathartic
+    if "cathartic" in variants and reading.use in ("one-time", "as-needed") and supplement:
         return "cathartic"
+    if "g3a-under-ul" in variants and _g3a_under_upper_limit(ctx, product, spec.value("info_from")):
+        return "g3a-under-ul"
+    return None
+
+
+def _g3a_under_upper_limit(ctx: RuleContext, product: MagnesiumProduct, info_from: float) -> bool:
+    """KDIGO G3a (45-59) with an enteral dose known to be at or under the upper limit for age."""
+    renal, dose = ctx.renal, product.dose
+    age = ctx.record.age_at(ctx.record.now)
+    limit = upper_limit(ctx, age) if age is not None else None
+    in_g3a = renal.value is not None and renal.value >= info_from and renal.bound is None and not renal.last_known
+    return (
+        in_g3a and product.reading.route == "enteral" and limit is not None and dose.known and dose.mg_per_day <= limit
+    )
+
+
+def unknown_renal_matters(ctx: RuleContext, product: MagnesiumProduct) -> str | None:
+    """Why a missing creatinine changes something for this order (the at-risk reason), else None: age, coded CKD,
+    diabetes, hypertension or heart failure, a wasting drug, a dose above the upper limit, a parenteral dose;
+    a patient or problem list that could not be read counts as at risk (the service cannot tell)."""
+    record = ctx.record
+    age = record.age_at(record.now)
+    if age is None or record.gap("conditions"):
+        return "patient data incomplete"
+    if age >= ctx.knowledge.rule("renal-unknown").value("at_risk_age"):
+        return f"age {int(age)}"
+    for name in ("ckd_stage", "renal_risk"):
+        condition = find_condition(record, ctx.knowledge.conditions[name])
+        if condition is not None:
+            return f"{condition.label} on the problem list"
+    wasting = ctx.wasting_drugs()
+    if wasting:
+        return f"a magnesium-wasting drug ({', '.join(wasting)})"
+    if product.reading.route == "parenteral":
+        return "parenteral magnesium"
+    limit = upper_limit(ctx, age)
+    if limit is not None and product.dose.known and product.dose.mg_per_day > limit:
+        return f"{product.dose.mg_per_day:.0f} mg/day, above the upper limit"
     return None
 
 
@@ -64,8 +107,14 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                 )
             )
         elif renal.value is None:
-            reasons = tuple(f"Missing: {r}" for r in renal.unknown_reasons) or ("Missing: no usable renal function",)
-            findings.append(ctx.finding("renal-unknown", order, recognised_as(match), found=reasons))
+            at_risk = unknown_renal_matters(ctx, product)
+            if at_risk is not None:
+                reasons = tuple(f"Missing: {r}" for r in renal.unknown_reasons) or (
+                    "Missing: no usable renal function",
+                )
+                variant = "not-retrieved" if renal.not_retrieved else None
+                found = (*reasons, f"Renal function matters here: {at_risk}")
+                findings.append(ctx.finding("renal-unknown", order, recognised_as(match), found=found, variant=variant))
         elif renal.bound != "at least":  # a floor ("eGFR >60") places no tier; at or above 60 there is none
             tier = renal_tier(renal.value, ctx)
             if tier is not None:
@@ -85,6 +134,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                         variant=variant_for(ctx, product, tier),
                         recheck=recheck,
                         extra_suggestions=extra,
+                        daily=f"{product.dose.mg_per_day:.0f}" if product.dose.known else "",
                     )
                 )
         if renal.rise is not None and renal.value is not None:
@@ -98,7 +148,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                     found=(
                         f"Creatinine {rise.earlier.shown()}",
                         f"Creatinine {rise.latest.shown()}",
-                        f"Rise: {rise.description} (KDIGO AKI criteria)",
+                        f"Rise: {rise.description} ({rise.criterion})",
                         f"Renal function used: {renal.method}",
                     ),
                 )
