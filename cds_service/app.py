@@ -8,13 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import fastjson, instrumentation, metrics, tracing
 from .cards.explain import for_the_record
 from .config import SANDBOX_ISSUER, Settings
 from .feedback import FeedbackStore, StoreUnavailable
+from .feedback.connections import pool_size
 from .feedback.recorder import CardRecorder
+from .feedback.spool import CardSpool
 from .fhir.client import FhirFetcher
 from .instrumentation import annotate
 from .logs import clip
@@ -28,7 +30,8 @@ from .service import CdsService
 
 log = logging.getLogger("cds_service")
 JSON_TYPES = ("application/json", "application/fhir+json")
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+STORE_HEALTH = "/healthz/store"
+OPEN_PATHS = frozenset({"/healthz", "/readyz", STORE_HEALTH})
 # Rule pages hold no patient data; a clinician opens them from a card in a browser, with no EHR token.
 PAGES_POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -38,7 +41,8 @@ CHALLENGE = 'Bearer realm="cds-services"'  # RFC 7235 3.1: a 401 says which sche
 RETRY_AFTER_SECONDS = "5"
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
+    """`threads`: request threads per worker (gunicorn's), which size the store's connection pool."""
     settings = settings or Settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -48,10 +52,20 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.fhir_max_pages,
         settings.fhir_max_response_bytes,
     )
-    store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments)
-    store.ensure_schema()
+    pool = pool_size(threads, settings.memory.enabled)
+    store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments, pool_size=pool)
     service = CdsService(settings, fetcher, store.engine)
-    recorder = CardRecorder(store)
+    spool = CardSpool(settings.data_dir)
+    try:
+        store.ensure_schema()
+        spool.replay(store)  # what an earlier stop could not write
+    except StoreUnavailable as exc:  # hooks need no store: serve them, and catch up when it answers
+        log.error(
+            "store unavailable at start (%s): hook calls are served; feedback answers 503 and issued cards "
+            "wait until it answers (then its schema is brought up to date and the card spool replayed)",
+            exc,
+        )
+    recorder = CardRecorder(store, spool)
     app.extensions.update(cds_service=service, feedback_store=store, card_recorder=recorder)
     # The store's database (SQLite in data_dir by default) is shared by every worker, every replica on
     # PostgreSQL, and the next start: a replay is caught across all of them.
@@ -67,6 +81,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         log.warning("DEVELOPMENT MODE: tokens signed by the public CDS Hooks Sandbox key are trusted")
     instrumentation.install(app, service.service_ids)
     tracing.install(app, service.service_ids)  # a span per hook call when OTEL_* asks for traces
+
+    @app.before_request
+    def start_recorder() -> None:
+        recorder.start()  # this worker's writer, which also keeps `cds_store_up` current
 
     @app.before_request
     def authenticate() -> Response | None:
@@ -148,13 +166,19 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        """Ready = configuration and knowledge loaded (done at start) and the store reachable and migrated."""
+        """Ready = able to answer hooks: configuration and knowledge loaded (done at start). The store is
+        not asked: it serves feedback and records, and its outage must not take the pod out of service."""
+        return _json({"status": "ok", "config": "ok", "rules": len(service.knowledge.rules)})
+
+    @app.get(STORE_HEALTH)
+    def store_health() -> Response:
+        """The store reachable and migrated (also `cds_store_up`): for operators and alerts, never a probe."""
         try:
             store.ping()
         except StoreUnavailable as exc:
-            log.warning("readiness: feedback store unavailable (%s)", exc)
-            return _json({"status": "unavailable", "store": "unavailable"}, 503)
-        return _json({"status": "ok", "config": "ok", "rules": len(service.knowledge.rules), "store": store.dialect})
+            log.warning("store health: unavailable (%s)", exc)
+            return _json({"status": "unavailable", "store": store.dialect, "error": str(exc)}, 503)
+        return _json({"status": "ok", "store": store.dialect})
 
     app.register_blueprint(rule_pages(service.knowledge, store, settings.now))
 
@@ -220,6 +244,12 @@ def _json_body() -> Any:
     if mimetype not in JSON_TYPES:
         raise ProtocolError(415, None, f"Content-Type must be application/json, got '{mimetype or 'none'}'")
     raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    # A chunked body (no Content-Length) is cut at the limit without a word (werkzeug): more of it
+    # left means too large.
+    chunked = limit is not None and request.content_length is None and len(raw) >= limit
+    if chunked and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
     try:
         return fastjson.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

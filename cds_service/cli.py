@@ -341,22 +341,44 @@ def _serve(args: argparse.Namespace, settings) -> int:
     if metrics_port and metrics_port == args.port:
         print("cds-service: --metrics-port must differ from --port", file=sys.stderr)
         return 2
+    threads = int(file_settings.get("threads", args.threads))
     try:
         traced = tracing.configure()  # off unless OTEL_* variables ask; before the fork (README, Traces)
     except tracing.TracingConfigError as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
+    # Built before forking workers; migrates the store. A store that cannot be reached does not stop
+    # the start: hooks need no store (README, Operations), and it catches up when it answers. A store
+    # setting that cannot work (a malformed URL, a folder that cannot be made) stops it in one line.
     try:
-        app = create_app(settings)  # fail here, with a message, before forking workers; migrates the store
+        app = create_app(settings, threads)
     except (StoreUnavailable, SQLAlchemyError, OSError, UnicodeError) as exc:
         print(f"cds-service: {store_problem(settings, exc)}", file=sys.stderr)
         return 2
+    store = app.extensions["feedback_store"]
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        print(
+            f"cds-service: WARNING: the store at {_redacted(settings.effective_store_url)} (database_url) is "
+            f"unavailable ({exc}): serving hooks; feedback answers 503 until it answers",
+            file=sys.stderr,
+        )
     app.extensions["feedback_store"].engine.dispose()  # no pooled connection may cross the fork
     # The app, its knowledge and every module are built now and live as long as the process: keep
     # them out of the collector's sweeps (and so their pages shared with the workers after fork).
     gc.collect()
     gc.freeze()
     server = Server()
+    if store.dialect == "postgresql":
+        per_worker = store.engine.pool.size()
+        print(
+            f"cds-service: at most {server.cfg.workers * per_worker} PostgreSQL connections from this pod "
+            f"({server.cfg.workers} workers x {per_worker}: {threads} threads + the card recorder"
+            + (" + card memory's purger" if settings.memory.enabled else "")
+            + "; README, Operations: the connection budget)",
+            file=sys.stderr,
+        )
     print(
         f"cds-service: serving on http://{args.host}:{args.port}/cds-services "
         f"(store {settings.effective_store_url.split('://')[0]}, {server.cfg.workers} workers"

@@ -24,6 +24,7 @@ ENDPOINTS = {
     "/cds-services/<service_id>/feedback": "feedback",
     "/healthz": "healthz",
     "/readyz": "readyz",
+    "/healthz/store": "store-health",
     "/rules": "rule-pages",
     "/rules/<rule_id>": "rule-pages",
 }
@@ -66,7 +67,7 @@ def install(app: Flask, service_ids: Container[str]) -> None:
         }
         if service:
             fields.setdefault("service", service)
-        level = logging.INFO if endpoint not in ("healthz", "readyz", "metrics") else logging.DEBUG
+        level = logging.INFO if endpoint not in ("healthz", "readyz", "store-health", "metrics") else logging.DEBUG
         log.log(level, "%s", _JsonText(fields), extra={"json_fields": fields, "request_id": request_id})
         return response
 

@@ -16,6 +16,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -67,7 +68,19 @@ CARDS_HELD_BACK = Counter(
 JWT_REJECTIONS = Counter("cds_jwt_rejections_total", "Calls refused because of their JWT, by reason", ["reason"])
 STORE_ERRORS = Counter("cds_store_errors_total", "Database operations that failed, by operation", ["operation"])
 CARDS_UNRECORDED = Counter(
-    "cds_cards_unrecorded_total", "Cards issued but dropped before reaching the store (recording queue full)"
+    "cds_cards_unrecorded_total",
+    "Cards issued whose record was lost, by reason "
+    "(queue_full, spool_full, spool_unwritable, spool_unreadable, no_spool)",
+    ["reason"],
+)
+CARDS_SPOOLED = Counter(
+    "cds_cards_spooled_total", "Card records written to the local spool file at a stop, the store being unavailable"
+)
+CARDS_REPLAYED = Counter("cds_cards_replayed_total", "Card records replayed from the local spool into the store")
+# min over live workers: one worker that cannot reach the store is enough to say so. Set by every
+# store operation and by each worker's recorder every STORE_PROBE_SECONDS while idle.
+STORE_UP = Gauge(
+    "cds_store_up", "1 when the store answered and its schema is current, 0 when not", multiprocess_mode="livemin"
 )
 
 UNKNOWN_RULE = "unknown"  # feedback about a card this store never saw issued

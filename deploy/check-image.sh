@@ -76,5 +76,8 @@ fi
 user="$("${PODMAN[@]}" exec "$NAME" id -u)"
 [ "$user" = "10001" ] || { echo "check-image: the service runs as uid $user, not 10001" >&2; exit 1; }
 "${PODMAN[@]}" healthcheck run "$NAME" >/dev/null || { echo "check-image: HEALTHCHECK failed" >&2; exit 1; }
+# the sidecar's nginx (the same image): its config loads as the non-root user on this image
+"${PODMAN[@]}" exec "$NAME" nginx -t -q -c /etc/cds-service/nginx.conf -e stderr \
+  || { echo "check-image: the sidecar's nginx config does not load" >&2; exit 1; }
 size="$("${PODMAN[@]}" image inspect "$TAG" --format '{{.Size}}')"
 step "ok: uid 10001, HEALTHCHECK passes, image $((size / 1024 / 1024)) MiB; removing it"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test suite needs two programs from Debian that pip cannot give: PostgreSQL's server binaries
-# (the store tests start a throwaway cluster on a loopback port, see tests/postgres.py) and Chromium
-# (the rule-page browser test drives it through Playwright by its path; no browser is downloaded).
+# The test suite needs programs from Debian that pip cannot give: PostgreSQL's server binaries
+# (the store tests start a throwaway cluster on a loopback port, see tests/postgres.py), Chromium
+# (the rule-page browser test drives it through Playwright by its path; no browser is downloaded)
+# and nginx (the shipped buffering front, deploy/nginx/nginx.conf, under slow clients).
 # Install whichever is missing, in one apt-get run, when we may.
 set -euo pipefail
 missing=()
@@ -10,6 +11,9 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 if ! command -v chromium >/dev/null 2>&1; then
   missing+=(chromium)
+fi
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  missing+=(nginx-light)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

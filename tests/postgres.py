@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -91,3 +92,22 @@ def set_connections_allowed(admin_url: str, database_url: str, allowed: bool) ->
 
 def libpq(sqlalchemy_url_: str) -> str:
     return "postgresql://" + sqlalchemy_url_.split("://", 1)[1]
+
+
+@contextmanager
+def stopped(admin_url: str) -> Iterator[None]:
+    """Stop the whole server (pg_ctl stop -m fast: every connection cut, the port closed), then start
+    it again with the options it ran with (postmaster.opts) on the way out."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        data = Path(conn.execute("SHOW data_directory").fetchone()[0])
+    words = shlex.split((data / "postmaster.opts").read_text())
+    options = " ".join(shlex.quote(w) for i, w in enumerate(words[1:], 1) if w != "-D" and words[i - 1] != "-D")
+    bin_dir = Path(words[0]).parent
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "60"]
+    subprocess.run([*pg_ctl, "-m", "fast", "stop"], check=True, capture_output=True, timeout=60)
+    try:
+        yield
+    finally:
+        log = data.parent / "server.log"
+        subprocess.run([*pg_ctl, "-o", options, "-l", str(log), "start"], check=True, capture_output=True, timeout=90)

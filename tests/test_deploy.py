@@ -54,8 +54,22 @@ def k8s() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def container(k8s) -> dict:
-    (only,) = k8s["Deployment"]["spec"]["template"]["spec"]["containers"]
-    return only
+    return _containers(k8s)["cds-service"]
+
+
+@pytest.fixture(scope="module")
+def sidecar(k8s) -> dict:
+    return _containers(k8s)["nginx"]
+
+
+def _containers(k8s) -> dict[str, dict]:
+    found = {c["name"]: c for c in k8s["Deployment"]["spec"]["template"]["spec"]["containers"]}
+    assert set(found) == {"cds-service", "nginx"}
+    return found
+
+
+def nginx_conf() -> str:
+    return (DEPLOY / "nginx" / "nginx.conf").read_text()
 
 
 def arg(args: list[str], flag: str) -> str:
@@ -86,42 +100,67 @@ def test_manifests_are_valid_kubernetes_objects(k8s, version):
 
 def test_one_image_everywhere():
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    deployment = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    containers = manifests()["Deployment"]["spec"]["template"]["spec"]["containers"]
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     readme = (ROOT / "README.md").read_text()
-    assert compose["services"]["cds-service"]["image"] == deployment["image"] == IMAGE
+    assert {c["image"] for c in containers} == {s["image"] for s in compose["services"].values() if "cds" in s["image"]}
+    assert {c["image"] for c in containers} == {IMAGE}, "the nginx sidecar runs the same image"
     assert f"-t {IMAGE}" in dockerfile and IMAGE in readme
     version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
     assert IMAGE.endswith(f":{version}"), "the image tag follows the package version"
 
 
-def test_ports_and_probes_match_the_app(k8s, container, make_app):
-    port = int(arg(container["args"], "--port"))
+def test_ports_and_probes_match_the_app(k8s, container, sidecar, make_app):
+    """The EHR's port (8080) is nginx's; gunicorn's (8081) is nginx's upstream; the image run alone
+    (docker run, the CMD) serves 8080 itself."""
+    port = int(re.search(r"listen (\d+);", nginx_conf()).group(1))
+    app_port = int(arg(container["args"], "--port"))
+    assert f"server 127.0.0.1:{app_port};" in nginx_conf() and app_port != port
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert f"EXPOSE {port} " in dockerfile and f'"--port", "{port}"' in dockerfile
     assert f"127.0.0.1:{port}/healthz" in dockerfile
     service_port = k8s["Service"]["spec"]["ports"][0]
     assert service_port["targetPort"] == "http"
+    assert [(p["name"], p["containerPort"]) for p in sidecar["ports"]] == [("http", port)]
     routes = {rule.rule for rule in make_app().url_map.iter_rules()}
     probes = {name: container[name]["httpGet"] for name in ("startupProbe", "livenessProbe", "readinessProbe")}
     assert {p["path"] for p in probes.values()} == {"/healthz", "/readyz"} <= routes
     assert probes["readinessProbe"]["path"] == "/readyz" and probes["livenessProbe"]["path"] == "/healthz"
-    assert all(p["port"] == "http" for p in probes.values())
+    assert all(p["port"] == "app" for p in probes.values())
+    assert sidecar["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert sidecar["livenessProbe"]["tcpSocket"] == {"port": "http"}, "a gunicorn restart does not restart nginx"
     annotations = k8s["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/path"] == "/metrics" not in routes, "metrics are not on the EHR's port"
     metrics_port = yaml.safe_load(k8s["ConfigMap"]["data"]["config.yaml"])["metrics"]["port"]
     assert int(annotations["prometheus.io/port"]) == metrics_port != port
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": port, "metrics": metrics_port}
-    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["cds-service"]
-    assert compose["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"app": app_port, "metrics": metrics_port}
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    assert compose["cds-service"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert arg(compose["cds-service"]["command"], "--port") == str(app_port)
+    assert compose["nginx"]["network_mode"] == "service:cds-service", "nginx reaches gunicorn on loopback"
+    assert compose["nginx"]["command"] == sidecar["args"] and compose["nginx"]["entrypoint"] == sidecar["command"]
+
+
+def test_the_nginx_front_bounds_slow_clients_and_keeps_the_services_answers():
+    conf = nginx_conf()
+    for directive in ("client_header_timeout", "client_body_timeout", "keepalive_timeout", "send_timeout"):
+        assert re.search(rf"^\s*{directive} \d+s;", conf, re.M), directive
+    assert "proxy_request_buffering on;" in conf
+    limit = int(re.search(r"client_max_body_size (\d+)m;", conf).group(1)) * 1_000_000
+    assert limit == settings_from_mapping({}).max_body_bytes, "nginx refuses what the service would refuse"
+    assert "proxy_set_header X-Forwarded-For" in conf, "an unsigned call through nginx is not a local one"
+    assert "error_page 413" in conf and "OperationOutcome" in conf, "nginx's refusals are JSON too"
+    assert not re.search(r"^user ", conf, re.M), "runs as the image's user"
 
 
 def test_pods_are_locked_down_and_sized(k8s, container):
     pod = k8s["Deployment"]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    assert {"cpu", "memory"} <= set(container["resources"]["requests"]) and container["resources"]["limits"]
+    for each in _containers(k8s).values():
+        assert each["securityContext"]["readOnlyRootFilesystem"] is True
+        assert each["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert {"cpu", "memory"} <= set(each["resources"]["requests"]) and each["resources"]["limits"]
+        assert "/tmp" in {m["mountPath"] for m in each["volumeMounts"]}
     assert re.search(r"^USER 10001$", (DEPLOY / "Dockerfile").read_text(), re.M)
     assert "python:3.11-slim" in (DEPLOY / "Dockerfile").read_text()
     gunicorn = _gunicorn_file(DEPLOY / "gunicorn.conf.py")
@@ -332,3 +371,43 @@ def test_the_simulation_jobs_commands_run_partition_shards_and_merge(tmp_path):
     for figures in (merged, one):
         figures.pop("about"), figures.pop("input")
     assert merged == one
+
+
+def test_the_alert_rules_watch_metrics_the_service_exports_and_readiness_ignores_the_store(container):
+    """Store health is an alert, not a probe: readiness (/readyz) answers while the store is down
+    (tests/test_resilience.py), and the shipped rules name only metrics the service exports."""
+    from cds_service import metrics
+
+    rule = yaml.safe_load((K8S / "monitoring" / "prometheusrule.yaml").read_text())
+    assert rule["kind"] == "PrometheusRule"
+    applied = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert not any("monitoring" in r for r in applied), "the CRD may be absent: applied on its own"
+    exported = {m.name for m in metrics.REGISTRY.collect()} | {m.name + "_total" for m in metrics.REGISTRY.collect()}
+    rules = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"CdsStoreDown", "CdsCardRecordsLost"} <= set(rules)
+    for expr in rules.values():
+        for name in re.findall(r"\bcds_[a-z_]+", expr):
+            assert name in exported, f"{name} is not a metric of the service"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_the_shipped_deploy_fits_postgresqls_default_connection_limit(k8s, container):
+    """The README's connection budget, on the shipped manifests: every pod the autoscaler and a
+    rolling update can run at once, each holding its full pools, plus a few for `migrate`, `report`
+    and an operator, within PostgreSQL's default max_connections (100) less its 3 reserved ones."""
+    from cds_service.feedback.connections import pool_size
+
+    gunicorn = _gunicorn_file(DEPLOY / "gunicorn.conf.py")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    workers = int(env.get("GUNICORN_WORKERS") or gunicorn["workers"])
+    threads = int(env.get("GUNICORN_THREADS") or gunicorn["threads"])
+    config = yaml.safe_load(k8s["ConfigMap"]["data"]["config.yaml"])
+    memory = bool((config.get("memory") or {}).get("enabled"))
+    pods = k8s["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] + int(
+        k8s["Deployment"]["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    )
+    admin = 5
+    assert pods * workers * pool_size(threads, memory) + admin <= 100 - 3
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["cds-service"]
+    assert int(compose["environment"]["GUNICORN_WORKERS"]) * pool_size(threads, memory) + admin <= 100 - 3

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from .conftest import SCENARIOS, SERVICE, free_port, load_json
+from .servers import stand_in
 
 URL = f"/cds-services/{SERVICE}"
 
@@ -48,12 +49,8 @@ class RecordingFhir(BaseHTTPRequestHandler):
 def recording_server():
     RecordingFhir.connections = 0
     RecordingFhir.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), RecordingFhir)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/fhir"
-    server.shutdown()
-    server.server_close()
+    with stand_in(RecordingFhir) as base:
+        yield base
 
 
 def _no_prefetch(server: str, token: str | None) -> dict:

@@ -169,12 +169,13 @@ def test_a_failing_database_never_breaks_hook_calls_and_loses_no_acknowledged_fe
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
         assert refused.get_json()["resourceType"] == "OperationOutcome"
         assert "retry" in refused.get_json()["issue"][0]["diagnostics"]
-        assert client.get("/readyz").status_code == 503
+        assert client.get("/readyz").status_code == 200, "readiness means: can answer hooks"
+        assert client.get("/healthz/store").status_code == 503
     finally:
         postgres.set_connections_allowed(postgres_server, postgres.libpq(postgres_db), True)
     retried = client.post(f"{URL}/feedback", json=feedback_for(cards[1], "overridden", "nephrology-directed"))
     assert retried.status_code == 200 and retried.get_json()["stored"] == 1
-    assert client.get("/readyz").get_json()["store"] == "postgresql"
+    assert client.get("/healthz/store").get_json() == {"status": "ok", "store": "postgresql"}
     store = app.extensions["feedback_store"]
     assert store.count() == 2, "both acknowledged items are there"
     assert app.extensions["card_recorder"].flush(timeout=scaled(20))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,11 +161,9 @@ def test_a_taken_metrics_port_that_was_asked_for_stops_the_start_naming_flag_and
     [
         # the README's own placeholder: before, ~40 lines of traceback ending in an idna UnicodeError
         ({"CDS_SERVICE_DATABASE_URL": "postgresql://..."}, ("database_url", "CDS_SERVICE_DATABASE_URL")),
-        # nothing listens there: before, a SQLAlchemy traceback
-        ({"CDS_SERVICE_DATABASE_URL": "postgresql://cds:s3cret@127.0.0.1:{port}/cds"}, ("database_url", "127.0.0.1")),
         ({"CDS_SERVICE_DATA_DIR": "/proc/no-such-place"}, ("data_dir", "CDS_SERVICE_DATA_DIR")),
     ],
-    ids=["placeholder-database-url", "unreachable-database", "unusable-data-dir"],
+    ids=["placeholder-database-url", "unusable-data-dir"],
 )
 def test_a_config_or_environment_problem_at_serve_is_one_line_naming_what_to_change(tmp_path, env, names):
     env = {k: v.format(port=free_port()) for k, v in env.items()}
@@ -182,3 +182,32 @@ def test_a_config_or_environment_problem_at_serve_is_one_line_naming_what_to_cha
     assert len(lines) == 1 and lines[0].startswith("cds-service: "), run.stderr
     assert all(name in lines[0] for name in names), lines[0]
     assert "s3cret" not in run.stderr
+
+
+def test_an_unreachable_database_at_serve_is_one_warning_line_and_the_hooks_are_served(tmp_path):
+    """Nothing listens at the database URL (before: a SQLAlchemy traceback and no service). The store
+    serves feedback and records only: the hooks start (README, Operations), and one line says which
+    setting to check, without the password."""
+    port, database = free_port(), free_port()
+    exe = Path(sys.executable).with_name("cds-service")
+    env = {**os.environ, "CDS_SERVICE_DATA_DIR": str(tmp_path / "data"),
+           "CDS_SERVICE_DATABASE_URL": f"postgresql://cds:s3cret@127.0.0.1:{database}/cds"}  # fmt: skip
+    with subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--metrics-port", "0"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True,
+    ) as process:  # fmt: skip
+        try:
+            deadline = time.monotonic() + scaled(60)
+            ready = None
+            while time.monotonic() < deadline and ready is None:
+                try:
+                    ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                except requests.ConnectionError:
+                    time.sleep(0.3)
+            assert ready is not None and ready.status_code == 200
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            _, stderr = process.communicate(timeout=scaled(30))
+    warnings = [line for line in stderr.splitlines() if line.startswith("cds-service:") and "unavailable" in line]
+    assert len(warnings) == 1 and "database_url" in warnings[0] and f"127.0.0.1:{database}" in warnings[0], stderr
+    assert "Traceback" not in stderr and "s3cret" not in stderr

@@ -11,22 +11,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import migrate
+from .. import metrics
+from . import connections, migrate
 from .models import CardIssued, FeedbackItem, insert_ignoring_repeats
 
 log = logging.getLogger(__name__)
-CONNECT_TIMEOUT_SECONDS = 3
-STATEMENT_TIMEOUT_MS = 5000
 
 
 class StoreUnavailable(RuntimeError):
@@ -44,10 +43,11 @@ class StoredFeedback:
 
 
 class FeedbackStore:
-    def __init__(self, url: str, keep_user_comments: bool = False) -> None:
+    def __init__(self, url: str, keep_user_comments: bool = False, pool_size: int = 5) -> None:
+        """`pool_size`: PostgreSQL connections this process may hold (connections.pool_size)."""
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True, **_engine_options(url))
+        self.engine: Engine = connections.make_engine(url, pool_size)
         self.keep_user_comments = keep_user_comments
 
     @property
@@ -55,11 +55,13 @@ class FeedbackStore:
         return self.engine.dialect.name
 
     def ensure_schema(self) -> None:
-        """Migrate to the newest schema unless it already is (the common case: a cheap read)."""
-        if migrate.current_revision(self.engine) != migrate.head_revision():
-            before, after = migrate.upgrade(self.engine)
-            if before != after:
-                log.info("store (%s): schema upgraded from %s to %s", self.dialect, before or "empty", after)
+        """Migrate to the newest schema unless it already is (the common case: a cheap read);
+        StoreUnavailable when the database cannot be reached (no deadline: a migration takes its time)."""
+        with _unavailable_on_error(deadline=False):
+            if migrate.current_revision(self.engine) != migrate.head_revision():
+                before, after = migrate.upgrade(self.engine)
+                if before != after:
+                    log.info("store (%s): schema upgraded from %s to %s", self.dialect, before or "empty", after)
 
     def record_cards(self, cards: Sequence[Mapping[str, Any]]) -> None:
         """Insert rows for `cards_issued`; a card uuid already there is left as it was."""
@@ -113,11 +115,22 @@ class FeedbackStore:
             return conn.execute(select(func.count()).select_from(FeedbackItem)).scalar_one()
 
     def ping(self) -> None:
-        """Raises StoreUnavailable unless the database answers and its schema is current."""
+        """Raises StoreUnavailable unless the database answers, takes writes and its schema is current."""
         with _unavailable_on_error():
             revision = migrate.current_revision(self.engine)
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":  # a file opened read-only refuses a write (rolled back)
+                    conn.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+                    conn.rollback()
+                elif conn.execute(text("SHOW transaction_read_only")).scalar_one() == "on":
+                    raise StoreUnavailable("read-only (a standby?)")
         if revision != migrate.head_revision():
-            raise StoreUnavailable(f"schema at revision {revision}, expected {migrate.head_revision()}")
+            # A store that was down when the service started: it gets its schema now.
+            try:
+                self.ensure_schema()
+            except StoreUnavailable:
+                metrics.STORE_UP.set(0)
+                raise StoreUnavailable(f"schema at revision {revision}, expected {migrate.head_revision()}") from None
 
     def _row(self, service_id: str, item: Mapping[str, Any], issued: Any, received_at: datetime) -> dict[str, Any]:
         reason, coding = override_reason_of(item)
@@ -166,28 +179,17 @@ def _coding_in(value: Any, depth: int = 0) -> Mapping[str, Any] | None:
     return next((c for v in values if (c := _coding_in(v, depth + 1)) is not None), None)
 
 
-def _engine_options(url: str) -> dict[str, Any]:
-    """Bounded waits on PostgreSQL: a database that hangs must not hold a request for long."""
-    if url.startswith("postgresql"):
-        return {
-            "connect_args": {
-                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                "application_name": "cds-service",
-            },
-            "pool_size": 5,
-            "max_overflow": 5,
-            "pool_timeout": CONNECT_TIMEOUT_SECONDS,
-        }
-    if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": STATEMENT_TIMEOUT_MS / 1000}}
-    return {}
-
-
 @contextmanager
-def _unavailable_on_error() -> Iterator[None]:
-    """Any database error becomes StoreUnavailable, naming only the error type (never row data)."""
+def _unavailable_on_error(deadline: bool = True) -> Iterator[None]:
+    """Any database error becomes StoreUnavailable, naming only the error type (never row data); the
+    outcome sets `cds_store_up`."""
     try:
-        yield
+        with connections.operation() if deadline else nullcontext():
+            yield
+    except StoreUnavailable:
+        metrics.STORE_UP.set(0)
+        raise
     except (SQLAlchemyError, OSError) as exc:
+        metrics.STORE_UP.set(0)
         raise StoreUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from exc
+    metrics.STORE_UP.set(1)

@@ -3,7 +3,13 @@ them within one deadline, bounded paging that never leaves the allow-listed base
 redirects. The access token is sent only to that base URL, on each request, and is never logged.
 
 Connections to a server are kept alive and reused across hook calls (one session per server and
-process): a new TCP (and TLS) connection per query per call cost more CPU than the call itself."""
+process): a new TCP (and TLS) connection per query per call cost more CPU than the call itself.
+
+One slow server must not starve the others (issue 28): each allow-listed server has its own lane
+(session, thread budget and circuit breaker); a fetch is abandoned at the call's deadline, its
+socket shut down whatever phase it is in (a server trickling a byte a second never trips a
+per-read timeout); and a server whose calls keep running out of time is skipped for a while, its
+calls answered at once with the data-gap card (see breaker.py)."""
 
 from __future__ import annotations
 
@@ -18,12 +24,17 @@ from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .. import fastjson, metrics, tracing
+from ..deadline import WATCHDOG
 from ..jsonutil import items
+from .breaker import Breaker
+from .sockets import Abandon, DeadlineAdapter, abandoning, current_abandoned
 
 log = logging.getLogger(__name__)
+
+
+SLOW = frozenset({"timeout", "deadline"})  # what the breaker counts against a server
 
 
 @dataclass(slots=True)
@@ -35,30 +46,66 @@ class FetchResult:
     seconds: float = 0.0
 
 
-class FhirFetcher:
-    """One per app; owns the thread pool the parallel queries run on."""
+@dataclass(slots=True)
+class _Lane:
+    """One allow-listed server's share of this process: its session, threads and breaker."""
 
-    def __init__(self, timeout: float, deadline: float, max_pages: int, max_bytes: int, workers: int = 32) -> None:
+    session: requests.Session
+    pool: ThreadPoolExecutor
+    breaker: Breaker
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetch:
+    """One prefetch query to fetch: where, with what, and since when (the call's deadline runs from `started`)."""
+
+    session: requests.Session
+    auth: dict[str, str]
+    base: str
+    key: str
+    query: str
+    started: float
+
+
+class FhirFetcher:
+    """One per app; owns one lane (session, thread pool, breaker) per allow-listed server."""
+
+    def __init__(
+        self, timeout: float, deadline: float, max_pages: int, max_bytes: int, workers_per_server: int = 16
+    ) -> None:
         self.timeout = timeout
         self.deadline = deadline
         self.max_pages = max_pages
         self.max_bytes = max_bytes
-        self._workers = workers
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fhir-fetch")
-        self._sessions: dict[str, requests.Session] = {}
-        self._sessions_lock = threading.Lock()
+        self._workers = workers_per_server
+        self._lanes: dict[str, _Lane] = {}
+        self._lanes_lock = threading.Lock()
         self._pid = os.getpid()
 
     def fetch_all(self, base_url: str, queries: Mapping[str, str], token: str | None) -> dict[str, FetchResult]:
         started = time.monotonic()
-        session = self._session(base_url)
+        lane = self._lane(base_url)
+        if not lane.breaker.allow():
+            wait_s = lane.breaker.open_seconds
+            error = f"the FHIR server was too slow on its last calls; not asked for up to {wait_s:g} s"
+            results = {key: FetchResult(key, error=error, reason="circuit_open") for key in queries}
+        else:
+            results = self._fetch_in_lane(lane, base_url, queries, token, started)
+            lane.breaker.record(slow=any(r.reason in SLOW for r in results.values()))
+        for result in results.values():
+            metrics.FHIR_FETCH_SECONDS.labels("failed" if result.error else "ok").observe(result.seconds)
+            if result.error:
+                metrics.FHIR_FETCH_FAILURES.labels(result.reason or "other").inc()
+        return results
+
+    def _fetch_in_lane(
+        self, lane: _Lane, base_url: str, queries: Mapping[str, str], token: str | None, started: float
+    ) -> dict[str, FetchResult]:
         auth = {"Authorization": f"Bearer {token}"} if token else {}
-        futures = {
-            self._pool.submit(
-                tracing.in_this_context(self._fetch_one), session, auth, base_url, key, query, started
-            ): key
-            for key, query in queries.items()
-        }
+        holders = {key: Abandon() for key in queries}
+        fetches = {key: _Fetch(lane.session, auth, base_url, key, query, started) for key, query in queries.items()}
+        fetch_one = tracing.in_this_context(self._fetch_one)  # each query's span under the hook call's
+        futures = {lane.pool.submit(fetch_one, fetch, holders[key]): key for key, fetch in fetches.items()}
         done, _ = wait(futures, timeout=self.deadline)
         results = {}
         for future, key in futures.items():
@@ -66,87 +113,96 @@ class FhirFetcher:
                 results[key] = future.result()
             else:
                 future.cancel()
+                holders[key].abandon()  # its socket is shut down: the lane's thread is free again at once
                 error = f"no answer within the {self.deadline:g} s deadline"
                 results[key] = FetchResult(key, error=error, reason="deadline", seconds=self.deadline)
-        for result in results.values():
-            metrics.FHIR_FETCH_SECONDS.labels("failed" if result.error else "ok").observe(result.seconds)
-            if result.error:
-                metrics.FHIR_FETCH_FAILURES.labels(result.reason or "other").inc()
         return results
 
     def _session(self, base_url: str) -> requests.Session:
-        """This process's keep-alive session for an allow-listed server (a forked worker makes its own:
-        the parent's sockets are not its to use)."""
-        with self._sessions_lock:
-            if self._pid != os.getpid():
-                self._sessions, self._pid = {}, os.getpid()
-            session = self._sessions.get(base_url)
-            if session is None:
-                session = self._sessions[base_url] = _server_session(base_url, self._workers)
-            return session
+        return self._lane(base_url).session
 
-    def _fetch_one(
-        self, session: requests.Session, auth: dict[str, str], base: str, key: str, query: str, started: float
-    ) -> FetchResult:
-        result = FetchResult(key)
-        url: str | None = f"{base}/{query}"
+    def _lane(self, base_url: str) -> _Lane:
+        """This process's lane for an allow-listed server (a forked worker makes its own: the
+        parent's sockets and threads are not its to use)."""
+        with self._lanes_lock:
+            if self._pid != os.getpid():
+                self._lanes, self._pid = {}, os.getpid()
+            lane = self._lanes.get(base_url)
+            if lane is None:
+                pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="fhir-fetch")
+                lane = self._lanes[base_url] = _Lane(_server_session(base_url, self._workers), pool, Breaker(base_url))
+            return lane
+
+    def _fetch_one(self, fetch: _Fetch, holder: Abandon) -> FetchResult:
+        result = FetchResult(fetch.key)
+        token = WATCHDOG.arm(max(self.deadline - (time.monotonic() - fetch.started), 0.0), holder.abandon)
         try:
-            for _page in range(self.max_pages):
-                remaining = self.deadline - (time.monotonic() - started)
-                if remaining <= 0:
-                    result.error, result.reason = "deadline reached while paging", "deadline"
-                    break
-                body = self._get_json(session, auth, url, min(self.timeout, remaining))
-                if body.get("resourceType") == "OperationOutcome":
-                    result.error, result.reason = (
-                        "the FHIR server answered with an OperationOutcome",
-                        "operation_outcome",
-                    )
-                    break
-                if body.get("resourceType") != "Bundle":
-                    result.resources.append(body)
-                    break
-                result.resources.extend(  # an OperationOutcome entry says "no matches": not data
-                    e["resource"]
-                    for e in items(body.get("entry"))
-                    if isinstance(e, Mapping)
-                    and isinstance(e.get("resource"), Mapping)
-                    and e["resource"].get("resourceType") != "OperationOutcome"
-                )
-                if "_count=" in query:
-                    break  # the template asked for the newest N: the first page is the answer
-                url = _next_link(body)
-                if url is None:
-                    break
-                if not url.startswith(base + "/") and not url.startswith(base + "?"):
-                    result.error = "a paging link pointed outside the allow-listed server and was not followed"
-                    result.reason = "off_server_link"
-                    break
+            with abandoning(holder):
+                self._pages(fetch, result)
         except FetchError as exc:
             result.error, result.reason = str(exc), exc.reason
-        result.seconds = time.monotonic() - started
+        finally:
+            WATCHDOG.disarm(token)
+        if holder.abandoned and result.error:
+            result.error, result.reason = f"no answer within the {self.deadline:g} s deadline", "deadline"
+        result.seconds = time.monotonic() - fetch.started
         log.debug(
             "fhir fetch key=%s resources=%d seconds=%.3f error=%s",
-            key,
+            fetch.key,
             len(result.resources),
             result.seconds,
             result.error,
         )
         return result
 
+    def _pages(self, fetch: _Fetch, result: FetchResult) -> None:
+        session, auth, base, query, started = fetch.session, fetch.auth, fetch.base, fetch.query, fetch.started
+        url: str | None = f"{base}/{query}"
+        for _page in range(self.max_pages):
+            remaining = self.deadline - (time.monotonic() - started)
+            if remaining <= 0:
+                result.error, result.reason = "deadline reached while paging", "deadline"
+                return
+            body = self._get_json(session, auth, url, min(self.timeout, remaining))
+            if body.get("resourceType") == "OperationOutcome":
+                result.error, result.reason = (
+                    "the FHIR server answered with an OperationOutcome",
+                    "operation_outcome",
+                )
+                return
+            if body.get("resourceType") != "Bundle":
+                result.resources.append(body)
+                return
+            result.resources.extend(  # an OperationOutcome entry says "no matches": not data
+                e["resource"]
+                for e in items(body.get("entry"))
+                if isinstance(e, Mapping)
+                and isinstance(e.get("resource"), Mapping)
+                and e["resource"].get("resourceType") != "OperationOutcome"
+            )
+            if "_count=" in query:
+                return  # the template asked for the newest N: the first page is the answer
+            url = _next_link(body)
+            if url is None:
+                return
+            if not url.startswith(base + "/") and not url.startswith(base + "?"):
+                result.error = "a paging link pointed outside the allow-listed server and was not followed"
+                result.reason = "off_server_link"
+                return
+
     def _get_json(self, session: requests.Session, auth: dict[str, str], url: str, timeout: float) -> dict[str, Any]:
         try:
             try:
                 raw = self._get(session, auth, url, timeout)
             except requests.ConnectionError as exc:
-                if isinstance(exc, requests.Timeout):
+                if isinstance(exc, requests.Timeout) or current_abandoned():
                     raise
                 # Most often a kept-alive connection the server closed as it was reused: a GET is safe
                 # to send once more, on a new connection. (A timeout is not retried: it took its time.)
                 raw = self._get(session, auth, url, timeout)
         except requests.Timeout as exc:
             raise FetchError(f"the FHIR server did not answer within {timeout:.2g} s", "timeout") from exc
-        except requests.RequestException as exc:
+        except (requests.RequestException, OSError) as exc:
             raise FetchError(f"the FHIR server could not be reached ({type(exc).__name__})", "connection") from exc
         try:
             body = fastjson.loads(raw)  # orjson, or the standard parser where orjson refuses
@@ -188,7 +244,7 @@ def _server_session(base_url: str, pool_size: int) -> requests.Session:
     session.trust_env = False
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     session.headers["Accept"] = "application/fhir+json, application/json"
-    session.mount(base_url, HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
+    session.mount(base_url, DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size))
     return session
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from ..feedback.models import CardMemory
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 600.0
+RETRY_AFTER_SECONDS = 10.0
 
 
 class MemoryUnavailable(RuntimeError):
@@ -33,11 +35,13 @@ class MemoryStore:
         self._purger: threading.Thread | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._back_at = 0.0
 
     def put(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert rows, or renew the expiry (and facts) of a key already there."""
         if not rows:
             return
+        self._check_back()
         self._start_purger()
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = dialect.insert(CardMemory)
@@ -49,20 +53,31 @@ class MemoryStore:
             with self.engine.begin() as conn:
                 conn.execute(statement, [dict(r) for r in rows])
         except (SQLAlchemyError, OSError) as exc:
-            raise MemoryUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from exc
+            raise self._failed(exc) from exc
 
     def alive(self, keys: Iterable[str], now: datetime) -> dict[str, CardMemory]:
         """The rows of these keys that have not expired at `now` (expiry is enforced here, on read)."""
         wanted = sorted(set(keys))
         if not wanted:
             return {}
+        self._check_back()
         self._start_purger()
         query = select(CardMemory).where(CardMemory.key.in_(wanted), CardMemory.expires_at > now.astimezone(UTC))
         try:
             with self.engine.connect() as conn:
                 return {row.key: row for row in conn.execute(query)}
         except (SQLAlchemyError, OSError) as exc:
-            raise MemoryUnavailable(type(getattr(exc, "orig", None) or exc).__name__) from exc
+            raise self._failed(exc) from exc
+
+    def _check_back(self) -> None:
+        """After a failure the database is left alone for RETRY_AFTER_SECONDS: a store that hangs
+        costs one hook call its wait, not every call (the same as the JWT replay cache)."""
+        if time.monotonic() < self._back_at:
+            raise MemoryUnavailable("store failed recently")
+
+    def _failed(self, exc: Exception) -> MemoryUnavailable:
+        self._back_at = time.monotonic() + RETRY_AFTER_SECONDS
+        return MemoryUnavailable(type(getattr(exc, "orig", None) or exc).__name__)
 
     def purge(self, now: datetime | None = None) -> int:
         """Delete expired rows; how many."""
