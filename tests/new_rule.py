@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ EDITS = (
         "sources:\n",
         "  throwaway-source:\n"
         '    citation: "A source invented for tests/new_rule.py; it never leaves the throwaway copy"\n'
+        '    claim: "A low magnesium makes the throwaway drug dangerous."\n'
         "    status: UNVERIFIED\n",
     ),
     (  # 2a. the drug it is about (codes and names)
@@ -70,6 +72,7 @@ EDITS = (
         '      summary_unknown: "{drug} ordered: no serum Mg in {lookback} days; check it"\n'
         '      found: ["{mg_latest}"]\n'
         '      do: "Replete magnesium and check the level."\n'
+        '      do_unknown: "Order serum magnesium now."\n'
         '      why: "A test of the contributing guide."\n'
         "    suggestions: [order-serum-magnesium-now]\n"
         "    override_reasons: [magnesium-being-corrected, lab-ordered-elsewhere]\n",
@@ -133,9 +136,12 @@ def scenario_digests(copy: Path) -> dict[str, str]:
 
 def run(pytest_args: list[str], keep: bool = False) -> int:
     copy = copy_of_the_repository(Path(tempfile.mkdtemp(prefix="cds-new-rule-")) / "repo")
+    shared = ROOT.parent / "shared"  # the third-party data and references beside the clone, as CI has them
+    if shared.is_dir():
+        (copy.parent / "shared").symlink_to(shared)
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PYTEST_XDIST_WORKER", None)
-    failed = True
+    keep_copy = True  # for a look at what failed; an interrupted run (SIGTERM) or a pass removes it
     try:
         before = scenario_digests(copy)
         add_the_rule(copy)
@@ -159,19 +165,26 @@ def run(pytest_args: list[str], keep: bool = False) -> int:
         if not where.startswith(str(copy)):
             print(f"new_rule: the copy's tests would import the package from {where.strip()}, not the copy")
             return 1
-        tests = subprocess.run(
+        tests = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *(pytest_args or DEFAULT_ARGS)],
             cwd=copy,
             env=env,
         )
-        failed = tests.returncode != 0
+        try:
+            keep_copy = tests.wait() != 0
+        except BaseException:  # stopped (a timeout's SIGTERM): stop the tests too, and remove the copy
+            keep_copy = False
+            tests.kill()
+            tests.wait()
+            raise
         return tests.returncode
     finally:
-        if failed or keep:
+        if keep_copy or keep:
             print(f"new_rule: the copy with the rule added is kept at {copy}")
         else:
             shutil.rmtree(copy.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the copy is removed when stopped
     sys.exit(run(sys.argv[1:]))
