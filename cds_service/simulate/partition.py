@@ -19,6 +19,7 @@ import multiprocessing
 import re
 import shutil
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -92,7 +93,7 @@ def partition(source: Path, out: Path, shards: int, knowledge: Knowledge, worker
     if workers == 1:
         results = [_write(*args[0])]
     else:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with pool_context().Pool(workers) as pool:
             results = pool.starmap(_write, args)
     counts: list[Counter[str]] = [Counter() for _ in range(shards * per_shard)]
     read: Counter[str] = Counter()
@@ -359,3 +360,11 @@ def shard_patients(paths: list[Path]) -> Iterator[tuple[str, list[bytes]]]:
                 grouped.setdefault(key, []).append(body)
     for key in sorted(grouped):
         yield orjson.loads(key), grouped.pop(key)
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
+    """fork where this process runs one thread (the workers start at once and share the parent's pages);
+    forkserver otherwise: a child forked while another thread holds a lock (a logging handler, a
+    connection pool) waits for it for ever. Found under pytest-xdist, where a worker runs an app's
+    card-recorder thread beside the simulation."""
+    return multiprocessing.get_context("fork" if threading.active_count() == 1 else "forkserver")

@@ -4,7 +4,6 @@ figures (sums: exact). An export that is not partitioned yet is partitioned firs
 
 from __future__ import annotations
 
-import multiprocessing
 import shutil
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from ..config import Settings
 from ..knowledge.model import Knowledge
 from ..record.dates import parse_datetime
 from .figures import Figures
-from .partition import Medications, is_partition, partition, read_manifest, shard_patients
+from .partition import Medications, is_partition, partition, pool_context, read_manifest, shard_patients
 from .replay import replay_patient
 
 PROGRESS_EVERY_SECONDS = 2.0
@@ -63,15 +62,16 @@ def simulate(
     groups = [files[w::workers] for w in range(workers)]
     shared = manifest["shared"]["files"]
     jobs = [(part, shared, group, since, until, history_end) for group in groups if group]
-    done = multiprocessing.get_context("fork").Value("i", 0)
+    context = pool_context()
+    done = context.Value("i", 0)
     results: list[tuple[dict[str, Figures], Counter[str]]] = []
     started = time.monotonic()
     total = row["orders"]
     if len(jobs) <= 1:
-        _init(done)
+        _init(done, _KNOWLEDGE)
         results = [_replay_group(*job, report=_reporter(progress, done, total, started)) for job in jobs]
     else:
-        with multiprocessing.get_context("fork").Pool(len(jobs), initializer=_init, initargs=(done,)) as pool:
+        with context.Pool(len(jobs), initializer=_init, initargs=(done, _KNOWLEDGE)) as pool:
             pending = pool.starmap_async(_replay_group, jobs)
             while not pending.ready():
                 _report(progress, done.value, total, started)
@@ -100,12 +100,12 @@ def simulate(
 
 
 _DONE: Any = None
-_KNOWLEDGE: dict[str, Knowledge] = {}  # per configuration, loaded by the parent, inherited by forked workers
+_KNOWLEDGE: dict[str, Knowledge] = {}  # per configuration, loaded by the parent, handed to each worker
 
 
-def _init(done: Any) -> None:
-    global _DONE
-    _DONE = done
+def _init(done: Any, knowledge: dict[str, Knowledge]) -> None:
+    global _DONE, _KNOWLEDGE
+    _DONE, _KNOWLEDGE = done, knowledge
 
 
 def _replay_group(
