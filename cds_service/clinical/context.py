@@ -190,6 +190,8 @@ class RuleContext:
         """A fact any rule's template may name; '' when it has nothing to say (the line is left out)."""
         if name == "renal":
             return facts.renal(self.renal)
+        if name == "renal_note":
+            return self.renal.note
         if name == "renal_missing":
             return facts.renal_missing(self.renal)
         if name == "treatment":

@@ -45,6 +45,7 @@ class RenalAssessment:
     when: datetime | None = None  # date of the lab the estimate rests on
     last_known: bool = False  # older than the impaired lookback but kept: "last known, recheck"
     fact: str = ""  # what the card's "Found:" line says: the estimate(s), the creatinine and its date
+    note: str = ""  # a second fact when data disagree: a lab eGFR set aside, coded ESRD outranked
     not_retrieved: bool = False  # the renal results could not be retrieved (a FHIR timeout or error): a data gap
 
     @property
@@ -80,6 +81,7 @@ def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalA
                     f"({lab.short} {lab.shown_value} {lab.unit}) outranks it",
                 ),
                 rise=detect_creatinine_rise(record, knowledge),
+                note=f"{dialysis.label[:40]} on the problem list: not used, this newer estimate outranks it",
             )
         also = (f"Laboratory estimate: {lab.line}",) if lab is not None else ()
         return RenalAssessment(
@@ -198,7 +200,8 @@ def _from_creatinine(
     female = record.sex == "female"
     lines = [f"Creatinine {scr.shown()}", age_line]
     crcl = _cockcroft_gault(record, scr, age, female, p, lines)
-    egfr = _egfr_for(record, knowledge, scr, age, female, p, lines)
+    notes: list[str] = []
+    egfr = _egfr_for(record, knowledge, scr, age, female, p, lines, notes)
     chosen = _choose(crcl, egfr, knowledge.renal_estimate)
     if crcl is not None and egfr is not None:
         policy = {
@@ -217,6 +220,7 @@ def _from_creatinine(
         found=tuple(lines),
         when=scr.when,
         fact=_adult_fact(crcl, egfr, scr),
+        note="; ".join(notes),
     )
 
 
@@ -270,6 +274,7 @@ def _egfr_for(
     female: bool,
     p: dict[str, float],
     lines: list[str],
+    notes: list[str],
 ) -> Candidate:
     """CKD-EPI 2021 computed; the lab's own eGFR from the same creatinine stands in when it agrees."""
     computed = ckd_epi_2021(age, scr.value, female)
@@ -285,6 +290,11 @@ def _egfr_for(
             lines.append(
                 f"Reported {reported.found[0]} set aside: CKD-EPI 2021 from the same creatinine gives "
                 f"{computed:.0f}, more than {margin:.0%} apart"
+            )
+            when = f" on {day(reported.when)}" if reported.when else ""
+            notes.append(
+                f"Lab eGFR {reported.value:.0f}{when} set aside: more than {margin:.0%} "
+                f"from CKD-EPI 2021 ({computed:.0f})"
             )
         elif reported.bound is None:
             lines.append(f"{reported.found[0]}; CKD-EPI 2021 computed {computed:.0f} {EGFR_UNIT}")

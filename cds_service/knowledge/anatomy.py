@@ -32,6 +32,7 @@ FIELDS: Mapping[str, int] = {
     # facts, composed by clinical/facts.py or the rule family
     "renal": 120,
     "renal_missing": 120,
+    "renal_note": 110,
     "change": 40,
     "rise": 110,
     "mg_latest": 90,
