@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
 
     @app.get("/cds-services")
     def discovery() -> Response:
-        return _json(service.describe())
+        return _json(service.describe(g.issuer.iss if g.issuer else None))
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:

@@ -60,7 +60,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "security.trusted_issuers[]": frozenset(
         {"iss", "jwks_url", "jwks", "jwks_file", "jku_allowed", "algorithms", "tenants", "fhir_servers"}
     ),
-    "clients.<iss>": frozenset({"update_suggestions", "name", "suggestions"}),
+    "clients.<iss>": frozenset({"update_suggestions", "name", "suggestions", "prefetch"}),
     "memory": frozenset({"enabled", "secret", "window_minutes", "rules", "info_card"}),
     "memory.rules.<rule id>": frozenset({"window_minutes"}),
 }
@@ -235,6 +235,7 @@ class ClientProfile:
 
     update_suggestions: bool = True  # kept for existing configs: false = no update-order buttons
     suggestions: frozenset[str] = ACTIONS
+    prefetch: str = "2.0"  # "3.0": discovery offers this client CDS Hooks 3.0 templates (protocol/prefetch3.py)
 
     def applies(self, kind: str) -> bool:
         if kind == "update-order" and not self.update_suggestions:
@@ -256,8 +257,13 @@ def _clients(raw: Any) -> dict[str, ClientProfile]:
         kinds = row.get("suggestions", sorted(ACTIONS))
         if not isinstance(kinds, list) or any(k not in ACTIONS for k in kinds):
             raise ConfigError(f"config: {where}.suggestions: a list of {', '.join(sorted(ACTIONS))}")
+        prefetch = str(row.get("prefetch", "2.0"))
+        if prefetch not in ("2.0", "3.0"):
+            raise ConfigError(f'config: {where}.prefetch: "2.0" (the default) or "3.0"')
         out[str(key)] = ClientProfile(
-            update_suggestions=_bool(row, f"{where}.update_suggestions", True), suggestions=frozenset(kinds)
+            update_suggestions=_bool(row, f"{where}.update_suggestions", True),
+            suggestions=frozenset(kinds),
+            prefetch=prefetch,
         )
     return out
 

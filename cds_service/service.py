@@ -21,6 +21,7 @@ from .fhir.templates import templates_for
 from .memory import CardMemory, Held, MemoryStore
 from .memory.memory import EXTENSION as MEMORY_EXTENSION
 from .protocol.errors import ProtocolError
+from .protocol.prefetch3 import for_cds_hooks_3
 from .protocol.request import ORDER_HOOKS, parse_request
 from .protocol.schemas import discovery_document, validate
 from .record import build_record
@@ -50,6 +51,7 @@ class CdsService:
             self.knowledge, settings.card_topic_system, settings.card_source_label, settings.card_source_url
         )
         self.discovery = discovery_document()
+        self.discovery_3 = for_cds_hooks_3(self.discovery, self.knowledge.lab_retention_days)
         # One service per hook (CDS Hooks 2.0: clients key services by id). The wave-1 id answers both
         # order hooks, unlisted, so a registration made against it keeps working.
         self.hooks: dict[str, tuple[str, ...]] = {s["id"]: (s["hook"],) for s in self.discovery["services"]}
@@ -117,5 +119,8 @@ class CdsService:
         """The discovery id that answers this hook (where the legacy id takes its prefetch from)."""
         return next(s["id"] for s in self.discovery["services"] if s["hook"] == hook)
 
-    def describe(self) -> Mapping[str, Any]:
+    def describe(self, issuer: str | None = None) -> Mapping[str, Any]:
+        """Discovery as this client should see it: 3.0 prefetch templates where its profile asks."""
+        if self.settings.client(issuer).prefetch == "3.0":
+            return self.discovery_3
         return self.discovery

@@ -99,3 +99,52 @@ def test_report_counts_the_standard_reason_whichever_coding_came_back(tmp_path):
 def test_discovery_gives_each_service_the_cds_hooks_version_it_implements(client):
     services = client.get("/cds-services").get_json()["services"]
     assert services and all(service["version"] == "2.0.0" for service in services)
+
+
+def test_a_client_whose_profile_says_3_0_is_offered_3_0_prefetch_templates(make_app):
+    """FHIRPath in prefetch tokens (the 3.0 ballot): the draft orders' Medications resolved by the client,
+    and lab queries bounded to the longest lookback a rule reads. Other clients keep the 2.0 templates."""
+    from cds_service.protocol.schemas import validate
+
+    plain = make_app().test_client().get("/cds-services").get_json()
+    three = make_app({"clients": {"default": {"prefetch": "3.0"}}}).test_client().get("/cds-services").get_json()
+    validate("discovery", three)
+    days = KNOWLEDGE.lab_retention_days
+    for before, after in zip(plain["services"], three["services"], strict=True):
+        assert "draftMedications" not in before["prefetch"]
+        for key, template in before["prefetch"].items():
+            expected = f"{template}&date=ge{{{{today() - {days:.0f} days}}}}" if key in LABS else template
+            assert after["prefetch"][key] == expected, (before["id"], key)
+        if before["hook"] == "patient-view":
+            assert "draftMedications" not in after["prefetch"]  # no draft orders to resolve
+        else:
+            assert after["prefetch"]["draftMedications"] == (
+                "Medication?_id={{context.draftOrders.entry.resource.ofType(MedicationRequest).medication.resolve().id}}"
+            )
+
+
+LABS = ("magnesium", "renal", "weight", "height", "electrolytes")
+
+
+def test_the_draft_medications_a_3_0_client_resolved_are_read_without_a_fetch(client):
+    """A draft naming its drug only by reference, the Medication answered under `draftMedications`: the
+    card is the one the scenario expects, and nothing is fetched (there is no FHIR server to ask)."""
+    body = load_json(SCENARIOS / "referenced-medication" / "request.order-sign.json")
+    entries = body["context"]["draftOrders"]["entry"]
+    medications = [e for e in entries if e["resource"]["resourceType"] == "Medication"]
+    body["context"]["draftOrders"]["entry"] = [e for e in entries if e not in medications]
+    without = client.post(f"/cds-services/{SERVICE_FOR['order-sign']}", json=body).get_json()
+    assert without["cards"] == []  # with no server to fetch it from, the drug stays unknown: no card
+    body["prefetch"]["draftMedications"] = {"resourceType": "Bundle", "type": "searchset", "entry": medications}
+    response = client.post(f"/cds-services/{SERVICE_FOR['order-sign']}", json=body)
+    assert response.status_code == 200, response.get_json()
+    cards = response.get_json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-severe"]
+    assert "Mg citrate 200 mg tablet" in cards[0]["summary"]
+
+
+def test_a_client_profile_asking_for_an_unknown_prefetch_version_stops_the_start():
+    from cds_service.config import ConfigError, settings_from_mapping
+
+    with pytest.raises(ConfigError, match=r"clients.default.prefetch"):
+        settings_from_mapping({"clients": {"default": {"prefetch": "4.0"}}})

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..protocol.errors import ProtocolError
+from ..protocol.prefetch3 import DRAFT_MEDICATIONS
 from ..protocol.request import HookRequest
 from ..record.model import DataGap
 from ..security import TrustedIssuer
@@ -67,6 +68,9 @@ def gather(
             failed_in_prefetch[key] = query
         else:
             resources.extend(_resources_of(request.prefetch[key]))
+    draft_medications = request.prefetch.get(DRAFT_MEDICATIONS)  # a 3.0 client's resolved draft Medications
+    if isinstance(draft_medications, Mapping) and draft_medications.get("resourceType") != "OperationOutcome":
+        resources.extend(r for r in _resources_of(draft_medications) if r.get("resourceType") == "Medication")
     if failed_in_prefetch and not to_fetch and not _can_fetch(request, settings, issuer):
         # The EHR tried and reported an error: a gap on the cards, not a reason to refuse the call.
         gaps.extend(
