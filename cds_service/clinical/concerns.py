@@ -9,12 +9,13 @@ never states a value that holds for one product only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from ..knowledge.anatomy import MAX_FACTS, NAME_FIELDS, placeholders
 from .context import fit_name, short_name
-from .findings import Finding
+from .findings import Finding, SuggestedAction
 
 
 def one_card_per_concern(findings: list[Finding]) -> list[Finding]:
@@ -53,7 +54,8 @@ def _merged(group: list[Finding]) -> Finding:
         if all(value in summary for value in shown):
             break
     facts = tuple(dict.fromkeys(fact for f in group for fact in f.facts))[:MAX_FACTS]
-    suggestions, labs = [], set()
+    suggestions: list[SuggestedAction] = []
+    labs: set[str] = set()
     for finding in group:
         for suggestion in finding.suggestions:
             if suggestion.lab is not None and suggestion.lab in labs:
@@ -71,6 +73,6 @@ def _merged(group: list[Finding]) -> Finding:
     )
 
 
-def _joined(names: Any) -> str:
+def _joined(names: Iterable[str]) -> str:
     distinct = list(dict.fromkeys(n for n in names if n))
     return distinct[0] if len(distinct) == 1 else ", ".join(distinct[:-1]) + " and " + distinct[-1]

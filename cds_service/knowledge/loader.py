@@ -657,12 +657,14 @@ def _gates(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mappi
         if sides["magnesium"] is None and sides["partner"] is None:
             raise KnowledgeError(f"{where}: give magnesium and/or partner")
         cited = _cited(f"{where}.source", row.get("source"), sources) if row.get("source") else ()
-        drugs = {}
+        drugs: dict[str, GateSide] = {}
         for name, drug_row in (row.get("drugs") or {}).items():
             if not isinstance(drug_row, Mapping) or not drug_row.get("reason"):
                 raise KnowledgeError(f"{where}.drugs.{name}: every exception says why (reason)")
             _cited(f"{where}.drugs.{name}.source", drug_row.get("source"), sources)
-            drugs[str(name)] = _gate_side(f"{where}.drugs.{name}", {k: drug_row.get(k) for k in ("routes", "uses")})
+            side = _gate_side(f"{where}.drugs.{name}", {k: drug_row.get(k) for k in ("routes", "uses")})
+            if side is not None:  # always, for a mapping: _gate_side is None only for an absent row
+                drugs[str(name)] = side
         together = row.get("drafted_together")
         if together is not None:
             if not together.get("reason"):
