@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-EXPLANATION = "mg-cds.explanation"  # the card extension with the audit trail (cards/explain.py)
-
 # gunicorn defaults of `serve`, chosen by bench/http_bench.py on 2 cores (bench/README.md)
 DEFAULT_WORKERS = 2
 DEFAULT_THREADS = 4
@@ -558,6 +556,8 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
 
 
 def render_text(response: dict[str, Any], explain: bool = False) -> str:
+    from .cards.explain import EXTENSION as EXPLANATION_EXTENSION
+
     cards = response["cards"]
     if not cards:
         return "No cards."
@@ -568,7 +568,7 @@ def render_text(response: dict[str, Any], explain: bool = False) -> str:
             lines.append(f"    {line}" if line else "")
         for suggestion in card.get("suggestions", ()):
             lines.append(f"    -> suggestion: {suggestion['label']}")
-        explained = card.get("extension", {}).get(EXPLANATION)
+        explained = card.get("extension", {}).get(EXPLANATION_EXTENSION)
         if explain and explained:
             lines.append(f"    explanation ({', '.join(explained['orders'])}):")
             lines.extend(f"      - {line}" for line in explained["evidence"])

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..clinical.findings import Finding, SuggestedAction
 from ..config import ClientProfile
-from ..knowledge.anatomy import SUMMARY_LIMIT, clip, evidence_words, render_detail
+from ..knowledge.anatomy import SUMMARY_LIMIT, clip, evidence_words, render_detail, shorten
 from ..knowledge.model import Knowledge
 from ..pages.links import rule_url
 from ..record.model import PatientRecord
@@ -153,7 +153,4 @@ def fit_summary(text: str) -> str:
 
 def _short(citation: str) -> str:
     """A link label within its limit, cut at a word (never inside a number: '20-2…')."""
-    text = " ".join(citation.split())
-    if len(text) <= LINK_LABEL_LIMIT:
-        return text
-    return text[: LINK_LABEL_LIMIT - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    return shorten(citation, LINK_LABEL_LIMIT)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from ..knowledge.anatomy import FIELDS, NAME_FIELDS, NAME_FLOOR, SUMMARY_LIMIT, clip, fill, placeholders
+from ..knowledge.anatomy import FIELDS, NAME_FIELDS, NAME_FLOOR, SUMMARY_LIMIT, clip, fill, placeholders, shorten
 from ..knowledge.model import Knowledge, RuleSpec
 from ..knowledge.suggestions import SUGGESTIONS
 from ..record.model import LabValue, MedicationEntry, PatientRecord
@@ -306,16 +306,7 @@ def fit_name(template: str, name: str, **fields: Any) -> str:
 @lru_cache(maxsize=8192)
 def short_name(name: str, limit: int = 48) -> str:
     """Drug names go into summaries that must stay under 140 characters (cached: names repeat)."""
-    name = " ".join(name.split())
-    if len(name) <= limit:
-        return name
-    cut = name[: limit - 1]
-    for opener in "([":  # never leave a bracket open: "Aluminum Hydroxide (as…" reads as a typo
-        if cut.rfind(opener) > cut.rfind(")]"[opener == "["]) and cut.rfind(opener) >= limit // 2:
-            cut = cut[: cut.rfind(opener)]
-    if " " in cut[limit // 2 :]:  # end on a whole word where one is near
-        cut = cut[: cut.rfind(" ")]
-    return cut.rstrip(" ,;:/-") + "…"
+    return shorten(name, limit)
 
 
 def recognised_as(match: ProductMatch) -> str:

@@ -313,16 +313,16 @@ def _child(
     if height is None or not height.usable or height.value <= 0:
         reasons.append("child: body height needed for the bedside Schwartz estimate is missing or not current")
         return None
+    egfr = bedside_schwartz(height.value, scr.value)
     return RenalAssessment(
-        value=bedside_schwartz(height.value, scr.value),
+        value=egfr,
         unit=EGFR_UNIT,
         method="bedside Schwartz eGFR (child)",
         short="eGFR",
         bound=bound,
         found=(f"Creatinine {scr.shown()}", f"Height {height.shown()}", age_line),
         when=scr.when,
-        fact=f"eGFR {bedside_schwartz(height.value, scr.value):.0f} {EGFR_UNIT} (bedside Schwartz); "
-        f"creatinine {scr.stated()}",
+        fact=f"eGFR {egfr:.0f} {EGFR_UNIT} (bedside Schwartz); creatinine {scr.stated()}",
     )
 
 

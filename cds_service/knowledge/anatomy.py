@@ -79,6 +79,21 @@ def clip(value: object, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def shorten(text: str, limit: int) -> str:
+    """A name or label within `limit`, cut at a word near the end and never leaving a bracket open
+    ("Aluminum Hydroxide (as…" reads as a typo); `clip` is for values, cut where the limit falls."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    for opener in "([":
+        if cut.rfind(opener) > cut.rfind(")]"[opener == "["]) and cut.rfind(opener) >= limit // 2:
+            cut = cut[: cut.rfind(opener)]
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:/-") + "…"
+
+
 def fill(template: str, fields: Mapping[str, object]) -> str:
     """The template with every field clipped to its bound; '' when a field it needs is absent or empty
     (a fact line the rule has nothing for is left out, never shown half-filled)."""

@@ -23,45 +23,42 @@ class SuggestionSpec:
     by_family: bool = False  # built by the rule family that knows the partner drug and its spacing
 
 
-def _spec(key: str, action: Action, page_label: str, **more: object) -> tuple[str, SuggestionSpec]:
-    return key, SuggestionSpec(key, action, page_label, **more)  # type: ignore[arg-type]
-
-
-SUGGESTIONS: Mapping[str, SuggestionSpec] = dict(
-    [
-        _spec("remove-order", "remove-order", "Remove the magnesium order (a delete of the draft order)"),
-        _spec(
+SUGGESTIONS: Mapping[str, SuggestionSpec] = {
+    spec.key: spec
+    for spec in (
+        SuggestionSpec("remove-order", "remove-order", "Remove the magnesium order (a delete of the draft order)"),
+        SuggestionSpec(
             "order-serum-magnesium-now", "order-lab", "Order serum magnesium now (a ServiceRequest)",
             lab="magnesium", due="now",
         ),
-        _spec(
+        SuggestionSpec(
             "order-serum-magnesium-recheck", "order-lab",
             "Order a serum magnesium recheck with a due date (a ServiceRequest)", lab="magnesium", due="recheck",
         ),
-        _spec(
+        SuggestionSpec(
             "order-serum-magnesium-level-check", "order-lab",
             "Order serum magnesium at the level-check interval (a ServiceRequest)", lab="magnesium", due="level-check",
         ),
-        _spec(
+        SuggestionSpec(
             "order-serum-creatinine", "order-lab", "Order serum creatinine now (a ServiceRequest)",
             lab="creatinine", due="now",
         ),
-        _spec(
+        SuggestionSpec(
             "order-potassium-if-missing", "order-lab",
             "Order serum potassium when none is on record in its lookback", lab="potassium", due="if-missing",
         ),
-        _spec(
+        SuggestionSpec(
             "order-calcium-if-missing", "order-lab",
             "Order serum calcium when none is on record in its lookback", lab="calcium", due="if-missing",
         ),
-        _spec(
+        SuggestionSpec(
             "update-spacing", "update-order",
             "Add the dose-spacing instruction to the order (an update; in the Do line for EHRs that take none)",
             by_family=True,
         ),
-        _spec(
+        SuggestionSpec(
             "remove-magnesium-if-no-spacing", "remove-order", "Remove the magnesium order when no spacing works",
             by_family=True,
         ),
-    ]
-)  # fmt: skip
+    )
+}  # fmt: skip
