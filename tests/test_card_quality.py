@@ -26,6 +26,7 @@ FORBIDDEN = {
     "a repository file": re.compile(r"\b[\w-]+\.(ya?ml|md|py|json)\b|clinical-rules|terminology\b"),
     "a knowledge-status grade": re.compile(r"\b(VERIFIED|SECONDARY|POLICY|UNVERIFIED)\b"),
     "a policy key": re.compile(r"\bservice-[a-z-]+-policy\b|\[[a-z0-9]+(-[a-z0-9]+)+\]"),
+    "an unfilled template field": re.compile(r"\{[a-z_]+\}"),
     "parsing vocabulary": re.compile(
         r"\bread as\b|\brecognised as\b|\bRxNorm clinical drug\b|\bby name '|\brule `|\bSaid as\b|\bLOINC\b"
     ),

@@ -43,16 +43,21 @@ def _merged(group: list[Finding]) -> Finding:
     first = group[0]
     products = [f.order.name or str(f.fields.get("mg", "")) for f in group]
     differing = [n for n in NAME_FIELDS if n in first.fields and len({str(f.fields[n]) for f in group}) > 1]
+    named = placeholders(first.summary_template)
     for limit in (40, 32, 26, 20, 16, 12):  # each name shortened alike, so that every product stays named
-        fields = dict(first.fields)
-        for name in differing:
-            fields[name] = _joined(short_name(str(f.fields[name]), limit) for f in group)
-        names = _joined(short_name(p, limit) for p in products)
+        joined = {n: _apart([str(f.fields[n]) for f in group], limit) for n in differing}
+        names = _apart(products, limit)
+        if names is None or None in joined.values():
+            continue  # shortened this far, two names read the same
+        fields = {**first.fields, **joined}
         summary = fit_name(first.summary_template, names, **fields)
-        named = placeholders(first.summary_template)
-        shown = ([names] if "drug" in named else []) + [fields[n] for n in differing if n in named]
+        shown = ([names] if "drug" in named else []) + [str(fields[n]) for n in differing if n in named]
         if all(value in summary for value in shown):
             break
+    else:  # no length keeps every name whole and apart: the summary counts them, the facts name each
+        count = f"{len(set(products))} magnesium products"
+        fields = {**first.fields, **dict.fromkeys(differing, count)}
+        summary = fit_name(first.summary_template, count, **fields)
     facts = tuple(dict.fromkeys(fact for f in group for fact in f.facts))[:MAX_FACTS]
     suggestions: list[SuggestedAction] = []
     labs: set[str] = set()
@@ -71,6 +76,13 @@ def _merged(group: list[Finding]) -> Finding:
         fields=fields,
         also=tuple(o for f in group[1:] for o in f.orders),
     )
+
+
+def _apart(names: list[str], limit: int) -> str | None:
+    """The distinct names, each shortened to `limit`, joined; None when shortening makes two alike."""
+    distinct = list(dict.fromkeys(n for n in names if n))
+    short = [short_name(n, limit) for n in distinct]
+    return _joined(short) if len(set(short)) == len(distinct) else None
 
 
 def _joined(names: Iterable[str]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from ..knowledge.anatomy import FIELDS, NAME_FIELDS, NAME_FLOOR, SUMMARY_LIMIT, clip, fill, placeholders, shorten
 from ..knowledge.model import Knowledge, RuleSpec
 from ..knowledge.suggestions import SUGGESTIONS
+from ..record.dates import day
 from ..record.model import LabValue, MedicationEntry, PatientRecord
 from . import facts
 from .dose import DailyDose
@@ -87,7 +88,7 @@ class RuleContext:
         name = "serum magnesium" if analyte == "magnesium" else f"serum {analyte}"
         if due == "recheck":
             when = now + timedelta(days=spec.value("recheck_after_days"))
-            return _lab(analyte, f"Order {name} recheck due {when.date().isoformat()}", when)
+            return _lab(analyte, f"Order {name} recheck due {day(when)}", when)
         if due == "level-check":
             shown, delay = self.level_check(order)
             return _lab(analyte, f"Order {name} in {shown} ({_when(now + delay, delay)})", now + delay)
@@ -283,7 +284,7 @@ def _lab(analyte: str, label: str, due: datetime) -> SuggestedAction:
 
 
 def _when(due: datetime, delay: timedelta) -> str:
-    return f"due {due.date().isoformat()}" if delay >= timedelta(days=1) else f"due {due:%Y-%m-%d %H:%M} UTC"
+    return f"due {day(due)}" if delay >= timedelta(days=1) else f"due {day(due)} {due:%H:%M} UTC"
 
 
 def fit_name(template: str, name: str, **fields: Any) -> str:

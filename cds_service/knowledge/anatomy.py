@@ -16,6 +16,7 @@ SUMMARY_LIMIT = 139  # CDS Hooks 2.0: summary "<140 characters"
 DETAIL_LIMIT = 700
 MAX_FACTS = 3
 FACT_SEPARATOR = " · "  # between facts; a fact may itself use ';'
+SHORTEST_NAME = 8  # a bracket is cut off a name only if this much name stays before it
 NAME_FLOOR = 12  # a name in a summary is never shortened below this (fit_name in clinical/context.py)
 
 # Names a summary may shorten to fit (never its verdict); the drug's own name always is one.
@@ -87,8 +88,9 @@ def shorten(text: str, limit: int) -> str:
         return text
     cut = text[: limit - 1]
     for opener in "([":
-        if cut.rfind(opener) > cut.rfind(")]"[opener == "["]) and cut.rfind(opener) >= limit // 2:
-            cut = cut[: cut.rfind(opener)]
+        at = cut.rfind(opener)
+        if at > cut.rfind(")]"[opener == "["]) and len(cut[:at].strip()) >= SHORTEST_NAME:
+            cut = cut[:at]
     if " " in cut[limit // 2 :]:
         cut = cut[: cut.rfind(" ")]
     return cut.rstrip(" ,;:/-") + "…"
