@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from ..record.dates import day
 from ..record.model import LabValue, PatientRecord
 from .renal_function import RenalAssessment
 
@@ -19,11 +20,9 @@ def number(value: float) -> str:
 
 def lab(label: str, value: LabValue) -> str:
     """'Serum Mg 0.62 mmol/L (1.51 mg/dL) on 3 Dec 2026': as reported, and in the unit the rules use."""
-    shown = value.stated()
-    if value.value is not None and value.unit and value.original_unit != value.unit:
-        reported, _, when = shown.partition(" on ")
-        shown = f"{reported} ({number(value.value)} {value.unit}) on {when}"
-    return f"{label} {shown}"
+    converted = value.value is not None and value.unit and value.original_unit != value.unit
+    also = f" ({number(value.value)} {value.unit})" if converted and value.value is not None else ""
+    return f"{label} {value.reported()}{also} on {day(value.when)}"
 
 
 def magnesium(record: PatientRecord, within_days: float, high: float | None = None, low: float | None = None) -> str:

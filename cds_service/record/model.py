@@ -46,9 +46,13 @@ class LabValue:
         shown = f"{self.comparator or ''}{_num(self.original_value)} {self.original_unit}"
         return f"{shown} on {self.when.date().isoformat()} ({self.reference})"
 
+    def reported(self) -> str:
+        """The value and unit as the lab reported them: '<0.5 mg/dL'."""
+        return f"{self.comparator or ''}{_num(self.original_value)} {self.original_unit}"
+
     def stated(self) -> str:
         """As a clinician reads it on a card: '256 umol/L on 1 Nov 2026' (no record ids)."""
-        return f"{self.comparator or ''}{_num(self.original_value)} {self.original_unit} on {day(self.when)}"
+        return f"{self.reported()} on {day(self.when)}"
 
 
 @dataclass(frozen=True, slots=True)
