@@ -85,15 +85,24 @@ def postgres_db(postgres_server) -> Iterator[str]:
 def make_app(tmp_path):
     """Build the real app with a config mapping (as a site's YAML would give) and the fixture clock."""
 
+    apps = []
+
     def factory(config: dict[str, Any] | None = None, now: datetime | None = FIXTURE_NOW):
         raw = {"data_dir": str(tmp_path / "data"), **(config or {})}
         if isinstance(raw.get("fhir", {}), dict):
             raw["fhir"] = scaled_fhir_waits(raw.get("fhir") or {})
         app = create_app(settings_from_mapping(raw, now=now))
         app.testing = True
+        apps.append(app)
         return app
 
-    return factory
+    yield factory
+    # Stop each app's card writer, as a worker's exit does: a writer left running would go on
+    # retrying a database the test has dropped, and its warnings would land in later tests' logs.
+    for app in apps:
+        recorder = app.extensions.get("card_recorder")
+        if recorder is not None:
+            recorder.close(timeout=1.0)
 
 
 def scaled_fhir_waits(fhir: dict[str, Any]) -> dict[str, Any]:
