@@ -48,6 +48,10 @@ class RuleContext:
     partners: tuple[PartnerDrug, ...]
     renal: RenalAssessment
     treatment: TreatmentContext
+    runnable: frozenset[str]  # the rules that may speak (on, and admitting an order in scope): the rest cost nothing
+
+    def runs(self, rule_id: str) -> bool:
+        return rule_id in self.runnable
 
     @property
     def magnesium_orders(self) -> tuple[tuple[MedicationEntry, ProductMatch], ...]:
@@ -55,8 +59,12 @@ class RuleContext:
         return tuple((p.entry, p.match) for p in self.magnesium if p.in_scope)
 
     def partners_in_scope(self, kind: str) -> tuple[PartnerDrug, ...]:
-        """The partner drugs of one kind (chelation, depletion, risk) among the orders in scope."""
-        return tuple(p for p in self.partners if p.in_scope and p.hit.drug_class.kind == kind)
+        """The partner drugs of one kind (depletion, risk) among the orders in scope, whose class's rule runs."""
+        return tuple(
+            p
+            for p in self.partners
+            if p.in_scope and p.hit.drug_class.kind == kind and self.runs(p.hit.drug_class.rule)
+        )
 
     def wasting_drugs(self) -> list[str]:
         """Names of the magnesium-wasting drugs ordered or taken. Statins (listed with a minimum daily
@@ -186,6 +194,9 @@ class RuleContext:
             fields=fields,
             merge_key=merge_key,
         )
+
+    # The facts any rule's template may name, besides the fields its family fills (family.py).
+    STANDARD_FACTS = frozenset({"renal", "renal_note", "renal_missing", "treatment", "rise", "mg_latest"})
 
     def standard_fact(self, name: str, fields: Mapping[str, Any]) -> str:
         """A fact any rule's template may name; '' when it has nothing to say (the line is left out)."""

@@ -1,17 +1,18 @@
-"""Run every enabled rule family over a record: pure, no I/O.
+"""Run the rule families over a record: pure, no I/O.
 
-Each order is read once (route class, use, setting: order_context.py); the gating table then decides
-which rules may speak about it, and every card says how its orders were read.
+Each order is read once (route class, use, setting: order_context.py). Before any family runs, the
+site's switches and the gating table decide which rules may speak at all (a rule that is off, or that
+admits none of the orders in scope, costs nothing); the gating row then judges each card's pair of
+orders, and every card says how its orders were read.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..knowledge.anatomy import MAX_FACTS
-from ..knowledge.model import GateSide, Knowledge
+from ..knowledge.model import Gate, GateSide, Knowledge
 from ..record.model import MedicationEntry, PatientRecord
 from .concerns import one_card_per_concern
 from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
@@ -21,20 +22,9 @@ from .findings import Finding
 from .matching import MagnesiumMatcher, ProductMatch, magnesium_kind
 from .order_context import OrderContext, Setting, encounter_setting, read_order
 from .renal_function import assess_renal_function
-from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
+from .rules import FAMILIES
+from .rules.family import declarations
 from .treatment import read_treatment
-
-RuleFamily = Callable[[RuleContext], list[Finding]]
-FAMILIES: tuple[RuleFamily, ...] = (
-    renal.evaluate,
-    labs.evaluate,
-    interactions.evaluate,
-    depletion.evaluate,
-    dosing.evaluate,
-    monitoring.evaluate,
-    conditions.evaluate,
-    risk.evaluate,
-)
 
 
 class RuleEngine:
@@ -45,6 +35,10 @@ class RuleEngine:
         self.magnesium = MagnesiumMatcher(knowledge.magnesium)
         self.drugs = DrugMatcher(knowledge)
         self.vocabulary = knowledge.order_vocabulary
+        # What each family says it does, checked against rules.yaml (KnowledgeError at start otherwise).
+        self.declared = declarations(FAMILIES, knowledge, RuleContext.STANDARD_FACTS)
+        self.families = tuple((f, frozenset(f.speaks_for(knowledge))) for f in FAMILIES)
+        self.enabled = frozenset(r for r in knowledge.rules if knowledge.enabled(r))
         # Route classes some enabled rule judges, per side: a product read otherwise (a bath, an eye
         # drop, an inhaled antibiotic) is no magnesium product or partner drug for this request at all.
         self.judged_routes = {
@@ -85,7 +79,7 @@ class RuleEngine:
 
     def evaluate(self, record: PatientRecord, gated: Counter | None = None) -> list[Finding]:
         """The findings for a record; `gated`, when given, counts per rule the findings the gating table
-        held back (what `cds-service simulate` reports)."""
+        held back (what `cds-service simulate` reports: then every enabled rule runs, to be counted)."""
         magnesium: list[MagnesiumProduct] = []
         partners: list[PartnerDrug] = []
         readings: dict[str, Reading] = {}
@@ -108,6 +102,9 @@ class RuleEngine:
             return []  # nothing this service speaks about among the orders in scope
         if record.hook == "patient-view" and not magnesium:
             return []  # the review speaks only about patients on a magnesium product
+        runnable = self.enabled if gated is not None else self._runnable(readings, record)
+        if not any(not rules.isdisjoint(runnable) for _, rules in self.families):
+            return []
         ctx = RuleContext(
             record=record,
             knowledge=self.knowledge,
@@ -115,16 +112,19 @@ class RuleEngine:
             partners=tuple(partners),
             renal=assess_renal_function(record, self.knowledge),
             treatment=read_treatment(record, self.knowledge),
+            runnable=runnable,
         )
         restricted = self._restricted_products(ctx)
         findings: dict[tuple[str, str, str], Finding] = {}
-        for family in FAMILIES:
-            for finding in family(ctx):
+        for family, rules in self.families:
+            if rules.isdisjoint(runnable):
+                continue  # every rule of the family is off or admits no order in scope
+            for finding in family.evaluate(ctx):
                 if self._judged(finding, readings, restricted):
                     if finding.order.reference in restricted:
                         finding = replace(finding, audit=(*finding.audit, restricted[finding.order.reference][0]))
                     findings.setdefault(finding.key, _stamped(finding, readings, record.hook == "patient-view"))
-                elif gated is not None:
+                elif gated is not None and finding.rule_id in self.enabled:  # a rule switched off is not "held back"
                     gated[finding.rule_id] += 1
         kept = keeping_what_yielders_knew(list(findings.values()), self.knowledge)
         out = _each_lab_once(one_card_per_concern(kept))
@@ -132,10 +132,27 @@ class RuleEngine:
             out = [replace(f, suggestions=tuple(s for s in f.suggestions if s.kind == "order-lab")) for f in out]
         return out
 
+    def _runnable(self, readings: dict[str, Reading], record: PatientRecord) -> frozenset[str]:
+        """The enabled rules whose gating row admits at least one order in scope, as it is read: every card
+        is about an order in scope, and `_gated_in` asks that row to admit it (or two magnesium drafts to
+        be drafted together)."""
+        in_scope = {e.reference for e in record.orders_in_scope}
+        orders = [r for ref, r in readings.items() if ref in in_scope]
+        out = set()
+        for rule_id in self.enabled:
+            gate = self.knowledge.gates.get(rule_id)
+            if gate is None or any(_admitted(gate, r, rule_id) for r in orders):
+                out.add(rule_id)
+            elif gate.drafted_together is not None:
+                together = gate.drafted_together
+                if sum(_drafted(r, together) for r in readings.values()) >= 2:
+                    out.add(rule_id)
+        return frozenset(out)
+
     def _judged(self, finding: Finding, readings: dict[str, Reading], restricted: dict[str, Restriction]) -> bool:
         """Enabled, admitted by the gating row, and, about a product judged by some rules only (a trace-magnesium
         combination, a drug's magnesium salt, an excipient), one of those rules."""
-        if not self.knowledge.enabled(finding.rule_id) or not self._gated_in(finding, readings):
+        if finding.rule_id not in self.enabled or not self._gated_in(finding, readings):
             return False
         about = {e.reference for e in (finding.order, finding.partner) if e is not None}
         return all(finding.rule_id in restricted[ref][1] for ref in about & restricted.keys())
@@ -175,16 +192,7 @@ class RuleEngine:
         together = gate.drafted_together
         if together is not None and len(read) == 2 and all(_drafted(r, together) for r in read):
             return True
-        for r in read:
-            allowed = getattr(gate, r.side)
-            if r.side == "partner":
-                own = [gate.drugs[h.drug.name] for h in r.hits if h.drug.name in gate.drugs]
-                allowed = own[0] if own else allowed
-                if not _long_enough(r, finding.rule_id):
-                    return False
-            if allowed is not None and not allowed.admits(r.context.route, r.context.use):
-                return False
-        return True
+        return all(_admitted(gate, r, finding.rule_id) for r in read)
 
 
 Restriction = tuple[str, frozenset[str]]  # the line on the card, the rules that judge the product
@@ -198,6 +206,18 @@ class Reading:
     context: OrderContext
     entry: MedicationEntry
     hits: tuple[DrugHit, ...] = ()
+
+
+def _admitted(gate: Gate, reading: Reading, rule_id: str) -> bool:
+    """The gating row admits this order as it was read: its side's routes and uses (a partner drug with a
+    row of its own, cisplatin, by that row), and a partner's course long enough for the rule."""
+    allowed = getattr(gate, reading.side)
+    if reading.side == "partner":
+        own = [gate.drugs[h.drug.name] for h in reading.hits if h.drug.name in gate.drugs]
+        allowed = own[0] if own else allowed
+        if not _long_enough(reading, rule_id):
+            return False
+    return allowed is None or bool(allowed.admits(reading.context.route, reading.context.use))
 
 
 def _drafted(reading: Reading, together: GateSide) -> bool:

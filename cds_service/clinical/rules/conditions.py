@@ -5,9 +5,12 @@ from __future__ import annotations
 from ..context import RuleContext, recognised_as
 from ..findings import Finding
 from ..problems import find_condition, how_found
+from .family import Family, says
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
+    if not ctx.runs("myasthenia-gravis"):
+        return []
     condition = find_condition(ctx.record, ctx.knowledge.conditions["myasthenia_gravis"])
     if condition is None:
         return []
@@ -22,3 +25,6 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         )
         for order, match in ctx.magnesium_orders
     ]
+
+
+FAMILY = Family("conditions", evaluate, {"myasthenia-gravis": says("condition")})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..context import PartnerDrug, RuleContext
 from ..dose import daily_mg
 from ..findings import Finding
+from .family import Family, says
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -53,3 +54,11 @@ def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding | None:
         lookback=f"{lookback:.0f}",
         **fields,
     )
+
+
+FAMILY = Family(
+    "depletion",
+    evaluate,
+    table_kind="depletion",
+    table_says=says("lookback", "daily", "dose", "value", "unit", cases=("", "low")),
+)

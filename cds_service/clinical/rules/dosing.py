@@ -5,11 +5,13 @@ from __future__ import annotations
 from ..context import MagnesiumProduct, RuleContext, recognised_as, short_name
 from ..findings import Finding
 from ..matching import words_of
+from .family import Family, says
 from .labs import obstetric_indication
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
-    return [*_above_upper_limit(ctx), *_duplicates(ctx)]
+    above = _above_upper_limit(ctx) if ctx.runs("dose-above-ul") else []
+    return [*above, *(_duplicates(ctx) if ctx.runs("duplicate-magnesium") else [])]
 
 
 def upper_limit(ctx: RuleContext, age: float) -> float | None:
@@ -158,3 +160,13 @@ def _duplicate(ctx: RuleContext, product: MagnesiumProduct, other: MagnesiumProd
         total=total,
         both=both,
     )
+
+
+FAMILY = Family(
+    "dosing",
+    evaluate,
+    {
+        "dose-above-ul": says("daily", "ul", "age", "dose"),
+        "duplicate-magnesium": says("other", "total", "both"),
+    },
+)

@@ -10,6 +10,7 @@ from ..context import MagnesiumProduct, PartnerDrug, RuleContext, short_name, up
 from ..findings import Finding, SuggestedAction
 from ..matching import words_of
 from ..route import route_of
+from .family import Family, says
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -19,6 +20,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             continue
         for partner in ctx.partners:
             if partner.hit.drug_class.kind != "chelation" or not (mg.in_scope or partner.in_scope):
+                continue
+            if not ctx.runs(partner.hit.drug_class.rule):
                 continue
             if partner.entry is mg.entry:
                 continue  # the ingredients of one product are formulated together
@@ -113,3 +116,11 @@ def _spacing(subject: str, other: str, before_h: float | None, after_h: float | 
 
 def _hours(value: float) -> str:
     return f"{value * 60:.0f} min" if value < 1 else f"{value:g} h"
+
+
+FAMILY = Family(
+    "interactions",
+    evaluate,
+    table_kind="chelation",
+    table_says=says("partner_name", "mg", "spacing", "pair", cases=("", "no_spacing")),
+)

@@ -12,6 +12,7 @@ from .. import facts
 from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
 from ..treatment import obstetric_reason
+from .family import Family, says
 
 SULFATE = "magnesium sulfate"
 
@@ -20,6 +21,8 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
     lookback = ctx.knowledge.lab_lookbacks["magnesium_days"].value
     mg = ctx.record.latest("magnesium", lookback)
     if mg is None or not mg.usable or mg.value <= 0:  # 0 or less is a lab error, not hypomagnesaemia
+        return []
+    if not ctx.runs("mg-high") and not ctx.runs("mg-low"):
         return []
     findings = []
     for product in ctx.magnesium:
@@ -39,6 +42,8 @@ def _judge(ctx: RuleContext, product: MagnesiumProduct, mg) -> Finding | None:
     measured = f"Serum magnesium **{mg.shown()}** = {mg.value:.2f} mg/dL"
     order, match = product.entry, product.match
     obstetric = obstetric_indication(ctx, product)
+    if obstetric is not None and not ctx.runs("mg-high"):
+        return None
     if obstetric is not None:
         low, high = spec.value("preeclampsia_low"), spec.value("preeclampsia_high")
         if mg.value <= high or mg.comparator in ("<", "<="):
@@ -60,9 +65,11 @@ def _judge(ctx: RuleContext, product: MagnesiumProduct, mg) -> Finding | None:
             obstetric_level=f"{facts.lab('Serum Mg', mg)} (obstetric range {low:g}-{high:g} mg/dL)",
         )
     if ctx.is_high(mg):
+        if not ctx.runs("mg-high"):
+            return None
         found = (measured, f"Upper limit {ctx.high_limit(mg):.2f} mg/dL from {limit_source}")
         return ctx.finding("mg-high", order, recognised_as(match), found=found, value=shown_value, unit="mg/dL")
-    if not ctx.is_low(mg):
+    if not ctx.is_low(mg) or not ctx.runs("mg-low"):
         return None
     found = (measured, f"Lower limit {ctx.low_limit(mg):.2f} mg/dL from {limit_source}")
     return _low(ctx, product, mg, shown_value, found)
@@ -106,3 +113,13 @@ def _low(ctx: RuleContext, product: MagnesiumProduct, mg, shown_value: str, foun
         wasting=", ".join(wasting)[:40],
         reason=reason,
     )
+
+
+FAMILY = Family(
+    "labs",
+    evaluate,
+    {
+        "mg-high": says("value", "unit", "high", "obstetric_level", cases=("", "preeclampsia")),
+        "mg-low": says("value", "unit", "wasting", "reason", cases=("", "wasting", "laxative")),
+    },
+)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from ...record.dates import day
 from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
+from .family import Family, says
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -18,6 +19,9 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
     findings = []
     for product in ctx.magnesium:
         if product.in_scope:
+            rule_id = "monitoring-overdue" if continuing else "monitoring-recheck"
+            if not ctx.runs(rule_id):
+                continue
             finding = _overdue(ctx, product) if continuing else _recheck(ctx, product)
             if finding is not None:
                 findings.append(finding)
@@ -98,3 +102,13 @@ def _overdue(ctx: RuleContext, product: MagnesiumProduct) -> Finding | None:
         risks=f"At risk: {'; '.join(risks)}",
         lookback=f"{interval:.0f}",
     )
+
+
+FAMILY = Family(
+    "monitoring",
+    evaluate,
+    {
+        "monitoring-recheck": says("due_from", "due_by", "risk", "risks"),
+        "monitoring-overdue": says("risk", "last", "risks", "lookback"),
+    },
+)

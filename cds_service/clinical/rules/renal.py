@@ -8,10 +8,12 @@ get "reduce the dose and check the level", a one-time or as-needed laxative gets
 from __future__ import annotations
 
 from ..context import MagnesiumProduct, RuleContext, recognised_as
-from ..findings import Finding
+from ..findings import Finding, SuggestedAction
 from ..matching import magnesium_kind
 from ..problems import find_condition
+from ..renal_function import CreatinineRise
 from .dosing import upper_limit
+from .family import Family, says
 
 TIERS = ("renal-contraindicated", "renal-severe", "renal-moderate")
 
@@ -83,74 +85,98 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
     for product in ctx.magnesium:
         if not product.in_scope:
             continue
-        order, match = product.entry, product.match
         found = (
             f"Renal function: {renal.method}"
             + (f" **{renal.shown_value} {renal.unit}**" if renal.value is not None else ""),
             *renal.found,
             *ctx.treatment.found,
         )
-        if renal.dialysis is not None:
-            condition = renal.dialysis.label
-            variant = variant_for(ctx, product, "renal-contraindicated")
-            recheck, _ = ctx.level_check(order)
-            findings.append(
-                ctx.finding(
-                    "renal-contraindicated",
-                    order,
-                    recognised_as(match),
-                    found=found,
-                    summary_key="summary_dialysis",
-                    condition=condition[:40],
-                    variant=variant,
-                    recheck=recheck,
-                )
-            )
+        if renal.dialysis is not None:  # on dialysis the contraindicated rule alone speaks
+            if ctx.runs("renal-contraindicated"):
+                findings.append(_dialysis(ctx, product, found, renal.dialysis.label))
         elif renal.value is None:
-            at_risk = unknown_renal_matters(ctx, product)
-            if at_risk is not None:
-                reasons = tuple(f"Missing: {r}" for r in renal.unknown_reasons) or (
-                    "Missing: no usable renal function",
-                )
-                variant = "not-retrieved" if renal.not_retrieved else None
-                found = (*reasons, f"Renal function matters here: {at_risk}")
-                findings.append(ctx.finding("renal-unknown", order, recognised_as(match), found=found, variant=variant))
+            if ctx.runs("renal-unknown"):
+                findings.extend(_unknown(ctx, product))
         elif renal.bound != "at least":  # a floor ("eGFR >60") places no tier; at or above 60 there is none
             tier = renal_tier(renal.value, ctx)
-            if tier is not None:
-                recheck, _ = ctx.level_check(order)
-                extra = ()
-                if renal.last_known:
-                    extra = tuple(s for s in ctx.suggestions(ctx.knowledge.rule("renal-unknown"), order, "") if s.lab)
-                findings.append(
-                    ctx.finding(
-                        tier,
-                        order,
-                        recognised_as(match),
-                        found=found,
-                        estimate=renal.short,
-                        value=renal.shown_value,
-                        unit=renal.unit,
-                        variant=variant_for(ctx, product, tier),
-                        recheck=recheck,
-                        extra_suggestions=extra,
-                        daily=f"{product.dose.mg_per_day:.0f}" if product.dose.known else "",
-                    )
-                )
-        if renal.rise is not None and renal.value is not None:
-            rise = renal.rise
-            findings.append(
-                ctx.finding(
-                    "renal-unstable",
-                    order,
-                    recognised_as(match),
-                    change=rise.description,
-                    found=(
-                        f"Creatinine {rise.earlier.shown()}",
-                        f"Creatinine {rise.latest.shown()}",
-                        f"Rise: {rise.description} ({rise.criterion})",
-                        f"Renal function used: {renal.method}",
-                    ),
-                )
-            )
+            if tier is not None and ctx.runs(tier):
+                findings.append(_tier(ctx, product, tier, found))
+        if renal.rise is not None and renal.value is not None and ctx.runs("renal-unstable"):
+            findings.append(_unstable(ctx, product, renal.rise))
     return findings
+
+
+def _dialysis(ctx: RuleContext, product: MagnesiumProduct, found: tuple[str, ...], condition: str) -> Finding:
+    recheck, _ = ctx.level_check(product.entry)
+    return ctx.finding(
+        "renal-contraindicated",
+        product.entry,
+        recognised_as(product.match),
+        found=found,
+        summary_key="summary_dialysis",
+        condition=condition[:40],
+        variant=variant_for(ctx, product, "renal-contraindicated"),
+        recheck=recheck,
+    )
+
+
+def _unknown(ctx: RuleContext, product: MagnesiumProduct) -> list[Finding]:
+    renal = ctx.renal
+    at_risk = unknown_renal_matters(ctx, product)
+    if at_risk is None:
+        return []
+    reasons = tuple(f"Missing: {r}" for r in renal.unknown_reasons) or ("Missing: no usable renal function",)
+    variant = "not-retrieved" if renal.not_retrieved else None
+    found = (*reasons, f"Renal function matters here: {at_risk}")
+    return [ctx.finding("renal-unknown", product.entry, recognised_as(product.match), found=found, variant=variant)]
+
+
+def _tier(ctx: RuleContext, product: MagnesiumProduct, tier: str, found: tuple[str, ...]) -> Finding:
+    renal, order = ctx.renal, product.entry
+    recheck, _ = ctx.level_check(order)
+    extra: tuple[SuggestedAction, ...] = ()
+    if renal.last_known:
+        extra = tuple(s for s in ctx.suggestions(ctx.knowledge.rule("renal-unknown"), order, "") if s.lab)
+    return ctx.finding(
+        tier,
+        order,
+        recognised_as(product.match),
+        found=found,
+        estimate=renal.short,
+        value=renal.shown_value,
+        unit=renal.unit,
+        variant=variant_for(ctx, product, tier),
+        recheck=recheck,
+        extra_suggestions=extra,
+        daily=f"{product.dose.mg_per_day:.0f}" if product.dose.known else "",
+    )
+
+
+def _unstable(ctx: RuleContext, product: MagnesiumProduct, rise: CreatinineRise) -> Finding:
+    return ctx.finding(
+        "renal-unstable",
+        product.entry,
+        recognised_as(product.match),
+        change=rise.description,
+        found=(
+            f"Creatinine {rise.earlier.shown()}",
+            f"Creatinine {rise.latest.shown()}",
+            f"Rise: {rise.description} ({rise.criterion})",
+            f"Renal function used: {ctx.renal.method}",
+        ),
+    )
+
+
+_TIER_VARIANTS = ("treating-low", "parenteral", "cathartic", "g3a-under-ul")  # variant_for's order
+_TIER_FIELDS = ("estimate", "value", "unit", "recheck", "daily")
+FAMILY = Family(
+    "renal",
+    evaluate,
+    {
+        "renal-contraindicated": says(*_TIER_FIELDS, "condition", cases=("", "dialysis"), variants=_TIER_VARIANTS),
+        "renal-severe": says(*_TIER_FIELDS, variants=_TIER_VARIANTS),
+        "renal-moderate": says(*_TIER_FIELDS, variants=_TIER_VARIANTS),
+        "renal-unknown": says(variants=("not-retrieved",)),
+        "renal-unstable": says("change"),
+    },
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..context import PartnerDrug, RuleContext
 from ..findings import Finding
+from .family import Family, says
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
@@ -47,3 +48,11 @@ def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding | None:
         unit="mg/dL",
         lookback=f"{lookback:.0f}",
     )
+
+
+FAMILY = Family(
+    "risk",
+    evaluate,
+    table_kind="risk",
+    table_says=says("lookback", "value", "unit", cases=("", "unknown")),
+)
