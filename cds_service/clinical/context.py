@@ -86,7 +86,10 @@ class RuleContext:
         return next((p.hit.drug.name for p in self.partners if p.entry is order), "")
 
     def reading_of(self, order: MedicationEntry) -> OrderContext | None:
-        return next((p.reading for p in (*self.magnesium, *self.partners) if p.entry is order), None)
+        for product in self.magnesium:
+            if product.entry is order:
+                return product.reading
+        return next((p.reading for p in self.partners if p.entry is order), None)
 
     def _lab_suggestion(
         self, spec: RuleSpec, order: MedicationEntry, analyte: str, due: str | None

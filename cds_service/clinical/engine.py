@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from ..knowledge.anatomy import MAX_FACTS
+from ..knowledge.loader import KnowledgeError
 from ..knowledge.model import Gate, GateSide, Knowledge
 from ..record.model import MedicationEntry, PatientRecord
 from .concerns import one_card_per_concern
 from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
 from .dose import daily_elemental_mg
 from .drugs import DrugHit, DrugMatcher
-from .findings import Finding
+from .findings import Finding, SuggestedAction
 from .matching import MagnesiumMatcher, ProductMatch, magnesium_kind
 from .order_context import OrderContext, Setting, encounter_setting, read_order
 from .renal_function import assess_renal_function
@@ -34,6 +36,8 @@ class RuleEngine:
         self.knowledge = knowledge
         self.magnesium = MagnesiumMatcher(knowledge.magnesium)
         self.drugs = DrugMatcher(knowledge)
+        if knowledge.order_vocabulary is None:
+            raise KnowledgeError("knowledge without order_context.yaml: orders cannot be read")
         self.vocabulary = knowledge.order_vocabulary
         # What each family says it does, checked against rules.yaml (KnowledgeError at start otherwise).
         self.declared = declarations(FAMILIES, knowledge, RuleContext.STANDARD_FACTS)
@@ -77,7 +81,7 @@ class RuleEngine:
             hits = []
         return match, hits, reading
 
-    def evaluate(self, record: PatientRecord, gated: Counter | None = None) -> list[Finding]:
+    def evaluate(self, record: PatientRecord, gated: Counter[str] | None = None) -> list[Finding]:
         """The findings for a record; `gated`, when given, counts per rule the findings the gating table
         held back (what `cds-service simulate` reports: then every enabled rule runs, to be counted)."""
         magnesium: list[MagnesiumProduct] = []
@@ -98,7 +102,7 @@ class RuleEngine:
             if hits:
                 readings.setdefault(entry.reference, Reading("partner", reading, entry, tuple(hits)))
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
-        if not any(p.in_scope for p in (*magnesium, *partners)):
+        if not any(p.in_scope for p in magnesium) and not any(p.in_scope for p in partners):
             return []  # nothing this service speaks about among the orders in scope
         if record.hook == "patient-view" and not magnesium:
             return []  # the review speaks only about patients on a magnesium product
@@ -172,9 +176,10 @@ class RuleEngine:
                 out[product.entry.reference] = (f"Not a supplement ({what}): {reason}", rules)
                 continue
             combination = any(not i.magnesium for i in match.ingredients)
-            if limit and combination and dose.known and dose.mg_per_day < limit:
+            per_day = dose.mg_per_day
+            if limit and combination and per_day is not None and per_day < limit:
                 out[product.entry.reference] = (
-                    f"Combination product with {dose.mg_per_day:.0f} mg elemental Mg/day (< {limit:g}): "
+                    f"Combination product with {per_day:.0f} mg elemental Mg/day (< {limit:g}): "
                     "judged for chelation only",
                     self.knowledge.trace_rules,
                 )
@@ -246,7 +251,8 @@ def keeping_what_yielders_knew(findings: list[Finding], knowledge: Knowledge) ->
     (monitoring-overdue's "serum Mg now, last one 8 months ago" beside a renal card's 14-day recheck) and, on a
     card that does not say "remove", the labs it did not ask for (renal-unknown also carries the Mg recheck)."""
     fired = {(f.rule_id, f.order.reference): f for f in findings}
-    kept, dropped = [], []
+    kept: list[tuple[Finding, list[Finding]]] = []
+    dropped: list[tuple[Finding, list[Finding]]] = []
     for f in findings:
         keepers = [
             fired[(other, f.order.reference)]
@@ -266,7 +272,7 @@ def keeping_what_yielders_knew(findings: list[Finding], knowledge: Knowledge) ->
         facts = tuple(dict.fromkeys((*current.facts, *news)))[:MAX_FACTS]
         asks = {s.lab: s for s in yielder.suggestions if s.lab is not None}
         suggestions = tuple(
-            asks[s.lab] if s.lab in asks and asks[s.lab].due < s.due else s for s in current.suggestions
+            asks[s.lab] if s.lab in asks and _due(asks[s.lab]) < _due(s) else s for s in current.suggestions
         )
         if not any(s.kind == "remove-order" for s in suggestions):  # no follow-up lab beside "do not start"
             has = {s.lab for s in suggestions}
@@ -291,16 +297,22 @@ def _stamped(finding: Finding, readings: dict[str, Reading], review: bool = Fals
 
 
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _due(suggestion: SuggestedAction) -> datetime:
+    """When a suggestion is due; one without a date (no lab order has none) sorts last."""
+    return suggestion.due or NEVER
 
 
 def _each_lab_once(findings: list[Finding]) -> list[Finding]:
     """The same lab is suggested once per response: the most urgent ask (most severe card, then the
     earliest due date) keeps it; the other cards still say why, without a second order button."""
-    best: dict[str, tuple] = {}
+    best: dict[str, tuple[int, datetime, int, int]] = {}
     for i, finding in enumerate(findings):
         for j, suggestion in enumerate(finding.suggestions):
             if suggestion.lab is not None:
-                rank = (SEVERITY.get(finding.indicator, 3), suggestion.due, i, j)
+                rank = (SEVERITY.get(finding.indicator, 3), _due(suggestion), i, j)
                 best[suggestion.lab] = min(best.get(suggestion.lab, rank), rank)
     kept_at = {(rank[2], rank[3]) for rank in best.values()}
     out = []

@@ -44,7 +44,8 @@ def _prefetched_medications(prefetch: Mapping[str, Any]) -> dict[str, Mapping[st
             continue
         for entry in items(value.get("entry")):
             resource = entry.get("resource") if isinstance(entry, Mapping) else None
-            is_medication = isinstance(resource, Mapping) and resource.get("resourceType") == "Medication"
-            if is_medication and isinstance(resource.get("id"), str):
+            if not isinstance(resource, Mapping) or resource.get("resourceType") != "Medication":
+                continue
+            if isinstance(resource.get("id"), str):
                 found[f"Medication/{resource['id']}"] = resource
     return found

@@ -55,8 +55,9 @@ def read_treatment(record: PatientRecord, knowledge: Knowledge) -> TreatmentCont
     lookback = knowledge.lab_lookbacks["magnesium_days"].value
     latest = record.latest("magnesium", lookback)
     default = knowledge.rule("mg-low").value("lower_limit")
-    usable = latest is not None and latest.usable and latest.value > 0  # 0 or less is a lab error
-    low = latest if usable and is_low(latest, default) else None
+    value = latest.value if latest is not None else None
+    usable = value is not None and value > 0  # 0 or less is a lab error
+    low = latest if latest is not None and usable and is_low(latest, default) else None
     hypo_set, pre_set = knowledge.conditions["hypomagnesaemia"], knowledge.conditions["obstetric_mgso4"]
     hypo = find_condition(record, hypo_set)
     pre = find_condition(record, pre_set)

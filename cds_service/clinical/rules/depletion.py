@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..context import PartnerDrug, RuleContext
 from ..dose import daily_mg
 from ..findings import Finding
@@ -17,10 +19,10 @@ def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding | None:
     drug = partner.hit.drug
     spec = ctx.knowledge.rule(partner.hit.drug_class.rule)
     found = [f"Recognised as {drug.name} ({partner.hit.drug_class.label}) by {partner.hit.how}"]
-    fields = {}
+    fields: dict[str, Any] = {}
     if drug.min_daily_mg is not None:  # statins: only high-intensity daily doses count
         dose = daily_mg(partner.entry)
-        if not dose.known or dose.mg_per_day < drug.min_daily_mg:
+        if dose.mg_per_day is None or dose.mg_per_day < drug.min_daily_mg:
             return None
         found.append(f"Daily dose: {dose.how} (high intensity: >= {drug.min_daily_mg:g} mg/day)")
         fields["daily"] = f"{dose.mg_per_day:g}"

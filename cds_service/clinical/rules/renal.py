@@ -49,8 +49,9 @@ def _g3a_under_upper_limit(ctx: RuleContext, product: MagnesiumProduct, info_fro
     age = ctx.record.age_at(ctx.record.now)
     limit = upper_limit(ctx, age) if age is not None else None
     in_g3a = renal.value is not None and renal.value >= info_from and renal.bound is None and not renal.last_known
+    per_day = dose.mg_per_day
     return (
-        in_g3a and product.reading.route == "enteral" and limit is not None and dose.known and dose.mg_per_day <= limit
+        in_g3a and product.reading.route == "enteral" and limit is not None and per_day is not None and per_day <= limit
     )
 
 
@@ -74,8 +75,9 @@ def unknown_renal_matters(ctx: RuleContext, product: MagnesiumProduct) -> str | 
     if product.reading.route == "parenteral":
         return "parenteral magnesium"
     limit = upper_limit(ctx, age)
-    if limit is not None and product.dose.known and product.dose.mg_per_day > limit:
-        return f"{product.dose.mg_per_day:.0f} mg/day, above the upper limit"
+    per_day = product.dose.mg_per_day
+    if limit is not None and per_day is not None and per_day > limit:
+        return f"{per_day:.0f} mg/day, above the upper limit"
     return None
 
 
