@@ -25,7 +25,7 @@ from .pages.links import PATH as RULE_PAGES
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
 from .security import JwtRejected, TokenVerifier
-from .security.replay import MemoryReplayCache, SqlReplayCache
+from .security.jwt_replay import MemoryReplayCache, SqlReplayCache
 from .service import CdsService
 
 log = logging.getLogger("cds_service")

@@ -22,8 +22,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
+from ..database import insert_ignoring_repeats
 from . import connections, migrate
-from .models import CardIssued, FeedbackItem, insert_ignoring_repeats
+from .models import CardIssued, FeedbackItem
 
 log = logging.getLogger(__name__)
 

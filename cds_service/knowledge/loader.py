@@ -49,7 +49,7 @@ TABLE_FILES = (
     "gating.yaml",
     "override_reasons.yaml",
 )
-RXNORM_TABLE = "rxnorm_products.json"  # derived by rxnorm_derive.py; absent while it is being derived
+RXNORM_TABLE = "rxnorm_products.json"  # derived by cds_service/rxnorm_derive.py; absent while it is being derived
 ROUTE_CLASSES = ("parenteral", "not-absorbed", "rectal", "enteral")
 USES = ("one-time", "short-course", "as-needed", "long-term")
 EVIDENCE_GRADES = frozenset({"high", "moderate", "low", "expert-opinion"})

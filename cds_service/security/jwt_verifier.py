@@ -21,7 +21,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..logs import clip
-from .replay import MemoryReplayCache, ReplayCache
+from .jwt_replay import MemoryReplayCache, ReplayCache
 
 log = logging.getLogger(__name__)
 ASYMMETRIC = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})

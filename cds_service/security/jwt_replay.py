@@ -1,5 +1,6 @@
-"""Replay caches for JWT `jti`: in memory (one process) or in the configured database, which every
-gunicorn worker and every replica share."""
+"""JWT replay protection: caches of the `jti` values seen, in memory (one process) or in the store's
+`jwt_replay` table, which every gunicorn worker and every replica share. (History replay, the shadow
+mode, is simulate/.)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,22 @@ import threading
 import time
 from typing import Protocol
 
-from sqlalchemy import delete
+from sqlalchemy import Float, String, delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import metrics
-from ..feedback.models import JwtReplay, insert_ignoring_repeats
+from ..database import Base, insert_ignoring_repeats
+
+
+class JwtReplay(Base):
+    """JWT ids seen until their token expires: shared by every worker and replica."""
+
+    __tablename__ = "jwt_replay"
+
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ReplayCache(Protocol):
