@@ -1,4 +1,4 @@
-"""The hook contracts in hooks/ (shipped as cds_service.contracts): JSON Schemas and discovery.
+"""The hook contracts in cds_service/contracts/: JSON Schemas and discovery.
 
 Every request is checked by a compiled validator (jsonschema-rs, microseconds); only a body it
 rejects goes through the reference `jsonschema` validator, whose best match names the field.
