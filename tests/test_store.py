@@ -270,8 +270,10 @@ def test_store_and_key_settings_are_checked_at_start(raw, message):
 def test_database_url_means_psycopg_3_and_the_old_key_still_works():
     from cds_service.config import settings_from_mapping
 
-    assert settings_from_mapping({"database_url": "postgres://u@h/db"}).database_url == "postgresql+psycopg://u@h/db"
-    assert settings_from_mapping({"store_url": "sqlite:////tmp/x.db"}).effective_store_url == "sqlite:////tmp/x.db"
+    assert (
+        settings_from_mapping({"database_url": "postgres://u@h/db"}).store.database_url == "postgresql+psycopg://u@h/db"
+    )
+    assert settings_from_mapping({"store_url": "sqlite:////tmp/x.db"}).store.url == "sqlite:////tmp/x.db"
 
 
 def test_the_card_record_keeps_how_orders_were_read_and_nothing_about_the_patient(make_app):
