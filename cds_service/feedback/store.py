@@ -172,7 +172,7 @@ def _coding_in(value: Any, depth: int = 0) -> Mapping[str, Any] | None:
     if isinstance(value, Mapping):
         if isinstance(value.get("code"), str) and isinstance(value.get("system"), str):
             return value
-        values = value.values()
+        values: Iterable[Any] = value.values()
     elif isinstance(value, list):
         values = value
     else:

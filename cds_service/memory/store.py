@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, Index, String, delete, select
+from sqlalchemy import DateTime, Engine, Index, Row, String, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -73,14 +73,16 @@ class MemoryStore:
         except (SQLAlchemyError, OSError) as exc:
             raise self._failed(exc) from exc
 
-    def alive(self, keys: Iterable[str], now: datetime) -> dict[str, MemoryEntry]:
-        """The rows of these keys that have not expired at `now` (expiry is enforced here, on read)."""
+    def alive(self, keys: Iterable[str], now: datetime) -> dict[str, Row[Any]]:
+        """The rows of these keys that have not expired at `now` (expiry is enforced here, on read):
+        MemoryEntry's columns, read as plain rows (no ORM session on the hook path)."""
         wanted = sorted(set(keys))
         if not wanted:
             return {}
         self._check_back()
         self._start_purger()
-        query = select(MemoryEntry).where(MemoryEntry.key.in_(wanted), MemoryEntry.expires_at > now.astimezone(UTC))
+        table = MemoryEntry.__table__
+        query = select(table).where(MemoryEntry.key.in_(wanted), MemoryEntry.expires_at > now.astimezone(UTC))
         try:
             with self.engine.connect() as conn:
                 return {row.key: row for row in conn.execute(query)}

@@ -88,7 +88,7 @@ class SqlReplayCache:
         with self.engine.begin() as conn:
             self._inserts += 1
             if self._inserts % 500 == 0:
-                conn.execute(delete(REPLAY).where(REPLAY.c.expires_at < time.time()))
+                conn.execute(delete(JwtReplay).where(JwtReplay.expires_at < time.time()))
             statement = insert_ignoring_repeats(self.engine.dialect.name, REPLAY).values(key=key, expires_at=expires_at)
             first = conn.execute(statement.returning(REPLAY.c.key)).first() is not None
         self._memory.first_use(key, expires_at)  # remembered here too, for an outage to come

@@ -125,7 +125,8 @@ class TokenVerifier:
             raise JwtRejected(f"algorithm not allowed: {clip(alg)}")
         if header.get("typ") not in (None, "JWT"):
             raise JwtRejected("typ is not JWT")
-        issuer = self.issuers.get(unverified.get("iss")) if isinstance(unverified.get("iss"), str) else None
+        iss = unverified.get("iss")
+        issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise JwtRejected("untrusted issuer")
         if alg not in issuer.algorithms:

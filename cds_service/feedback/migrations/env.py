@@ -18,6 +18,8 @@ connection = config.attributes.get("connection")
 
 if connection is None:  # the alembic command line: a URL from -x url=...
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("alembic: give the database with -x url=...")
     with create_engine(url).connect() as fresh:
         context.configure(connection=fresh, target_metadata=store_metadata(), render_as_batch=True)
         with context.begin_transaction():
