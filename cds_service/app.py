@@ -46,12 +46,7 @@ def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
     settings = settings or Settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    fetcher = FhirFetcher(
-        settings.fhir.timeout_seconds,
-        settings.fhir.deadline_seconds,
-        settings.fhir.max_pages,
-        settings.fhir.max_response_bytes,
-    )
+    fetcher = FhirFetcher.configured(settings.fhir)
     pool = pool_size(threads, settings.memory.enabled)
     store = FeedbackStore(settings.store.url, keep_user_comments=settings.store.keep_user_comments, pool_size=pool)
     service = CdsService(settings, fetcher, store.engine)

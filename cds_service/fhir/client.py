@@ -26,6 +26,7 @@ from typing import Any
 import requests
 
 from .. import fastjson, metrics, tracing
+from ..config import FhirSettings
 from ..deadline import WATCHDOG
 from ..jsonutil import items
 from .breaker import Breaker
@@ -81,6 +82,11 @@ class FhirFetcher:
         self._lanes: dict[str, _Lane] = {}
         self._lanes_lock = threading.Lock()
         self._pid = os.getpid()
+
+    @classmethod
+    def configured(cls, fhir: FhirSettings) -> FhirFetcher:
+        """The fetcher the configuration's `fhir:` section describes."""
+        return cls(fhir.timeout_seconds, fhir.deadline_seconds, fhir.max_pages, fhir.max_response_bytes)
 
     def fetch_all(self, base_url: str, queries: Mapping[str, str], token: str | None) -> dict[str, FetchResult]:
         started = time.monotonic()
