@@ -25,7 +25,7 @@ from .pages.links import PATH as RULE_PAGES
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
 from .security import JwtRejected, TokenVerifier
-from .security.jwt_replay import MemoryReplayCache, SqlReplayCache
+from .security.jwt_replay import ProcessJwtReplayCache, StoreJwtReplayCache
 from .service import CdsService
 
 log = logging.getLogger("cds_service")
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
     app.extensions.update(cds_service=service, feedback_store=store, card_recorder=recorder)
     # The store's database (SQLite in data_dir by default) is shared by every worker, every replica on
     # PostgreSQL, and the next start: a replay is caught across all of them.
-    replay = SqlReplayCache(store.engine) if settings.security.trusted_issuers else MemoryReplayCache()
+    replay = StoreJwtReplayCache(store.engine) if settings.security.trusted_issuers else ProcessJwtReplayCache()
     verifier = TokenVerifier(
         settings.security.trusted_issuers,
         settings.fhir.timeout_seconds,

@@ -231,10 +231,10 @@ def test_cards_issued_during_a_postgresql_outage_are_written_when_it_returns(pos
 
 
 def test_replay_cache_on_postgresql_catches_replays_and_survives_an_outage(postgres_server, postgres_db):
-    from cds_service.security.jwt_replay import SqlReplayCache
+    from cds_service.security.jwt_replay import StoreJwtReplayCache
 
     store = migrated(postgres_db)
-    cache, other_replica = SqlReplayCache(store.engine), SqlReplayCache(FeedbackStore(postgres_db).engine)
+    cache, other_replica = StoreJwtReplayCache(store.engine), StoreJwtReplayCache(FeedbackStore(postgres_db).engine)
     expires = datetime.now(UTC).timestamp() + 300
     assert cache.first_use("iss|jti-1", expires) is True
     assert other_replica.first_use("iss|jti-1", expires) is False, "another replica must see the replay"

@@ -27,7 +27,7 @@ class JwtReplay(Base):
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
-class ReplayCache(Protocol):
+class JwtReplayCache(Protocol):
     def first_use(self, key: str, expires_at: float) -> bool:
         """True the first time a key is seen before it expires; False for a replay."""
 
@@ -36,7 +36,7 @@ REPLAY = JwtReplay.__table__
 log = logging.getLogger(__name__)
 
 
-class MemoryReplayCache:
+class ProcessJwtReplayCache:
     """jti values seen, kept until their token expires. Per process: fine for one worker."""
 
     def __init__(self) -> None:
@@ -54,7 +54,7 @@ class MemoryReplayCache:
             return True
 
 
-class SqlReplayCache:
+class StoreJwtReplayCache:
     """The first insert of a key wins; a second one (any worker, any replica) is a replay.
     The table comes with the store's migrations.
 
@@ -66,7 +66,7 @@ class SqlReplayCache:
     def __init__(self, engine: Engine, fallback_seconds: float = 10.0) -> None:
         self.engine = engine
         self.fallback_seconds = fallback_seconds
-        self._memory = MemoryReplayCache()
+        self._in_process = ProcessJwtReplayCache()
         self._database_back_at = 0.0
         self._inserts = 0
 
@@ -82,7 +82,7 @@ class SqlReplayCache:
                     type(getattr(exc, "orig", None) or exc).__name__,
                     self.fallback_seconds,
                 )
-        return self._memory.first_use(key, expires_at)
+        return self._in_process.first_use(key, expires_at)
 
     def _first_use_in_database(self, key: str, expires_at: float) -> bool:
         with self.engine.begin() as conn:
@@ -91,5 +91,5 @@ class SqlReplayCache:
                 conn.execute(delete(JwtReplay).where(JwtReplay.expires_at < time.time()))
             statement = insert_ignoring_repeats(self.engine.dialect.name, REPLAY).values(key=key, expires_at=expires_at)
             first = conn.execute(statement.returning(REPLAY.c.key)).first() is not None
-        self._memory.first_use(key, expires_at)  # remembered here too, for an outage to come
+        self._in_process.first_use(key, expires_at)  # remembered here too, for an outage to come
         return first
