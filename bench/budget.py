@@ -39,7 +39,7 @@ from workload import NOW, request
 
 from cds_service import fastjson
 from cds_service.app import create_app
-from cds_service.config import Settings
+from cds_service.config import Settings, StoreSettings
 from cds_service.logs import logging_config
 
 SERVICE_ID = "magnesium-order-sign"
@@ -60,7 +60,7 @@ def run(rounds: int, calls: int) -> dict:
     sys.stderr = (data_dir / "service.log").open("w")  # the log line is written, as a container's stdout would be
     try:
         logging.config.dictConfig(logging_config("INFO"))
-        app = create_app(Settings(now=NOW, data_dir=data_dir))
+        app = create_app(Settings(now=NOW, store=StoreSettings(data_dir=data_dir)))
         service = app.extensions["cds_service"]
         body = json.dumps(request(200, 20)).encode()
         answer = service.call(SERVICE_ID, fastjson.loads(body), base_url="http://localhost")

@@ -25,7 +25,7 @@ from .pages.links import PATH as RULE_PAGES
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
 from .security import JwtRejected, TokenVerifier
-from .security.replay import MemoryReplayCache, SqlReplayCache
+from .security.jwt_replay import ProcessJwtReplayCache, StoreJwtReplayCache
 from .service import CdsService
 
 log = logging.getLogger("cds_service")
@@ -46,16 +46,11 @@ def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
     settings = settings or Settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    fetcher = FhirFetcher(
-        settings.fhir_timeout_seconds,
-        settings.fhir_deadline_seconds,
-        settings.fhir_max_pages,
-        settings.fhir_max_response_bytes,
-    )
+    fetcher = FhirFetcher.configured(settings.fhir)
     pool = pool_size(threads, settings.memory.enabled)
-    store = FeedbackStore(settings.effective_store_url, keep_user_comments=settings.keep_user_comments, pool_size=pool)
+    store = FeedbackStore(settings.store.url, keep_user_comments=settings.store.keep_user_comments, pool_size=pool)
     service = CdsService(settings, fetcher, store.engine)
-    spool = CardSpool(settings.data_dir)
+    spool = CardSpool(settings.store.data_dir)
     try:
         store.ensure_schema()
         spool.replay(store)  # what an earlier stop could not write
@@ -69,15 +64,15 @@ def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
     app.extensions.update(cds_service=service, feedback_store=store, card_recorder=recorder)
     # The store's database (SQLite in data_dir by default) is shared by every worker, every replica on
     # PostgreSQL, and the next start: a replay is caught across all of them.
-    replay = SqlReplayCache(store.engine) if settings.trusted_issuers else MemoryReplayCache()
+    replay = StoreJwtReplayCache(store.engine) if settings.security.trusted_issuers else ProcessJwtReplayCache()
     verifier = TokenVerifier(
-        settings.trusted_issuers,
-        settings.fhir_timeout_seconds,
-        settings.max_token_lifetime_seconds,
-        settings.clock_skew_seconds,
+        settings.security.trusted_issuers,
+        settings.fhir.timeout_seconds,
+        settings.security.max_token_lifetime_seconds,
+        settings.security.clock_skew_seconds,
         replay,
     )
-    if any(i.iss == SANDBOX_ISSUER.iss for i in settings.trusted_issuers):
+    if any(i.iss == SANDBOX_ISSUER.iss for i in settings.security.trusted_issuers):
         log.warning("DEVELOPMENT MODE: tokens signed by the public CDS Hooks Sandbox key are trusted")
     instrumentation.install(app, service.service_ids)
     tracing.install(app, service.service_ids)  # a span per hook call when OTEL_* asks for traces
@@ -92,7 +87,7 @@ def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
         g.issuer = None
         if request.method == "OPTIONS" or request.path in OPEN_PATHS or _is_page(request.path):
             return None
-        if not settings.trusted_issuers:
+        if not settings.security.trusted_issuers:
             proxied = any(h in request.headers for h in PROXY_HEADERS)
             if request.remote_addr in LOOPBACK and not proxied:
                 return None

@@ -279,14 +279,14 @@ def _serve(args: argparse.Namespace, settings) -> int:
         def load(self):
             return app  # built once, before the fork: the workers share it (and its frozen objects)
 
-    metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    metrics_port = settings.metrics.port if args.metrics_port is None else args.metrics_port
 
     def _when_ready(server) -> None:
         """The master serves /metrics (every worker's values) on its own port. A port taken since the
         check below costs the metrics, never the hooks."""
         if metrics_port:
             try:
-                metrics.serve_on_own_port(settings.metrics_host, metrics_port)
+                metrics.serve_on_own_port(settings.metrics.host, metrics_port)
             except OSError as exc:
                 print(f"cds-service: WARNING: no /metrics: {_metrics_port_taken(metrics_port, exc)}", file=sys.stderr)
 
@@ -299,7 +299,7 @@ def _serve(args: argparse.Namespace, settings) -> int:
         if recorder:
             recorder.close(timeout=5)
 
-    if not settings.trusted_issuers:
+    if not settings.security.trusted_issuers:
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(
                 f"cds-service: refusing to serve on {args.host} without trusted issuers: configure "
@@ -316,7 +316,7 @@ def _serve(args: argparse.Namespace, settings) -> int:
         )
     else:
         print(
-            f"cds-service: JWT replay cache shared through the {settings.effective_store_url.split(':')[0]} store "
+            f"cds-service: JWT replay cache shared through the {settings.store.url.split(':')[0]} store "
             "(all workers, and across restarts)",
             file=sys.stderr,
         )
@@ -325,10 +325,10 @@ def _serve(args: argparse.Namespace, settings) -> int:
         where = f"{args.host}:{args.port}"
         print(f"cds-service: cannot listen on {where} ({problem}); choose another with --port", file=sys.stderr)
         return 2
-    problem = port_problem(settings.metrics_host, metrics_port) if metrics_port else None
-    if problem and (args.metrics_port is not None or settings.metrics_port_configured):
+    problem = port_problem(settings.metrics.host, metrics_port) if metrics_port else None
+    if problem and (args.metrics_port is not None or settings.metrics.port_configured):
         print(
-            f"cds-service: cannot listen on {settings.metrics_host}:{metrics_port} ({problem}); choose another with "
+            f"cds-service: cannot listen on {settings.metrics.host}:{metrics_port} ({problem}); choose another with "
             "--metrics-port or metrics.port in the config (0: no metrics)",
             file=sys.stderr,
         )
@@ -358,7 +358,7 @@ def _serve(args: argparse.Namespace, settings) -> int:
         store.ping()
     except StoreUnavailable as exc:
         print(
-            f"cds-service: WARNING: the store at {_redacted(settings.effective_store_url)} (database_url) is "
+            f"cds-service: WARNING: the store at {_redacted(settings.store.url)} (database_url) is "
             f"unavailable ({exc}): serving hooks; feedback answers 503 until it answers",
             file=sys.stderr,
         )
@@ -379,8 +379,8 @@ def _serve(args: argparse.Namespace, settings) -> int:
         )
     print(
         f"cds-service: serving on http://{args.host}:{args.port}/cds-services "
-        f"(store {settings.effective_store_url.split('://')[0]}, {server.cfg.workers} workers"
-        + (f"; metrics on http://{settings.metrics_host}:{metrics_port}/metrics" if metrics_port else "; no metrics")
+        f"(store {settings.store.url.split('://')[0]}, {server.cfg.workers} workers"
+        + (f"; metrics on http://{settings.metrics.host}:{metrics_port}/metrics" if metrics_port else "; no metrics")
         + ("; traces to OpenTelemetry)" if traced else ")"),
         file=sys.stderr,
     )
@@ -465,7 +465,7 @@ def store_problem(settings, exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc.__cause__ or exc
     first = (str(cause).strip().splitlines() or [""])[0][:200]
     what = f"{type(cause).__name__}: {first}" if first else type(cause).__name__
-    url = settings.effective_store_url
+    url = settings.store.url
     key = "data_dir (CDS_SERVICE_DATA_DIR)" if url.startswith("sqlite") else "database_url (CDS_SERVICE_DATABASE_URL)"
     return f"the store at {_redacted(url)} is unavailable ({what}); check that it is up and reachable, or change {key}"
 
@@ -482,12 +482,12 @@ def _migrate(args: argparse.Namespace, settings) -> int:
     from .feedback import FeedbackStore
     from .feedback.migrate import upgrade
 
-    store = FeedbackStore(settings.effective_store_url)
+    store = FeedbackStore(settings.store.url)
     try:
         before, after = upgrade(store.engine)
     except Exception as exc:  # driver errors vary by database; say which, without the URL's password
         print(
-            f"cds-service: cannot migrate the store at {_redacted(settings.effective_store_url)}: {type(exc).__name__}",
+            f"cds-service: cannot migrate the store at {_redacted(settings.store.url)}: {type(exc).__name__}",
             file=sys.stderr,
         )
         return 2
@@ -501,13 +501,13 @@ def _report(args: argparse.Namespace, settings) -> int:
     from .feedback import FeedbackStore, StoreUnavailable
     from .feedback.report import per_rule, render_text, total
 
-    store = FeedbackStore(settings.effective_store_url)
+    store = FeedbackStore(settings.store.url)
     try:
         store.ping()
         rows = per_rule(store, args.since)
     except (StoreUnavailable, SQLAlchemyError) as exc:
         print(
-            f"cds-service: the store at {_redacted(settings.effective_store_url)} is unavailable ({exc}); "
+            f"cds-service: the store at {_redacted(settings.store.url)} is unavailable ({exc}); "
             "run `cds-service migrate` if it was never set up",
             file=sys.stderr,
         )

@@ -98,47 +98,87 @@ class FhirServerAccess:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class FhirSettings:
+    """`fhir:`: the FHIR servers this service may fetch from and how long and how much it may fetch."""
+
+    servers: tuple[FhirServerAccess, ...] = ()
+    timeout_seconds: float = 2.0
+    deadline_seconds: float = 3.0
+    max_pages: int = 3
+    max_response_bytes: int = 20_000_000
+
+    def server(self, base_url: str) -> FhirServerAccess | None:
+        wanted = base_url.rstrip("/")
+        return next((s for s in self.servers if s.base_url == wanted), None)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """`data_dir`, `database_url` (old name `store_url`) and `feedback:`: where the store and the card
+    spool live and what feedback keeps."""
+
     data_dir: Path = Path("data")
     database_url: str | None = None  # PostgreSQL in deployments; None = SQLite in data_dir
     keep_user_comments: bool = False
-    log_level: str = "INFO"
-    max_body_bytes: int = 5_000_000
-    fhir_servers: tuple[FhirServerAccess, ...] = ()
-    fhir_timeout_seconds: float = 2.0
-    fhir_deadline_seconds: float = 3.0
-    fhir_max_pages: int = 3
-    fhir_max_response_bytes: int = 20_000_000
-    cors_allowed_origins: tuple[str, ...] = ("*",)
-    card_topic_system: str = "urn:mg-cds:rules"
-    card_source_label: str = "Magnesium product safety (mg-cds)"
-    card_source_url: str | None = None
-    now: datetime | None = None
-    knowledge_overrides: Mapping[str, Any] = field(default_factory=dict)
-    public_base_url: str | None = None  # what EHRs call, for the JWT `aud` (behind TLS termination)
+
+    @property
+    def url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'feedback.sqlite3').resolve()}"
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """`security:`: the EHRs whose JWTs are trusted, and how long-lived and how skewed a token may be."""
+
     trusted_issuers: tuple[TrustedIssuer, ...] = ()
     max_token_lifetime_seconds: float = 3600
     clock_skew_seconds: float = 60
-    metrics_host: str = "127.0.0.1"  # /metrics on its own port, never on the port the EHR reaches
-    metrics_port: int = 9464  # 0: no metrics server
-    metrics_port_configured: bool = False  # metrics.port given: a busy port then stops the start
-    clients: Mapping[str, ClientProfile] = field(default_factory=dict)  # by JWT iss; "default" for the rest
+
+
+@dataclass(frozen=True, slots=True)
+class CardSettings:
+    """`cards:`: how each card names its source."""
+
+    topic_system: str = "urn:mg-cds:rules"
+    source_label: str = "Magnesium product safety (mg-cds)"
+    source_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """`metrics:`: /metrics on its own port, never on the port the EHR reaches."""
+
+    host: str = "127.0.0.1"
+    port: int = 9464  # 0: no metrics server
+    port_configured: bool = False  # metrics.port given: a busy port then stops the start
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole configuration, one typed section per component (each handed its own section)."""
+
+    store: StoreSettings = field(default_factory=StoreSettings)
+    fhir: FhirSettings = field(default_factory=FhirSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    cards: CardSettings = field(default_factory=CardSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     memory: MemorySettings = field(default_factory=lambda: MemorySettings())
+    clients: Mapping[str, ClientProfile] = field(default_factory=dict)  # by JWT iss; "default" for the rest
+    log_level: str = "INFO"
+    max_body_bytes: int = 5_000_000  # limits.max_body_bytes
+    cors_allowed_origins: tuple[str, ...] = ("*",)  # cors.allowed_origins
+    public_base_url: str | None = None  # what EHRs call, for the JWT `aud` (behind TLS termination)
     silent: bool = False  # every rule evaluated and recorded, no card returned (shadow mode before go-live)
+    now: datetime | None = None
+    knowledge_overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def client(self, iss: str | None) -> ClientProfile:
         """What the calling EHR can take (config `clients:`), by its JWT issuer, else the default."""
         return self.clients.get(iss or "", self.clients.get("default", ClientProfile()))
 
-    @property
-    def effective_store_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.data_dir / 'feedback.sqlite3').resolve()}"
-
-    def fhir_server(self, base_url: str) -> FhirServerAccess | None:
-        wanted = base_url.rstrip("/")
-        return next((s for s in self.fhir_servers if s.base_url == wanted), None)
-
     def knowledge(self) -> Knowledge:
+        """The knowledge with this site's overrides: built once per process for each set of
+        overrides (load_knowledge keeps what it built), so a second call costs a dictionary look-up."""
         try:
             return load_knowledge(self.knowledge_overrides)
         except KnowledgeError as exc:
@@ -146,7 +186,7 @@ class Settings:
 
 
 def load_settings(
-    path: str | os.PathLike | None = None, now: datetime | None = None, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None = None, now: datetime | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     environ = os.environ if environ is None else environ
     path = path or environ.get("CDS_SERVICE_CONFIG")
@@ -164,8 +204,8 @@ def load_settings(
         if environ.get(env):
             raw[key] = environ[env]
     if environ.get(MEMORY_SECRET_ENV):
-        memory = raw.get("memory") if isinstance(raw.get("memory"), dict) else {}
-        raw["memory"] = {**memory, "secret": environ[MEMORY_SECRET_ENV]}
+        memory = raw.get("memory")
+        raw["memory"] = {**(memory if isinstance(memory, dict) else {}), "secret": environ[MEMORY_SECRET_ENV]}
     return settings_from_mapping(raw, now=now)
 
 
@@ -193,32 +233,42 @@ def settings_from_mapping(raw: Mapping[str, Any], now: datetime | None = None) -
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("config: log_level must be DEBUG, INFO, WARNING or ERROR")
     settings = Settings(
-        data_dir=Path(str(raw.get("data_dir", "data"))),
-        database_url=_database_url(raw.get("database_url") or raw.get("store_url")),
-        keep_user_comments=_bool(feedback, "feedback.keep_user_comments"),
+        store=StoreSettings(
+            data_dir=Path(str(raw.get("data_dir", "data"))),
+            database_url=_database_url(raw.get("database_url") or raw.get("store_url")),
+            keep_user_comments=_bool(feedback, "feedback.keep_user_comments"),
+        ),
+        fhir=FhirSettings(
+            servers=tuple(_server(s, i) for i, s in enumerate(fhir.get("servers") or [])),
+            timeout_seconds=_float(fhir, "fhir.timeout_seconds", 2.0, 0.05, 60),
+            deadline_seconds=_float(fhir, "fhir.deadline_seconds", 3.0, 0.05, 120),
+            max_pages=_int(fhir, "fhir.max_pages", 3, 1, 50),
+            max_response_bytes=_int(fhir, "fhir.max_response_bytes", 20_000_000, 10_000, 500_000_000),
+        ),
+        security=SecuritySettings(
+            trusted_issuers=issuers,
+            max_token_lifetime_seconds=_float(security, "security.max_token_lifetime_seconds", 3600, 10, 3600),
+            clock_skew_seconds=_float(security, "security.clock_skew_seconds", 60, 0, 300),
+        ),
+        cards=CardSettings(
+            topic_system=str(cards.get("topic_system", "urn:mg-cds:rules")),
+            source_label=str(cards.get("source_label", "Magnesium product safety (mg-cds)")),
+            source_url=_opt_str(cards, "source_url"),
+        ),
+        metrics=MetricsSettings(
+            host=str(metrics.get("host", "127.0.0.1")),
+            port=_int(metrics, "metrics.port", 9464, 0, 65535),
+            port_configured="port" in metrics,
+        ),
+        memory=_memory(_section(raw, "memory")),
+        clients=_clients(raw.get("clients")),
         log_level=log_level,
         max_body_bytes=_int(limits, "limits.max_body_bytes", 5_000_000, 1_000, 100_000_000),
-        fhir_servers=tuple(_server(s, i) for i, s in enumerate(fhir.get("servers") or [])),
-        fhir_timeout_seconds=_float(fhir, "fhir.timeout_seconds", 2.0, 0.05, 60),
-        fhir_deadline_seconds=_float(fhir, "fhir.deadline_seconds", 3.0, 0.05, 120),
-        fhir_max_pages=_int(fhir, "fhir.max_pages", 3, 1, 50),
-        fhir_max_response_bytes=_int(fhir, "fhir.max_response_bytes", 20_000_000, 10_000, 500_000_000),
         cors_allowed_origins=tuple(str(o) for o in (cors.get("allowed_origins") or ["*"])),
-        card_topic_system=str(cards.get("topic_system", "urn:mg-cds:rules")),
-        card_source_label=str(cards.get("source_label", "Magnesium product safety (mg-cds)")),
-        card_source_url=_opt_str(cards, "source_url"),
+        public_base_url=_base_url(raw.get("public_base_url")),
+        silent=_bool(raw, "silent"),
         now=now,
         knowledge_overrides={k: raw[k] for k in KNOWLEDGE_KEYS if k in raw},
-        public_base_url=_base_url(raw.get("public_base_url")),
-        trusted_issuers=issuers,
-        max_token_lifetime_seconds=_float(security, "security.max_token_lifetime_seconds", 3600, 10, 3600),
-        clock_skew_seconds=_float(security, "security.clock_skew_seconds", 60, 0, 300),
-        metrics_host=str(metrics.get("host", "127.0.0.1")),
-        metrics_port=_int(metrics, "metrics.port", 9464, 0, 65535),
-        metrics_port_configured="port" in metrics,
-        clients=_clients(raw.get("clients")),
-        memory=_memory(_section(raw, "memory")),
-        silent=_bool(raw, "silent"),
     )
     knowledge = settings.knowledge()  # fail at start, naming the key, not at the first request
     unknown_rules = sorted(set(settings.memory.rule_windows) - set(knowledge.rules))

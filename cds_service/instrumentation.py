@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections.abc import Container
+from typing import Any
 
 from flask import Flask, Response, g, request
 
@@ -76,7 +77,7 @@ class _JsonText:
     """The fields as JSON text, built only when a handler formats the message: JsonFormatter writes
     `json_fields` directly, so in service the line is serialised once."""
 
-    def __init__(self, fields: dict) -> None:
+    def __init__(self, fields: dict[str, Any]) -> None:
         self.fields = fields
 
     def __str__(self) -> str:

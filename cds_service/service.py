@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from . import tracing
 from .cards import CardBuilder
 from .clinical.engine import RuleEngine
+from .clinical.findings import Finding
 from .clinical.relevance import may_concern_a_rule
 from .config import Settings
 from .fhir.client import FhirFetcher
@@ -48,7 +49,7 @@ class CdsService:
         self.knowledge = settings.knowledge()
         self.engine = RuleEngine(self.knowledge)
         self.cards = CardBuilder(
-            self.knowledge, settings.card_topic_system, settings.card_source_label, settings.card_source_url
+            self.knowledge, settings.cards.topic_system, settings.cards.source_label, settings.cards.source_url
         )
         self.discovery = discovery_document()
         self.discovery_3 = for_cds_hooks_3(self.discovery, self.knowledge.lab_retention_days)
@@ -59,7 +60,9 @@ class CdsService:
         self.service_ids = set(self.hooks)
         self.fetcher = fetcher
         self.memory = (
-            CardMemory(settings.memory, self.knowledge, MemoryStore(store_engine, self.now), settings.card_source_label)
+            CardMemory(
+                settings.memory, self.knowledge, MemoryStore(store_engine, self.now), settings.cards.source_label
+            )
             if settings.memory.enabled and store_engine is not None
             else None
         )
@@ -81,7 +84,7 @@ class CdsService:
             return Answer({"cards": []}, [], [])  # no prefetch resolved, no FHIR call, no 412, no record
         templates = templates_for(self.discovery, self.listed_id(request.hook), request.hook)
         with tracing.span("cds.prefetch") as traced:
-            data = gather(request, templates, self.settings, self.fetcher, issuer)
+            data = gather(request, templates, self.settings.fhir, self.fetcher, issuer)
             traced.set_attribute("cds.data_gaps", len(data.gaps))
         record = build_record(request, data.resources, data.gaps, self.knowledge, self.now())
         with tracing.span("cds.engine") as traced:
@@ -106,7 +109,9 @@ class CdsService:
         rules = [c["source"]["topic"]["code"] for c in cards if "topic" in c["source"]]
         return Answer(response, rules, held)
 
-    def _without_silent(self, findings: list, cards: list) -> tuple[list, list, list[Held]]:
+    def _without_silent(
+        self, findings: list[Finding], cards: list[dict[str, Any]]
+    ) -> tuple[list[Finding], list[dict[str, Any]], list[Held]]:
         """Silent rules (or a silent service) are evaluated and recorded, never returned: shadow mode."""
         quiet = [self.settings.silent or self.knowledge.rule(f.rule_id).mode == SILENT for f in findings]
         if not any(quiet):
@@ -117,7 +122,7 @@ class CdsService:
 
     def listed_id(self, hook: str) -> str:
         """The discovery id that answers this hook (where the legacy id takes its prefetch from)."""
-        return next(s["id"] for s in self.discovery["services"] if s["hook"] == hook)
+        return str(next(s["id"] for s in self.discovery["services"] if s["hook"] == hook))
 
     def describe(self, issuer: str | None = None) -> Mapping[str, Any]:
         """Discovery as this client should see it: 3.0 prefetch templates where its profile asks."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a virtualenv with the service and its test tools (the versions in requirements.lock), then
-# run the linter and the suite on every core (unit, contract, API, real FHIR server, real PostgreSQL,
-# gunicorn, headless Chromium). Used as-is by .ci/run. Arguments go to pytest:
+# run the linter, the import contract, the type check and the suite on every core (unit, contract,
+# API, real FHIR server, real PostgreSQL, gunicorn, headless Chromium). Used as-is by .ci/run.
+# Arguments go to pytest:
 #   bash scripts/test.sh -m unit              the quick loop (CONTRIBUTING.md, "Fast tests")
 #   bash scripts/test.sh tests/test_api.py    one file
 # The install is skipped when pyproject.toml and requirements.lock have not changed since the last
@@ -21,4 +22,6 @@ else
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports  # the import contract ([tool.importlinter] in pyproject.toml): imports go downward only
+.venv/bin/mypy  # mypy --strict on the [tool.mypy] files of pyproject.toml
 .venv/bin/python -m pytest -n "${CDS_TEST_WORKERS:-auto}" "$@"

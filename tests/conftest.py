@@ -113,8 +113,8 @@ def scaled_fhir_waits(fhir: dict[str, Any]) -> dict[str, Any]:
         return fhir
     settings = Settings()
     waits = {
-        "timeout_seconds": min(60.0, settings.fhir_timeout_seconds * TIME_SCALE),
-        "deadline_seconds": min(120.0, settings.fhir_deadline_seconds * TIME_SCALE),
+        "timeout_seconds": min(60.0, settings.fhir.timeout_seconds * TIME_SCALE),
+        "deadline_seconds": min(120.0, settings.fhir.deadline_seconds * TIME_SCALE),
     }
     return {**waits, **fhir}
 

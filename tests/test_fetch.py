@@ -239,7 +239,7 @@ def test_fhir_server_must_be_allow_listed_for_the_callers_issuer(make_app):
         gather(
             parse_request(body, SERVICE),
             {"magnesium": "Observation?patient={{context.patientId}}"},
-            settings,
+            settings.fhir,
             None,
             issuer_b,
         )

@@ -238,8 +238,11 @@ def test_replay_is_caught_across_workers_sharing_the_database(make_app, tmp_path
 def test_sandbox_key_only_in_explicit_development_mode(make_app, caplog):
     from cds_service.config import SANDBOX_ISSUER, settings_from_mapping
 
-    assert SANDBOX_ISSUER not in settings_from_mapping({}).trusted_issuers
-    assert SANDBOX_ISSUER in settings_from_mapping({"security": {"development_trust_sandbox": True}}).trusted_issuers
+    assert SANDBOX_ISSUER not in settings_from_mapping({}).security.trusted_issuers
+    assert (
+        SANDBOX_ISSUER
+        in settings_from_mapping({"security": {"development_trust_sandbox": True}}).security.trusted_issuers
+    )
     with caplog.at_level("WARNING"):
         make_app({"security": {"development_trust_sandbox": True}})
     assert "DEVELOPMENT MODE" in caplog.text

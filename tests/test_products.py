@@ -12,8 +12,8 @@ from cds_service.clinical.dose import daily_elemental_mg
 from cds_service.clinical.drugs import DrugMatcher
 from cds_service.clinical.matching import RXNORM, MagnesiumMatcher
 from cds_service.knowledge import load_knowledge
-from cds_service.knowledge.rxnorm_derive import main as derive_main
 from cds_service.record.medications import parse_medication
+from cds_service.rxnorm_derive import main as derive_main
 
 from .cards_check import explanation_text
 from .conftest import SCENARIOS, SERVICE, SHARED

@@ -33,7 +33,7 @@ def test_the_shortcut_never_hides_a_card(tmp_path):
             continue
         shortcut.append(name)
         templates = templates_for(service.discovery, SERVICE_FOR[hook], hook)
-        data = gather(request, templates, settings, None)
+        data = gather(request, templates, settings.fhir, None)
         record = build_record(request, data.resources, data.gaps, service.knowledge, service.now())
         assert service.engine.evaluate(record) == [], name
     assert {"unrelated-order", "unrelated-selection"} <= set(shortcut)

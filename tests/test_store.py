@@ -18,7 +18,8 @@ from sqlalchemy import create_engine, inspect, select, text
 
 from cds_service.feedback import FeedbackStore
 from cds_service.feedback.migrate import current_revision, downgrade, head_revision, upgrade
-from cds_service.feedback.models import Base, CardIssued, FeedbackItem
+from cds_service.feedback.migrations.tables import store_metadata
+from cds_service.feedback.models import CardIssued, FeedbackItem
 from cds_service.feedback.recorder import CardRecorder
 from cds_service.feedback.report import per_rule, render_text, total
 
@@ -72,7 +73,7 @@ def test_migrations_build_the_models_schema_from_empty_and_go_back_down(store_ur
     assert upgrade(store.engine) == (None, head_revision())
     assert set(inspect(store.engine).get_table_names()) == TABLES
     with store.engine.connect() as conn:
-        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        differences = compare_metadata(MigrationContext.configure(conn), store_metadata())
     assert differences == [], f"migrations and models disagree: {differences}"
     downgrade(store.engine, "base")
     assert set(inspect(store.engine).get_table_names()) == {"alembic_version"}
@@ -230,10 +231,10 @@ def test_cards_issued_during_a_postgresql_outage_are_written_when_it_returns(pos
 
 
 def test_replay_cache_on_postgresql_catches_replays_and_survives_an_outage(postgres_server, postgres_db):
-    from cds_service.security.replay import SqlReplayCache
+    from cds_service.security.jwt_replay import StoreJwtReplayCache
 
     store = migrated(postgres_db)
-    cache, other_replica = SqlReplayCache(store.engine), SqlReplayCache(FeedbackStore(postgres_db).engine)
+    cache, other_replica = StoreJwtReplayCache(store.engine), StoreJwtReplayCache(FeedbackStore(postgres_db).engine)
     expires = datetime.now(UTC).timestamp() + 300
     assert cache.first_use("iss|jti-1", expires) is True
     assert other_replica.first_use("iss|jti-1", expires) is False, "another replica must see the replay"
@@ -269,8 +270,10 @@ def test_store_and_key_settings_are_checked_at_start(raw, message):
 def test_database_url_means_psycopg_3_and_the_old_key_still_works():
     from cds_service.config import settings_from_mapping
 
-    assert settings_from_mapping({"database_url": "postgres://u@h/db"}).database_url == "postgresql+psycopg://u@h/db"
-    assert settings_from_mapping({"store_url": "sqlite:////tmp/x.db"}).effective_store_url == "sqlite:////tmp/x.db"
+    assert (
+        settings_from_mapping({"database_url": "postgres://u@h/db"}).store.database_url == "postgresql+psycopg://u@h/db"
+    )
+    assert settings_from_mapping({"store_url": "sqlite:////tmp/x.db"}).store.url == "sqlite:////tmp/x.db"
 
 
 def test_the_card_record_keeps_how_orders_were_read_and_nothing_about_the_patient(make_app):

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..jsonutil import items
-from ..protocol.request import HookRequest
 from ..record.build import READ_ERRORS
+from ..record.call import HookCall
 from ..record.medications import medication_unresolved, parse_medication
 from .engine import RuleEngine
 
 
-def may_concern_a_rule(request: HookRequest, engine: RuleEngine) -> bool:
+def may_concern_a_rule(request: HookCall, engine: RuleEngine) -> bool:
     """False only when every in-scope draft order is read and none is a magnesium product or a partner,
     wasting or risk drug by a route a rule judges. An order that cannot be read from the request alone
     (a Medication only referenced, a shape that does not parse) takes the full path, which fetches

@@ -90,7 +90,7 @@ class DeadlinePassed(psycopg.OperationalError):
 
 
 def _bound(seconds: float) -> float:
-    deadline = getattr(_local, "deadline", None)
+    deadline: float | None = getattr(_local, "deadline", None)
     if deadline is None:
         return seconds
     remaining = deadline - time.monotonic()

@@ -1,5 +1,6 @@
-"""The store's tables, as SQLAlchemy 2 models. The schema itself is built only by the Alembic
-migrations in `migrations/versions`; a test checks the two agree.
+"""The feedback tables (cards issued, feedback), as SQLAlchemy 2 models on the store's one base
+(cds_service/database.py). The schema itself is built only by the Alembic migrations in
+`migrations/versions`; a test checks the two agree.
 
 Nothing here identifies a patient: a card is known by its uuid, the rule that raised it and the hook
 instance (the EHR's id for one hook call); feedback by its outcome and the coded override reason.
@@ -8,15 +9,11 @@ instance (the EHR's id for one hook call); feedback by its outcome and the coded
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import DateTime, Float, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
 
-
-class Base(DeclarativeBase):
-    pass
+from ..database import Base
 
 
 class CardIssued(Base):
@@ -62,34 +59,3 @@ class FeedbackItem(Base):
     override_reason_code: Mapped[str | None] = mapped_column(String(200), nullable=True)
     user_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class CardMemory(Base):
-    """Card memory (cds_service/memory): what was shown, which card was about what, what is snoozed.
-    Keys and the patient and product columns are keyed hashes (HMAC); nothing here names a patient or
-    a clinician. Rows past `expires_at` are ignored on read and purged in the background."""
-
-    __tablename__ = "card_memory"
-    __table_args__ = (Index("ix_card_memory_expires_at", "expires_at"),)
-
-    key: Mapped[str] = mapped_column(String(120), primary_key=True)  # "<kind>:<hash or card uuid>"
-    kind: Mapped[str] = mapped_column(String(10))  # shown | card | snooze
-    rule_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    patient: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    product: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class JwtReplay(Base):
-    """JWT ids seen until their token expires: shared by every worker and replica."""
-
-    __tablename__ = "jwt_replay"
-
-    key: Mapped[str] = mapped_column(String(600), primary_key=True)
-    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-
-def insert_ignoring_repeats(dialect: str, table: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING for the store's two databases (a repeat is not an error)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing()

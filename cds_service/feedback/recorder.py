@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from .. import metrics, tracing
@@ -51,7 +52,7 @@ class CardRecorder:
         if not rows:
             return
         with (
-            tracing.span("cds.store", **{"cds.store.operation": "queue-cards", "cds.store.rows": len(rows)}),
+            tracing.span("cds.store", **_store_span("queue-cards", len(rows))),
             self._cond,
         ):
             closing = self._closing
@@ -140,7 +141,7 @@ class CardRecorder:
                 self._probe()
                 continue
             try:
-                with tracing.span("cds.store", **{"cds.store.operation": "write-cards", "cds.store.rows": len(batch)}):
+                with tracing.span("cds.store", **_store_span("write-cards", len(batch))):
                     self.store.record_cards(batch)  # its own trace: no hook call waits for it
             except StoreUnavailable as exc:
                 failures += 1
@@ -160,7 +161,7 @@ class CardRecorder:
                     limit = MAX_HURRIED_BACKOFF_SECONDS if hurried else MAX_BACKOFF_SECONDS
                     backoff = min(0.25 * 2 ** (failures - 1), limit)
                     # A flush that starts now shortens the wait; one already under way does not end it.
-                    self._cond.wait_for(lambda h=hurried: self._closing or self._hurry > h, backoff)
+                    self._cond.wait_for(partial(self._woken_since, hurried), backoff)
                 continue
             if failures:
                 log.warning("store available again: card recording resumed")
@@ -169,6 +170,10 @@ class CardRecorder:
                 self._in_flight = []
                 self._cond.notify_all()
 
+    def _woken_since(self, hurried: int) -> bool:
+        """A backoff ends early for a close, or a flush that started after it began."""
+        return self._closing or self._hurry > hurried
+
     def _probe(self) -> None:
         """Ping the store (sets cds_store_up; migrates a store that was down at start) and, when it
         answers, replay a spool that a start could not."""
@@ -176,3 +181,8 @@ class CardRecorder:
             self.store.ping()
             if self.spool and self.spool.path.exists():
                 self.spool.replay(self.store)
+
+
+def _store_span(operation: str, rows: int) -> dict[str, str | int]:
+    """The attributes of a store span (their names have dots, so they cannot be keywords)."""
+    return {"cds.store.operation": operation, "cds.store.rows": rows}

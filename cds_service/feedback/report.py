@@ -27,11 +27,12 @@ class RuleNumbers:
     issued: int = 0
     accepted: int = 0
     overridden: int = 0
-    override_reasons: Counter = field(default_factory=Counter)
+    override_reasons: Counter[str] = field(default_factory=Counter)
     events: int = 0  # feedback events folded into the answered cards (>= accepted + overridden)
-    issued_by_service: Counter = field(default_factory=Counter)  # the CDS service id that issued them
-    held_back: Counter = field(default_factory=Counter)  # raised but kept from the EHR by card memory, by why
-    standard_reasons: Counter = field(default_factory=Counter)  # CDS Hooks 3.0 non-adherence codes (cards/reasons.py)
+    issued_by_service: Counter[str] = field(default_factory=Counter)  # the CDS service id that issued them
+    held_back: Counter[str] = field(default_factory=Counter)  # raised but kept from the EHR by card memory, by why
+    # CDS Hooks 3.0 non-adherence codes (cards/reasons.py)
+    standard_reasons: Counter[str] = field(default_factory=Counter)
 
     @property
     def override_rate(self) -> float | None:

@@ -22,8 +22,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
+from ..database import insert_ignoring_repeats
 from . import connections, migrate
-from .models import CardIssued, FeedbackItem, insert_ignoring_repeats
+from .models import CardIssued, FeedbackItem
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def _coding_in(value: Any, depth: int = 0) -> Mapping[str, Any] | None:
     if isinstance(value, Mapping):
         if isinstance(value.get("code"), str) and isinstance(value.get("system"), str):
             return value
-        values = value.values()
+        values: Iterable[Any] = value.values()
     elif isinstance(value, list):
         values = value
     else:

@@ -26,6 +26,7 @@ from typing import Any
 import requests
 
 from .. import fastjson, metrics, tracing
+from ..config import FhirSettings
 from ..deadline import WATCHDOG
 from ..jsonutil import items
 from .breaker import Breaker
@@ -81,6 +82,11 @@ class FhirFetcher:
         self._lanes: dict[str, _Lane] = {}
         self._lanes_lock = threading.Lock()
         self._pid = os.getpid()
+
+    @classmethod
+    def configured(cls, fhir: FhirSettings) -> FhirFetcher:
+        """The fetcher the configuration's `fhir:` section describes."""
+        return cls(fhir.timeout_seconds, fhir.deadline_seconds, fhir.max_pages, fhir.max_response_bytes)
 
     def fetch_all(self, base_url: str, queries: Mapping[str, str], token: str | None) -> dict[str, FetchResult]:
         started = time.monotonic()
@@ -157,7 +163,7 @@ class FhirFetcher:
 
     def _pages(self, fetch: _Fetch, result: FetchResult) -> None:
         session, auth, base, query, started = fetch.session, fetch.auth, fetch.base, fetch.query, fetch.started
-        url: str | None = f"{base}/{query}"
+        url = f"{base}/{query}"
         for _page in range(self.max_pages):
             remaining = self.deadline - (time.monotonic() - started)
             if remaining <= 0:
@@ -182,9 +188,10 @@ class FhirFetcher:
             )
             if "_count=" in query:
                 return  # the template asked for the newest N: the first page is the answer
-            url = _next_link(body)
-            if url is None:
+            next_url = _next_link(body)
+            if next_url is None:
                 return
+            url = next_url
             if not url.startswith(base + "/") and not url.startswith(base + "?"):
                 result.error = "a paging link pointed outside the allow-listed server and was not followed"
                 result.reason = "off_server_link"
@@ -256,6 +263,7 @@ class FetchError(Exception):
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
     for link in items(bundle.get("link")):
-        if isinstance(link, Mapping) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]
+        url = link.get("url") if isinstance(link, Mapping) and link.get("relation") == "next" else None
+        if isinstance(url, str):
+            return url
     return None

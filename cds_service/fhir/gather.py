@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import Settings
+from ..config import FhirSettings
 from ..protocol.errors import ProtocolError
 from ..protocol.prefetch3 import DRAFT_MEDICATIONS
 from ..protocol.request import HookRequest
@@ -48,7 +48,7 @@ class GatheredData:
 def gather(
     request: HookRequest,
     templates: Mapping[str, str],
-    settings: Settings,
+    fhir: FhirSettings,
     fetcher: FhirFetcher | None,
     issuer: TrustedIssuer | None = None,
 ) -> GatheredData:
@@ -71,25 +71,25 @@ def gather(
     draft_medications = request.prefetch.get(DRAFT_MEDICATIONS)  # a 3.0 client's resolved draft Medications
     if isinstance(draft_medications, Mapping) and draft_medications.get("resourceType") != "OperationOutcome":
         resources.extend(r for r in _resources_of(draft_medications) if r.get("resourceType") == "Medication")
-    if failed_in_prefetch and not to_fetch and not _can_fetch(request, settings, issuer):
+    if failed_in_prefetch and not to_fetch and not _can_fetch(request, fhir, issuer):
         # The EHR tried and reported an error: a gap on the cards, not a reason to refuse the call.
         gaps.extend(
             DataGap(TOPICS.get(k, k), "the EHR reported an error for this prefetch") for k in failed_in_prefetch
         )
         failed_in_prefetch = {}
     to_fetch.update(failed_in_prefetch)
-    if to_fetch.keys() & OPTIONAL_KEYS and not _can_fetch(request, settings, issuer):
+    if to_fetch.keys() & OPTIONAL_KEYS and not _can_fetch(request, fhir, issuer):
         to_fetch = {k: q for k, q in to_fetch.items() if k not in OPTIONAL_KEYS}
     for medication_id in _unresolved_draft_medications(request, resources):
-        if to_fetch or _can_fetch(request, settings, issuer):
+        if to_fetch or _can_fetch(request, fhir, issuer):
             to_fetch[f"medication:{medication_id}"] = f"Medication/{medication_id}"
     if to_fetch:
-        base, token = _fetch_target(request, settings, to_fetch, issuer)
+        base, token = _fetch_target(request, fhir, to_fetch, issuer)
         results = fetcher.fetch_all(base, to_fetch, token) if fetcher else {}
         for key in to_fetch:
             result = results.get(key)
             if result is None or result.error:
-                reason = result.error if result else "not fetched"
+                reason = (result.error if result else None) or "not fetched"
                 gaps.append(DataGap(TOPICS.get(key, "medications" if key.startswith("medication:") else key), reason))
             else:
                 resources.extend(result.resources)
@@ -112,22 +112,22 @@ def _unresolved_draft_medications(request: HookRequest, resources: list[Mapping[
     return wanted
 
 
-def _can_fetch(request: HookRequest, settings: Settings, issuer: TrustedIssuer | None) -> bool:
+def _can_fetch(request: HookRequest, fhir: FhirSettings, issuer: TrustedIssuer | None) -> bool:
     try:
-        _fetch_target(request, settings, {}, issuer)
+        _fetch_target(request, fhir, {}, issuer)
     except ProtocolError:
         return False
     return True
 
 
 def _fetch_target(
-    request: HookRequest, settings: Settings, keys: Mapping[str, str], issuer: TrustedIssuer | None = None
+    request: HookRequest, fhir: FhirSettings, keys: Mapping[str, str], issuer: TrustedIssuer | None = None
 ) -> tuple[str, str | None]:
     """The allow-listed base URL and token to fetch with, or 412 saying why data cannot be had."""
     missing = ", ".join(sorted(keys))
     if not request.fhir_server:
         raise ProtocolError(412, "prefetch", f"prefetch keys missing ({missing}) and no fhirServer to fetch them from")
-    access = settings.fhir_server(request.fhir_server)
+    access = fhir.server(request.fhir_server)
     if access is None:
         raise ProtocolError(
             412, "fhirServer", f"prefetch keys missing ({missing}); fhirServer is not on this service's allow-list"
@@ -149,7 +149,8 @@ def _resources_of(value: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """A search Bundle's resources. An OperationOutcome inside it ("no matches", Epic's empty search)
     is information about the search, not data and not an error: an empty result."""
     if value.get("resourceType") == "Bundle":
-        entries = value.get("entry") if isinstance(value.get("entry"), list) else []
+        entry = value.get("entry")
+        entries: list[Any] = entry if isinstance(entry, list) else []
         return [  # parsed JSON: plain dicts (a type check is several times cheaper than an ABC check)
             e["resource"]
             for e in entries

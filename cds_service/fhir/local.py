@@ -33,7 +33,7 @@ def run_query(query_text: str, resources: Iterable[Mapping[str, Any]], patient_r
     return {"resourceType": "Bundle", "type": SEARCHSET, "total": len(matched), "entry": entries}
 
 
-def _medications_of(orders: list[Mapping[str, Any]], resources: Iterable[Mapping[str, Any]]) -> list:
+def _medications_of(orders: list[Mapping[str, Any]], resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     wanted = {
         o["medicationReference"]["reference"].rsplit("/", 1)[-1]
         for o in orders

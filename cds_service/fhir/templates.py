@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from ..protocol.request import HookRequest
@@ -61,7 +62,7 @@ def parse_query(query: str) -> Query:
     return Query(parts[0], parts[1] if len(parts) > 1 else None, tuple(parse_qsl(qs, keep_blank_values=True)))
 
 
-def templates_for(discovery: Mapping, service_id: str, hook: str) -> dict[str, str]:
+def templates_for(discovery: Mapping[str, Any], service_id: str, hook: str) -> dict[str, str]:
     for service in discovery["services"]:
         if service["id"] == service_id and service["hook"] == hook:
             return dict(service.get("prefetch") or {})

@@ -49,7 +49,7 @@ TABLE_FILES = (
     "gating.yaml",
     "override_reasons.yaml",
 )
-RXNORM_TABLE = "rxnorm_products.json"  # derived by rxnorm_derive.py; absent while it is being derived
+RXNORM_TABLE = "rxnorm_products.json"  # derived by cds_service/rxnorm_derive.py; absent while it is being derived
 ROUTE_CLASSES = ("parenteral", "not-absorbed", "rectal", "enteral")
 USES = ("one-time", "short-course", "as-needed", "long-term")
 EVIDENCE_GRADES = frozenset({"high", "moderate", "low", "expert-opinion"})
@@ -236,9 +236,11 @@ def _standard_reasons(
     )
 
 
-def _snooze_reasons(table: Mapping[str, Any], sources: Mapping[str, Source], reasons: dict[str, str]) -> dict:
+def _snooze_reasons(
+    table: Mapping[str, Any], sources: Mapping[str, Source], reasons: dict[str, str]
+) -> dict[str, float]:
     """Snooze override reasons: code -> days; their displays join the override-reason table."""
-    days = {}
+    days: dict[str, float] = {}
     for code, row in table.items():
         where = f"rules.yaml: snooze_reasons.{code}"
         if code in reasons or not isinstance(row, Mapping) or not isinstance(row.get("display"), str):
@@ -570,7 +572,9 @@ def _hours(value: Any, where: str) -> float | None:
 DRUG_KINDS = ("chelation", "depletion", "risk")
 
 
-def _drug_classes(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:
+def _drug_classes(
+    table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]
+) -> dict[str, DrugClass]:
     out = {}
     for class_id, row in table["classes"].items():
         where = f"drugs.yaml: classes.{class_id}"
@@ -645,7 +649,7 @@ def _order_vocabulary(table: Mapping[str, Any], sources: Mapping[str, Source]) -
     )
 
 
-def _gates(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:
+def _gates(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict[str, Gate]:
     out = {}
     for rule_id, row in table["rules"].items():
         where = f"gating.yaml: rules.{rule_id}"
@@ -687,7 +691,9 @@ def _gates(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mappi
     return out
 
 
-def _not_a_supplement(table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:
+def _not_a_supplement(
+    table: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]
+) -> dict[str, tuple[frozenset[str], str]]:
     """gating.yaml not_a_supplement: per kind (drug-salt, excipient), the rules that judge it and why."""
     out = {}
     for kind, row in table.items():
@@ -708,7 +714,7 @@ def _long_term_days(where: str, row: Any, sources: Mapping[str, Source]) -> floa
     return _parameters(where, {"long_term_days": row}, sources)["long_term_days"].value
 
 
-def _trace(row: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict:
+def _trace(row: Mapping[str, Any], sources: Mapping[str, Source], rules: Mapping[str, RuleSpec]) -> dict[str, Any]:
     if not row:
         return {}
     where = "gating.yaml: trace_magnesium"

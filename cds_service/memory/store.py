@@ -1,5 +1,6 @@
-"""The card_memory table: upsert with an expiry, read only what has not expired, purge the rest in
-the background. Any database error is MemoryUnavailable: the caller goes on without memory."""
+"""The card_memory table (`MemoryEntry`): upsert with an expiry, read only what has not expired,
+purge the rest in the background. Any database error is MemoryUnavailable: the caller goes on
+without memory. The memory service that decides what to keep is memory.py (`CardMemory`)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,32 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import DateTime, Engine, Index, Row, String, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
 
-from ..feedback.models import CardMemory
+from ..database import Base
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 600.0
 RETRY_AFTER_SECONDS = 10.0
+
+
+class MemoryEntry(Base):
+    """One row of card memory: what was shown, which card was about what, what is snoozed.
+    Keys and the patient and product columns are keyed hashes (HMAC); nothing here names a patient or
+    a clinician. Rows past `expires_at` are ignored on read and purged in the background."""
+
+    __tablename__ = "card_memory"
+    __table_args__ = (Index("ix_card_memory_expires_at", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)  # "<kind>:<hash or card uuid>"
+    kind: Mapped[str] = mapped_column(String(10))  # shown | card | snooze
+    rule_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    patient: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    product: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class MemoryUnavailable(RuntimeError):
@@ -44,9 +62,9 @@ class MemoryStore:
         self._check_back()
         self._start_purger()
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(CardMemory)
+        statement = dialect.insert(MemoryEntry)
         statement = statement.on_conflict_do_update(
-            index_elements=[CardMemory.key],
+            index_elements=[MemoryEntry.key],
             set_={c: statement.excluded[c] for c in ("kind", "rule_id", "patient", "product", "expires_at")},
         )
         try:
@@ -55,14 +73,16 @@ class MemoryStore:
         except (SQLAlchemyError, OSError) as exc:
             raise self._failed(exc) from exc
 
-    def alive(self, keys: Iterable[str], now: datetime) -> dict[str, CardMemory]:
-        """The rows of these keys that have not expired at `now` (expiry is enforced here, on read)."""
+    def alive(self, keys: Iterable[str], now: datetime) -> dict[str, Row[Any]]:
+        """The rows of these keys that have not expired at `now` (expiry is enforced here, on read):
+        MemoryEntry's columns, read as plain rows (no ORM session on the hook path)."""
         wanted = sorted(set(keys))
         if not wanted:
             return {}
         self._check_back()
         self._start_purger()
-        query = select(CardMemory).where(CardMemory.key.in_(wanted), CardMemory.expires_at > now.astimezone(UTC))
+        table = MemoryEntry.__table__
+        query = select(table).where(MemoryEntry.key.in_(wanted), MemoryEntry.expires_at > now.astimezone(UTC))
         try:
             with self.engine.connect() as conn:
                 return {row.key: row for row in conn.execute(query)}
@@ -83,7 +103,7 @@ class MemoryStore:
         """Delete expired rows; how many."""
         cutoff = (now or self.clock()).astimezone(UTC)
         with self.engine.begin() as conn:
-            return conn.execute(delete(CardMemory).where(CardMemory.expires_at <= cutoff)).rowcount or 0
+            return conn.execute(delete(MemoryEntry).where(MemoryEntry.expires_at <= cutoff)).rowcount or 0
 
     def _start_purger(self) -> None:
         """One purging thread per process (gunicorn workers fork after the app is built)."""

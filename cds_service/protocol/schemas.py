@@ -1,4 +1,4 @@
-"""The hook contracts in hooks/ (shipped as cds_service.contracts): JSON Schemas and discovery.
+"""The hook contracts in cds_service/contracts/: JSON Schemas and discovery.
 
 Every request is checked by a compiled validator (jsonschema-rs, microseconds); only a body it
 rejects goes through the reference `jsonschema` validator, whose best match names the field.
@@ -7,6 +7,7 @@ rejects goes through the reference `jsonschema` validator, whose best match name
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -41,7 +42,8 @@ def fast_validator(kind: str) -> Any:
 
 
 def discovery_document() -> dict[str, Any]:
-    return contract("discovery.json")
+    document: dict[str, Any] = contract("discovery.json")
+    return document
 
 
 def validate(kind: str, body: Any) -> None:
@@ -60,6 +62,6 @@ def validate(kind: str, body: Any) -> None:
     raise ProtocolError(400, path or None, message)
 
 
-def _json_path(parts) -> str | None:
+def _json_path(parts: Iterable[str | int]) -> str | None:
     """context.selections[0] style, as the error names the field."""
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".") or None

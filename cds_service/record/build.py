@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ..knowledge.model import Knowledge
-from ..protocol.request import HookRequest
+from .call import HookCall
 from .dates import parse_date, parse_datetime
 from .labs import lab_series
 from .medications import codings_of, concept_text, parse_medication
@@ -18,7 +18,7 @@ ACTIVE_STATEMENT = frozenset({"active", "intended", "on-hold"})
 
 
 def build_record(
-    request: HookRequest,
+    request: HookCall,
     resources: Iterable[Mapping[str, Any]],
     gaps: Sequence[DataGap],
     knowledge: Knowledge,

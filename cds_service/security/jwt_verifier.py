@@ -21,7 +21,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..logs import clip
-from .replay import MemoryReplayCache, ReplayCache
+from .jwt_replay import JwtReplayCache, ProcessJwtReplayCache
 
 log = logging.getLogger(__name__)
 ASYMMETRIC = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -103,12 +103,12 @@ class TokenVerifier:
         timeout: float = 2.0,
         max_lifetime: float = 3600,
         skew: float = 60,
-        replay: ReplayCache | None = None,
+        replay: JwtReplayCache | None = None,
     ) -> None:
         self.issuers = {i.iss: i for i in issuers}
         self.inline = {i.iss: keys_by_kid(i.jwks) for i in issuers if i.jwks}
         self.cache = JwksCache(timeout)
-        self.replay = replay or MemoryReplayCache()
+        self.replay = replay or ProcessJwtReplayCache()
         self.max_lifetime = max_lifetime
         self.skew = skew
 
@@ -125,7 +125,8 @@ class TokenVerifier:
             raise JwtRejected(f"algorithm not allowed: {clip(alg)}")
         if header.get("typ") not in (None, "JWT"):
             raise JwtRejected("typ is not JWT")
-        issuer = self.issuers.get(unverified.get("iss")) if isinstance(unverified.get("iss"), str) else None
+        iss = unverified.get("iss")
+        issuer = self.issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise JwtRejected("untrusted issuer")
         if alg not in issuer.algorithms:

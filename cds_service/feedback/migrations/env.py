@@ -11,18 +11,20 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from cds_service.feedback.models import Base
+from cds_service.feedback.migrations.tables import store_metadata
 
 config = context.config
 connection = config.attributes.get("connection")
 
 if connection is None:  # the alembic command line: a URL from -x url=...
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("alembic: give the database with -x url=...")
     with create_engine(url).connect() as fresh:
-        context.configure(connection=fresh, target_metadata=Base.metadata, render_as_batch=True)
+        context.configure(connection=fresh, target_metadata=store_metadata(), render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
 else:
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=store_metadata(), render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()

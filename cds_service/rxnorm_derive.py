@@ -4,9 +4,10 @@ The Sandbox's medication picker sends RxCUIs, often with no display and no text;
 From the table (`cuiToName`: 23,342 RxCUIs and their RxNorm names) this keeps every RxCUI whose name
 lists a magnesium ingredient or a partner drug of drugs.yaml, each ingredient read by
 clinical/products.py (substance, magnesium salt, strength). The source file is not copied: only what
-the rules need, with its provenance. Regenerate after a knowledge change:
+the rules need, with its provenance. It sits above the clinical layer it reads names with (the knowledge
+package, below every other, imports nothing of this service). Regenerate after a knowledge change:
 
-    python -m cds_service.knowledge.rxnorm_derive ../shared/data/rxnorm/rxnorm-subset.json
+    python -m cds_service.rxnorm_derive ../shared/data/rxnorm/rxnorm-subset.json
 
 `--check` exits 1 when the committed table differs from what the source gives (tests run this).
 """
@@ -20,7 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-OUTPUT = Path(__file__).with_name("rxnorm_products.json")
+from .clinical.drugs import DrugMatcher
+from .clinical.products import read_ingredients
+from .clinical.text import words_of
+from .knowledge.loader import RXNORM_TABLE, build_knowledge, read_tables
+from .record.model import MedicationEntry
+
+OUTPUT = Path(__file__).parent / "knowledge" / RXNORM_TABLE
 PROVENANCE = {
     "source": ["sandbox-medication-list"],
     "origin": "CDS Hooks Sandbox medication list (cds-hooks/sandbox src/assets/medication-list.js, commit 3b7e2554, "
@@ -29,19 +36,13 @@ PROVENANCE = {
     "magnesium salicylate included; not a counter-ion such as esomeprazole magnesium), a drugs.yaml partner drug "
     "or a drug with a magnesium excipient (magnesium.yaml excipients); "
     "ingredients, salts and strengths read from the name by cds_service/clinical/products.py",
-    "derived_by": "python -m cds_service.knowledge.rxnorm_derive <source>",
+    "derived_by": "python -m cds_service.rxnorm_derive <source>",
 }
 
 
 def derive(source: dict[str, Any], source_bytes: bytes) -> dict[str, Any]:
-    from ..clinical.drugs import DrugMatcher
-    from ..clinical.products import read_ingredients
-    from ..clinical.text import words_of
-    from ..record.model import MedicationEntry
-    from .loader import build_knowledge, read_tables
-
     tables = read_tables()
-    tables.pop("rxnorm_products.json", None)
+    tables.pop(RXNORM_TABLE, None)
     knowledge = build_knowledge(tables)
     drugs = DrugMatcher(knowledge)
     products: dict[str, Any] = {}
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(derive(source, data))
     if args.check:
         if not OUTPUT.exists() or OUTPUT.read_text(encoding="utf-8") != text:
-            print(f"{OUTPUT.name} is stale: run python -m cds_service.knowledge.rxnorm_derive {args.source}")
+            print(f"{OUTPUT.name} is stale: run python -m cds_service.rxnorm_derive {args.source}")
             return 1
         print(f"{OUTPUT.name} is current")
         return 0

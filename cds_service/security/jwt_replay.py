@@ -1,5 +1,6 @@
-"""Replay caches for JWT `jti`: in memory (one process) or in the configured database, which every
-gunicorn worker and every replica share."""
+"""JWT replay protection: caches of the `jti` values seen, in memory (one process) or in the store's
+`jwt_replay` table, which every gunicorn worker and every replica share. (History replay, the shadow
+mode, is simulate/.)"""
 
 from __future__ import annotations
 
@@ -8,15 +9,25 @@ import threading
 import time
 from typing import Protocol
 
-from sqlalchemy import delete
+from sqlalchemy import Float, String, delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import metrics
-from ..feedback.models import JwtReplay, insert_ignoring_repeats
+from ..database import Base, insert_ignoring_repeats
 
 
-class ReplayCache(Protocol):
+class JwtReplay(Base):
+    """JWT ids seen until their token expires: shared by every worker and replica."""
+
+    __tablename__ = "jwt_replay"
+
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class JwtReplayCache(Protocol):
     def first_use(self, key: str, expires_at: float) -> bool:
         """True the first time a key is seen before it expires; False for a replay."""
 
@@ -25,7 +36,7 @@ REPLAY = JwtReplay.__table__
 log = logging.getLogger(__name__)
 
 
-class MemoryReplayCache:
+class ProcessJwtReplayCache:
     """jti values seen, kept until their token expires. Per process: fine for one worker."""
 
     def __init__(self) -> None:
@@ -43,7 +54,7 @@ class MemoryReplayCache:
             return True
 
 
-class SqlReplayCache:
+class StoreJwtReplayCache:
     """The first insert of a key wins; a second one (any worker, any replica) is a replay.
     The table comes with the store's migrations.
 
@@ -55,7 +66,7 @@ class SqlReplayCache:
     def __init__(self, engine: Engine, fallback_seconds: float = 10.0) -> None:
         self.engine = engine
         self.fallback_seconds = fallback_seconds
-        self._memory = MemoryReplayCache()
+        self._in_process = ProcessJwtReplayCache()
         self._database_back_at = 0.0
         self._inserts = 0
 
@@ -71,14 +82,14 @@ class SqlReplayCache:
                     type(getattr(exc, "orig", None) or exc).__name__,
                     self.fallback_seconds,
                 )
-        return self._memory.first_use(key, expires_at)
+        return self._in_process.first_use(key, expires_at)
 
     def _first_use_in_database(self, key: str, expires_at: float) -> bool:
         with self.engine.begin() as conn:
             self._inserts += 1
             if self._inserts % 500 == 0:
-                conn.execute(delete(REPLAY).where(REPLAY.c.expires_at < time.time()))
+                conn.execute(delete(JwtReplay).where(JwtReplay.expires_at < time.time()))
             statement = insert_ignoring_repeats(self.engine.dialect.name, REPLAY).values(key=key, expires_at=expires_at)
             first = conn.execute(statement.returning(REPLAY.c.key)).first() is not None
-        self._memory.first_use(key, expires_at)  # remembered here too, for an outage to come
+        self._in_process.first_use(key, expires_at)  # remembered here too, for an outage to come
         return first
