@@ -12,6 +12,7 @@ from cds_service.clinical.matching import ATC, RXNORM, MagnesiumMatcher
 from cds_service.clinical.route import route_of
 from cds_service.clinical.rules.interactions import magnesium_spacing, partner_spacing
 from cds_service.knowledge import load_knowledge
+from cds_service.record.dosage import read_dosage
 from cds_service.record.model import Coding, MedicationEntry
 
 KNOWLEDGE = load_knowledge()
@@ -36,6 +37,7 @@ def med(name="", dosage=None, codings=(), route=None, strengths=()) -> Medicatio
         None,
         resource,
         tuple(strengths),
+        read_dosage(dosage) if dosage else None,
     )
 
 

@@ -1,13 +1,13 @@
-"""Order context and the gating table: how an order is read, and that the table (data) decides."""
+"""The order reading and the gating table: how an order is read, and that the table (data) decides."""
 
 from __future__ import annotations
 
 import pytest
 
-from cds_service.clinical.order_context import read_order
 from cds_service.config import ConfigError, settings_from_mapping
 from cds_service.knowledge import load_knowledge
 from cds_service.record.medications import parse_medication
+from cds_service.record.order_reading import encounter_setting, read_order
 
 from .cards_check import explanation_text
 from .conftest import SCENARIOS, SERVICE, load_json
@@ -112,7 +112,6 @@ def test_a_bad_gating_override_stops_the_start_naming_the_key(gating, names):
     ],
 )
 def test_encounter_class_gives_the_setting_when_the_order_has_none(system, code, setting):
-    from cds_service.clinical.order_context import encounter_setting
     from cds_service.record.model import Coding
 
     assert encounter_setting(Coding(system, code), VOCABULARY) == setting

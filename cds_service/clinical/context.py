@@ -13,12 +13,12 @@ from ..knowledge.model import Knowledge, RuleSpec
 from ..knowledge.suggestions import SUGGESTIONS
 from ..record.dates import day
 from ..record.model import LabValue, MedicationEntry, PatientRecord
+from ..record.order_reading import OrderReading
 from . import facts
 from .dose import DailyDose
 from .drugs import DrugHit
 from .findings import Finding, SuggestedAction
 from .matching import ProductMatch
-from .order_context import OrderContext
 from .renal_function import RenalAssessment
 from .treatment import TreatmentContext, is_low, low_limit
 
@@ -28,7 +28,7 @@ class MagnesiumProduct:
     entry: MedicationEntry
     match: ProductMatch
     in_scope: bool
-    reading: OrderContext
+    reading: OrderReading
     dose: DailyDose  # elemental magnesium per day, computed once per request (dose, monitoring, trace rules)
 
 
@@ -37,7 +37,7 @@ class PartnerDrug:
     entry: MedicationEntry
     hit: DrugHit
     in_scope: bool
-    reading: OrderContext
+    reading: OrderReading
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class RuleContext:
                 return product.match.product_name
         return next((p.hit.drug.name for p in self.partners if p.entry is order), "")
 
-    def reading_of(self, order: MedicationEntry) -> OrderContext | None:
+    def reading_of(self, order: MedicationEntry) -> OrderReading | None:
         return next((p.reading for p in (*self.magnesium, *self.partners) if p.entry is order), None)
 
     def _lab_suggestion(

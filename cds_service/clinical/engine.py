@@ -1,6 +1,6 @@
 """Run every enabled rule family over a record: pure, no I/O.
 
-Each order is read once (route class, use, setting: order_context.py); the gating table then decides
+Each order is read once (route class, use, setting: record/order_reading.py); the gating table then decides
 which rules may speak about it, and every card says how its orders were read.
 """
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 from ..knowledge.anatomy import MAX_FACTS
 from ..knowledge.model import GateSide, Knowledge
 from ..record.model import MedicationEntry, PatientRecord
+from ..record.order_reading import OrderReading, Setting, encounter_setting, read_order
 from .concerns import one_card_per_concern
 from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
 from .dose import daily_elemental_mg
 from .drugs import DrugHit, DrugMatcher
 from .findings import Finding
 from .matching import MagnesiumMatcher, ProductMatch, magnesium_kind
-from .order_context import OrderContext, Setting, encounter_setting, read_order
 from .renal_function import assess_renal_function
 from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
 from .treatment import read_treatment
@@ -68,7 +68,7 @@ class RuleEngine:
 
     def _judged_sides(
         self, entry: MedicationEntry, encounter: Setting
-    ) -> tuple[ProductMatch | None, list[DrugHit], OrderContext] | None:
+    ) -> tuple[ProductMatch | None, list[DrugHit], OrderReading] | None:
         """The order as a magnesium product and as partner drugs, each kept only when read by a route
         some rule judges; None when it is neither. A combination (omeprazole with magnesium hydroxide)
         is both."""
@@ -182,7 +182,7 @@ class RuleEngine:
                 allowed = own[0] if own else allowed
                 if not _long_enough(r, finding.rule_id):
                     return False
-            if allowed is not None and not allowed.admits(r.context.route, r.context.use):
+            if allowed is not None and not allowed.admits(r.reading.route, r.reading.use):
                 return False
         return True
 
@@ -195,23 +195,21 @@ class Reading:
     """How one order was read, as which side (magnesium product or partner drug), with its partner hits."""
 
     side: str
-    context: OrderContext
+    reading: OrderReading
     entry: MedicationEntry
     hits: tuple[DrugHit, ...] = ()
 
 
 def _drafted(reading: Reading, together: GateSide) -> bool:
     """A magnesium order drafted in this signing, read as the gating row's drafted_together admits."""
-    context = reading.context
-    return (
-        reading.side == "magnesium" and reading.entry.origin == "draft" and together.admits(context.route, context.use)
-    )
+    read = reading.reading
+    return reading.side == "magnesium" and reading.entry.origin == "draft" and together.admits(read.route, read.use)
 
 
 def _long_enough(reading: Reading, rule_id: str) -> bool:
     """A bounded course shorter than a drug's own long-term threshold (PPIs: months) is not long-term use for
     the rule of that drug's class."""
-    days = reading.context.days
+    days = reading.reading.days
     limits = [
         h.drug.long_term_days
         for h in reading.hits
@@ -264,7 +262,7 @@ def _stamped(finding: Finding, readings: dict[str, Reading], review: bool = Fals
     labels = ("This medication", "Other medication") if review else ("This order", "Other order")
     for label, entry in zip(labels, (finding.order, finding.partner), strict=True):
         if entry is not None and entry.reference in readings:
-            reading = readings[entry.reference].context
+            reading = readings[entry.reference].reading
             lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
             read_as.append((label.lower(), reading.route, reading.use, reading.setting))
     return replace(finding, audit=(*finding.audit, *lines), read_as=tuple(read_as))

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..jsonutil import items
 from ..knowledge.model import Knowledge
-from ..record.model import Coding, ConditionEntry, LabValue, MedicationEntry, PatientRecord
+from ..record.model import ConditionEntry, LabValue, MedicationEntry, PatientRecord
 from .problems import code_match, find_condition, how_found, text_match
 
 
@@ -74,17 +73,9 @@ def obstetric_reason(entry: MedicationEntry, knowledge: Knowledge) -> str | None
     """The order's own reasonCode, when it names an obstetric indication for magnesium sulfate (coded, or as
     text when uncoded): the line the card shows, else None."""
     condition_set = knowledge.conditions["obstetric_mgso4"]
-    for concept in items(entry.resource.get("reasonCode")):
-        if not isinstance(concept, dict):
-            continue
-        codings = [
-            Coding(c.get("system"), c.get("code"), c.get("display"))
-            for c in items(concept.get("coding"))
-            if isinstance(c, dict)
-        ]
-        text = str(concept.get("text") or next((c.display for c in codings if c.display), ""))
-        reason = ConditionEntry(reference="reasonCode", codings=tuple(codings), text=text)
-        if code_match(reason, condition_set) is not None or (not codings and text_match(text, condition_set)):
-            codes = ", ".join(f"{c.code}" for c in codings if c.code)
+    for reason in entry.reasons:
+        text = reason.text or next((c.display for c in reason.codings if c.display), "")
+        if code_match(reason, condition_set) is not None or (not reason.codings and text_match(text, condition_set)):
+            codes = ", ".join(f"{c.code}" for c in reason.codings if c.code)
             return f"Obstetric indication on the order (reasonCode): {text}" + (f" ({codes})" if codes else "")
     return None

@@ -36,9 +36,9 @@ PROVENANCE = {
 def derive(source: dict[str, Any], source_bytes: bytes) -> dict[str, Any]:
     from ..clinical.drugs import DrugMatcher
     from ..clinical.products import read_ingredients
-    from ..clinical.text import words_of
     from ..record.model import MedicationEntry
     from .loader import build_knowledge, read_tables
+    from .words import words_of
 
     tables = read_tables()
     tables.pop("rxnorm_products.json", None)
