@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,13 @@ import pytest
 from cds_service.clinical.engine import RuleEngine
 from cds_service.knowledge import load_knowledge
 from cds_service.record.medications import parse_medication
-from cds_service.record.model import MedicationEntry, PatientRecord
+from cds_service.record.model import MedicationEntry
 from cds_service.record.order_reading import read_order
+
+from .records import patient_record
 
 KNOWLEDGE = load_knowledge()
 PACKAGE = Path(__file__).resolve().parent.parent / "cds_service"
-NOW = datetime(2026, 11, 15, tzinfo=UTC)
 
 
 def order(name: str, route: str | None = None, ident: str = "x", **dosage: object) -> MedicationEntry:
@@ -98,24 +98,6 @@ def test_the_one_reading_answers_route_use_and_timing(name, route, dosage, route
     assert got.days == (pytest.approx(days) if days is not None else None)
 
 
-def record(*orders: MedicationEntry) -> PatientRecord:
-    return PatientRecord(
-        hook="order-sign",
-        now=NOW,
-        patient_id="p",
-        patient_known=True,
-        birth_date=None,
-        sex="female",
-        user_id=None,
-        encounter_id=None,
-        orders_in_scope=orders[:1],
-        other_drafts=orders[1:],
-        active_medications=(),
-        labs={},
-        conditions=(),
-    )
-
-
 MAGNESIUM_BY_TUBE = ("Magnesium oxide 400 mg", "via NG tube")
 
 
@@ -133,7 +115,7 @@ def test_the_interaction_rule_reads_the_route_the_gating_reads(partner, chelatio
     (a card then held back only by the gating table); a tube feed as 'route not stated' on the card."""
     counted: Counter[str] = Counter()
     findings = RuleEngine(KNOWLEDGE).evaluate(
-        record(order(*MAGNESIUM_BY_TUBE, **daily(2)), order(*partner, ident="c", **daily(2))), counted
+        patient_record(order(*MAGNESIUM_BY_TUBE, **daily(2)), order(*partner, ident="c", **daily(2))), counted
     )
     gated = {rule: n for rule, n in counted.items() if rule.startswith("interaction")}
     chelation = [f for f in findings if f.rule_id == "interaction-fluoroquinolone"]

@@ -19,6 +19,7 @@ from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
 from .dose import daily_elemental_mg
 from .drugs import DrugHit, DrugMatcher
 from .findings import Finding
+from .magnesium_level import read_magnesium_level
 from .matching import MagnesiumMatcher, ProductMatch, magnesium_kind
 from .renal_function import assess_renal_function
 from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
@@ -108,13 +109,15 @@ class RuleEngine:
             return []  # nothing this service speaks about among the orders in scope
         if record.hook == "patient-view" and not magnesium:
             return []  # the review speaks only about patients on a magnesium product
+        mg_level = read_magnesium_level(record, self.knowledge)
         ctx = RuleContext(
             record=record,
             knowledge=self.knowledge,
             magnesium=tuple(magnesium),
             partners=tuple(partners),
             renal=assess_renal_function(record, self.knowledge),
-            treatment=read_treatment(record, self.knowledge),
+            treatment=read_treatment(record, self.knowledge, mg_level),
+            mg_level=mg_level,
         )
         restricted = self._restricted_products(ctx)
         findings: dict[tuple[str, str, str], Finding] = {}

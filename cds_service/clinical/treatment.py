@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..knowledge.model import Knowledge
 from ..record.model import ConditionEntry, LabValue, MedicationEntry, PatientRecord
+from .magnesium_level import MagnesiumLevel
 from .problems import code_match, find_condition, how_found, text_match
 
 
@@ -40,22 +41,9 @@ class TreatmentContext:
         return self.low_magnesium is not None or self.hypomagnesaemia is not None
 
 
-def low_limit(lab: LabValue, default: float) -> float:
-    """The lab's own referenceRange wins over the default."""
-    return lab.ref_low if lab.ref_low is not None else default
-
-
-def is_low(lab: LabValue, default: float) -> bool:
-    """Below the lab's lower limit (or the default), and not reported as '> x'."""
-    return lab.value is not None and lab.value < low_limit(lab, default) and lab.comparator not in (">", ">=")
-
-
-def read_treatment(record: PatientRecord, knowledge: Knowledge) -> TreatmentContext:
-    lookback = knowledge.lab_lookbacks["magnesium_days"].value
-    latest = record.latest("magnesium", lookback)
-    default = knowledge.rule("mg-low").value("lower_limit")
-    usable = latest is not None and latest.usable and latest.value > 0  # 0 or less is a lab error
-    low = latest if usable and is_low(latest, default) else None
+def read_treatment(record: PatientRecord, knowledge: Knowledge, level: MagnesiumLevel) -> TreatmentContext:
+    current = level.current(knowledge.lab_lookbacks["magnesium_days"].value)
+    low = current if level.low and level.plausible else None
     hypo_set, pre_set = knowledge.conditions["hypomagnesaemia"], knowledge.conditions["obstetric_mgso4"]
     hypo = find_condition(record, hypo_set)
     pre = find_condition(record, pre_set)

@@ -37,7 +37,7 @@ def _above_upper_limit(ctx: RuleContext) -> list[Finding]:
         if obstetric_indication(ctx, product) is not None or _not_judged(ctx, product):
             continue  # a treatment dose, a laxative: the supplement upper limit does not apply
         dose = product.dose
-        if limit is None or not dose.known or dose.mg_per_day <= limit:
+        if limit is None or dose.mg_per_day is None or dose.mg_per_day <= limit:
             continue
         child = age < spec.value("warn_below_age")
         found = (
@@ -134,7 +134,7 @@ def _duplicate(ctx: RuleContext, product: MagnesiumProduct, other: MagnesiumProd
     other_name = short_name(other.entry.name or other.match.salt_label, 40)
     both = f"Also {'taken' if other.entry.origin == 'active' else 'ordered'}: {other_name}"
     if all(d.known for d in doses):
-        combined = sum(d.mg_per_day for d in doses)
+        combined = sum(d.mg_per_day or 0.0 for d in doses)
         found.append(f"Combined: {combined:.0f} mg elemental magnesium/day")
         total = f"; {combined:.0f} mg elemental Mg/day in total"
         both += f"; together {combined:.0f} mg elemental Mg a day"

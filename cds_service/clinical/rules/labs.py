@@ -8,6 +8,7 @@ magnesium-wasting drug to review, or a laxative dose that does not replete.
 
 from __future__ import annotations
 
+from ...record.model import LabValue
 from .. import facts
 from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
@@ -17,31 +18,30 @@ SULFATE = "magnesium sulfate"
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
-    lookback = ctx.knowledge.lab_lookbacks["magnesium_days"].value
-    mg = ctx.record.latest("magnesium", lookback)
-    if mg is None or not mg.usable or mg.value <= 0:  # 0 or less is a lab error, not hypomagnesaemia
+    mg = ctx.mg_level.current(ctx.knowledge.lab_lookbacks["magnesium_days"].value)
+    if mg is None or mg.value is None or not ctx.mg_level.plausible:  # 0 or less is a lab error
         return []
     findings = []
     for product in ctx.magnesium:
         if product.in_scope:
-            finding = _judge(ctx, product, mg)
+            finding = _judge(ctx, product, mg, mg.value)
             if finding is not None:
                 findings.append(finding)
     return findings
 
 
-def _judge(ctx: RuleContext, product: MagnesiumProduct, mg) -> Finding | None:
+def _judge(ctx: RuleContext, product: MagnesiumProduct, mg: LabValue, value: float) -> Finding | None:
     spec = ctx.knowledge.rule("mg-high")
     limit_source = (
         "the lab's reference range" if mg.ref_high is not None or mg.ref_low is not None else "the service default"
     )
-    shown_value = f"{mg.comparator or ''}{mg.value:.2g}" if mg.value < 10 else f"{mg.value:.0f}"
-    measured = f"Serum magnesium **{mg.shown()}** = {mg.value:.2f} mg/dL"
+    shown_value = f"{mg.comparator or ''}{value:.2g}" if value < 10 else f"{value:.0f}"
+    measured = f"Serum magnesium **{mg.shown()}** = {value:.2f} mg/dL"
     order, match = product.entry, product.match
     obstetric = obstetric_indication(ctx, product)
     if obstetric is not None:
         low, high = spec.value("preeclampsia_low"), spec.value("preeclampsia_high")
-        if mg.value <= high or mg.comparator in ("<", "<="):
+        if value <= high or mg.comparator in ("<", "<="):
             return None  # within (or below) the obstetric range: more magnesium sulfate is the plan
         found = (measured, f"Obstetric therapeutic range of MgSO4 {low:g}-{high:g} mg/dL (ACOG)", *obstetric)
         # Hold, do not delete: the infusion is the plan once the level is back in range; check it now.
@@ -59,12 +59,12 @@ def _judge(ctx: RuleContext, product: MagnesiumProduct, mg) -> Finding | None:
             high=f"{high:g}",
             obstetric_level=f"{facts.lab('Serum Mg', mg)} (obstetric range {low:g}-{high:g} mg/dL)",
         )
-    if ctx.is_high(mg):
-        found = (measured, f"Upper limit {ctx.high_limit(mg):.2f} mg/dL from {limit_source}")
+    if ctx.mg_level.high:
+        found = (measured, f"Upper limit {ctx.mg_level.high_limit:.2f} mg/dL from {limit_source}")
         return ctx.finding("mg-high", order, recognised_as(match), found=found, value=shown_value, unit="mg/dL")
-    if not ctx.is_low(mg):
+    if not ctx.mg_level.low:
         return None
-    found = (measured, f"Lower limit {ctx.low_limit(mg):.2f} mg/dL from {limit_source}")
+    found = (measured, f"Lower limit {ctx.mg_level.low_limit:.2f} mg/dL from {limit_source}")
     return _low(ctx, product, mg, shown_value, found)
 
 
@@ -78,7 +78,9 @@ def obstetric_indication(ctx: RuleContext, product: MagnesiumProduct) -> tuple[s
     return ctx.treatment.found if ctx.treatment.obstetric is not None else None
 
 
-def _low(ctx: RuleContext, product: MagnesiumProduct, mg, shown_value: str, found: tuple[str, ...]) -> Finding | None:
+def _low(
+    ctx: RuleContext, product: MagnesiumProduct, mg: LabValue, shown_value: str, found: tuple[str, ...]
+) -> Finding | None:
     spec = ctx.knowledge.rule("mg-low")
     order, match = product.entry, product.match
     missing = [s for s in ctx.suggestions(spec, order, "") if s.lab]
