@@ -115,7 +115,7 @@ def test_hourly_period_converts_to_per_day():
     ],
 )
 def test_route(entry, route):
-    assert read_order(entry, KNOWLEDGE.order_vocabulary).route == route
+    assert read_order(entry, KNOWLEDGE.order_reading).route == route
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ CASES = [
 @pytest.mark.parametrize(("name", "route", "dosage", "route_class", "use", "per_day", "days"), CASES)
 def test_the_one_reading_answers_route_use_and_timing(name, route, dosage, route_class, use, per_day, days):
     entry = order(name, route, **dosage)
-    got = read_order(entry, KNOWLEDGE.order_vocabulary)
+    got = read_order(entry, KNOWLEDGE.order_reading)
     assert (got.route, got.use) == (route_class, use), got.shown()
     assert entry.dosage is not None
     assert entry.dosage.doses_per_day()[0] == (pytest.approx(per_day) if per_day is not None else None)

@@ -45,7 +45,7 @@ class RuleEngine:
         self.knowledge = knowledge
         self.magnesium = MagnesiumMatcher(knowledge.magnesium)
         self.drugs = DrugMatcher(knowledge)
-        self.vocabulary = knowledge.order_vocabulary
+        self.reading_table = knowledge.order_reading
         # Route classes some enabled rule judges, per side: a product read otherwise (a bath, an eye
         # drop, an inhaled antibiotic) is no magnesium product or partner drug for this request at all.
         self.judged_routes = {
@@ -77,7 +77,7 @@ class RuleEngine:
         hits = self.drugs.match_all(entry)
         if match is None and not hits:
             return None
-        reading = read_order(entry, self.vocabulary, encounter, match.product_name if match else "")
+        reading = read_order(entry, self.reading_table, encounter, match.product_name if match else "")
         if match is not None and reading.route not in self.judged_routes["magnesium"]:
             match = None
         if hits and reading.route not in self.judged_routes["partner"]:
@@ -90,7 +90,7 @@ class RuleEngine:
         magnesium: list[MagnesiumProduct] = []
         partners: list[PartnerDrug] = []
         readings: dict[str, Reading] = {}
-        encounter = encounter_setting(record.encounter_class, self.vocabulary)
+        encounter = encounter_setting(record.encounter_class, self.reading_table)
         entries = [(e, True) for e in record.orders_in_scope]
         entries += [(e, False) for e in (*record.other_drafts, *record.active_medications)]
         for entry, in_scope in entries:

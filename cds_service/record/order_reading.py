@@ -3,7 +3,7 @@
 A single IV dose, a PRN laxative, a bowel prep and an Epsom salt bath are all "magnesium", but no
 pharmacist would give them the same advice as a daily oral supplement. Every rule and the gating table
 (knowledge/gating.yaml) read this one reading; every card states it. The words and codes come from the
-knowledge (order_context.yaml); the timing from the order's typed dosage (record/dosage.py).
+knowledge (order_reading.yaml); the timing from the order's typed dosage (record/dosage.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, cast
 
-from ..knowledge.model import OrderVocabulary
+from ..knowledge.model import OrderReadingTable
 from ..knowledge.words import words_of
 from .model import Coding, MedicationEntry
 
@@ -52,39 +52,39 @@ class OrderReading:
 
 
 def read_order(
-    entry: MedicationEntry, vocabulary: OrderVocabulary, encounter: Setting = "unknown", known_name: str = ""
+    entry: MedicationEntry, table: OrderReadingTable, encounter: Setting = "unknown", known_name: str = ""
 ) -> OrderReading:
     """`encounter` is the setting read from the hook's encounter class: used when the order has no
     category. `known_name` names an order sent by code alone ("Magnesium Oxide 500 MG Oral Tablet")."""
-    setting, setting_how = _setting(entry.category_codings, vocabulary), "order category"
+    setting, setting_how = _setting(entry.category_codings, table), "order category"
     if setting == "unknown":
         setting, setting_how = encounter, "encounter class"
     name = entry.name or known_name
-    route, route_how = _route(entry, vocabulary, name)
-    use, use_how = _use(entry, vocabulary, setting, route, name)
+    route, route_how = _route(entry, table, name)
+    use, use_how = _use(entry, table, setting, route, name)
     days = entry.dosage.course_days if entry.dosage is not None else None
     return OrderReading(route, route_how, use, use_how, setting, setting_how, name, days)
 
 
-def _route(entry: MedicationEntry, vocabulary: OrderVocabulary, name: str) -> tuple[RouteClass, str]:
+def _route(entry: MedicationEntry, table: OrderReadingTable, name: str) -> tuple[RouteClass, str]:
     for coding in entry.route_codings:
-        found = vocabulary.route_codes.get((coding.system or "", coding.code or ""))
+        found = table.route_codes.get((coding.system or "", coding.code or ""))
         if found:
             return cast(RouteClass, found), f"route {coding.display or coding.code}"
     route_text = " ".join([entry.route_text, *(c.display or "" for c in entry.route_codings)])
     for label, text in (("route", route_text), ("dose form", entry.form_text), ("name", name)):
-        route_class = _class_of(text, vocabulary)
+        route_class = _class_of(text, table)
         if route_class:
-            return route_class, f"{label} '{found_word(text, vocabulary, route_class)}'"
+            return route_class, f"{label} '{found_word(text, table, route_class)}'"
     for text in entry.ingredient_names:
-        route_class = _class_of(text, vocabulary)
+        route_class = _class_of(text, table)
         if route_class:
             return route_class, "ingredient name"
     return "enteral", ASSUMED_ORAL
 
 
-def _class_of(text: str, vocabulary: OrderVocabulary) -> RouteClass | None:
-    return _route_class_of(text, vocabulary.route_words) if text else None
+def _class_of(text: str, table: OrderReadingTable) -> RouteClass | None:
+    return _route_class_of(text, table.route_words) if text else None
 
 
 @lru_cache(maxsize=8192)
@@ -98,13 +98,13 @@ def _route_class_of(text: str, route_words: tuple[tuple[str, frozenset[str]], ..
     return None
 
 
-def found_word(text: str, vocabulary: OrderVocabulary, route_class: RouteClass) -> str:
-    words = dict(vocabulary.route_words)[route_class]
+def found_word(text: str, table: OrderReadingTable, route_class: RouteClass) -> str:
+    words = dict(table.route_words)[route_class]
     return next((w for w in words_of(text) if w in words), route_class)
 
 
 def _use(
-    entry: MedicationEntry, vocabulary: OrderVocabulary, setting: Setting, route: RouteClass, name: str
+    entry: MedicationEntry, table: OrderReadingTable, setting: Setting, route: RouteClass, name: str
 ) -> tuple[Use, str]:
     dosage = entry.dosage
     if dosage is not None and dosage.as_needed:
@@ -113,12 +113,12 @@ def _use(
         return "one-time", "timing count 1"
     texts = [dosage.text, dosage.timing_code_text] if dosage is not None else []
     for text in (*texts, name):
-        word = _phrase_in(text, vocabulary.one_time_words)
+        word = _phrase_in(text, table.one_time_words)
         if word:
             return "one-time", f"'{word}'"
     days = dosage.course_days if dosage is not None else None
     if days is not None:
-        if days <= vocabulary.short_course_max_days:
+        if days <= table.short_course_max_days:
             return "short-course", f"{days:g} days"
         return "long-term", f"{days:g} days"
     if setting == "inpatient" and route == "parenteral":
@@ -126,18 +126,18 @@ def _use(
     return "long-term", "no end stated"
 
 
-def encounter_setting(encounter_class: Coding | None, vocabulary: OrderVocabulary) -> Setting:
+def encounter_setting(encounter_class: Coding | None, table: OrderReadingTable) -> Setting:
     """Inpatient or outpatient from Encounter.class (v3 ActCode), unknown when not given or not listed."""
-    if encounter_class is None or encounter_class.system not in (vocabulary.encounter_class_system, None):
+    if encounter_class is None or encounter_class.system not in (table.encounter_class_system, None):
         return "unknown"
-    return cast(Setting, vocabulary.encounter_classes.get(encounter_class.code or "", "unknown"))
+    return cast(Setting, table.encounter_classes.get(encounter_class.code or "", "unknown"))
 
 
-def _setting(category: tuple[Coding, ...], vocabulary: OrderVocabulary) -> Setting:
-    """MedicationRequest.category, in the code system the vocabulary names."""
+def _setting(category: tuple[Coding, ...], table: OrderReadingTable) -> Setting:
+    """MedicationRequest.category, in the code system the table names."""
     for coding in category:
-        if coding.system == vocabulary.setting_system:
-            found = vocabulary.setting_codes.get(coding.code or "")
+        if coding.system == table.setting_system:
+            found = table.setting_codes.get(coding.code or "")
             if found:
                 return cast(Setting, found)
     return "unknown"
