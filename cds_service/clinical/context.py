@@ -20,6 +20,7 @@ from .drugs import DrugHit
 from .findings import Finding, SuggestedAction
 from .magnesium_level import MagnesiumLevel
 from .matching import ProductMatch
+from .problems import Problems
 from .renal_function import RenalAssessment
 from .treatment import TreatmentContext
 
@@ -50,6 +51,7 @@ class RuleContext:
     renal: RenalAssessment
     treatment: TreatmentContext
     mg_level: MagnesiumLevel  # the latest serum magnesium, low or high decided once
+    problems: Problems  # the problem list, each condition set looked up once
 
     @property
     def magnesium_orders(self) -> tuple[tuple[MedicationEntry, ProductMatch], ...]:

@@ -21,6 +21,7 @@ from .drugs import DrugHit, DrugMatcher
 from .findings import Finding
 from .magnesium_level import read_magnesium_level
 from .matching import MagnesiumMatcher, ProductMatch, magnesium_kind
+from .problems import Problems
 from .renal_function import assess_renal_function
 from .rules import conditions, depletion, dosing, interactions, labs, monitoring, renal, risk
 from .treatment import read_treatment
@@ -110,14 +111,16 @@ class RuleEngine:
         if record.hook == "patient-view" and not magnesium:
             return []  # the review speaks only about patients on a magnesium product
         mg_level = read_magnesium_level(record, self.knowledge)
+        problems = Problems(record, self.knowledge)
         ctx = RuleContext(
             record=record,
             knowledge=self.knowledge,
             magnesium=tuple(magnesium),
             partners=tuple(partners),
-            renal=assess_renal_function(record, self.knowledge),
-            treatment=read_treatment(record, self.knowledge, mg_level),
+            renal=assess_renal_function(record, self.knowledge, problems),
+            treatment=read_treatment(self.knowledge, mg_level, problems),
             mg_level=mg_level,
+            problems=problems,
         )
         restricted = self._restricted_products(ctx)
         findings: dict[tuple[str, str, str], Finding] = {}

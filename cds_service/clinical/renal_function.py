@@ -18,7 +18,7 @@ from ..knowledge.model import Knowledge
 from ..record.dates import day
 from ..record.model import ConditionEntry, LabValue, PatientRecord
 from .formulas import bedside_schwartz, body_mass_index, ckd_epi_2021, cockcroft_gault, dosing_weight
-from .problems import code_match, find_condition, how_found
+from .problems import Problems, code_match, how_found
 
 EGFR_UNIT = "mL/min/1.73 m²"
 
@@ -60,12 +60,12 @@ class RenalAssessment:
         return f"{self.short} {self.shown_value} {self.unit} ({self.method}{when})"
 
 
-def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalAssessment:
+def assess_renal_function(record: PatientRecord, knowledge: Knowledge, problems: Problems) -> RenalAssessment:
     p = {name: param.value for name, param in knowledge.renal_function.items()}
     reasons: list[str] = []
     lab = _laboratory_estimate(record, knowledge, p, reasons)
     dialysis_set = knowledge.conditions["dialysis_or_esrd"]
-    dialysis = find_condition(record, dialysis_set)
+    dialysis = problems.of("dialysis_or_esrd")
     if dialysis is not None:
         problem = f"Found on the {how_found(dialysis, dialysis_set)}"
         # "Current" here is the impaired lookback: the problem list says impaired, so an older estimate
@@ -91,18 +91,16 @@ def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalA
             found=(f"{problem}; counted as renal function < 15 mL/min", *also),
             fact=f"{dialysis.label[:60]} on the problem list",
         )
-    lab = _with_stage_floor(record, knowledge, lab)
+    lab = _with_stage_floor(knowledge, problems, lab)
     if lab is None:
         return RenalAssessment(unknown_reasons=tuple(reasons), not_retrieved=record.gap("renal") is not None)
     return replace(lab, rise=detect_creatinine_rise(record, knowledge))
 
 
-def _with_stage_floor(
-    record: PatientRecord, knowledge: Knowledge, lab: RenalAssessment | None
-) -> RenalAssessment | None:
+def _with_stage_floor(knowledge: Knowledge, problems: Problems, lab: RenalAssessment | None) -> RenalAssessment | None:
     """A coded CKD stage caps the estimate unless a laboratory estimate newer than the entry says better."""
     stages = knowledge.conditions["ckd_stage"]
-    stage = find_condition(record, stages)
+    stage = problems.of("ckd_stage")
     key = code_match(stage, stages) if stage is not None else None
     if stage is None or key is None:
         return lab

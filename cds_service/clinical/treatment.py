@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..knowledge.model import Knowledge
-from ..record.model import ConditionEntry, LabValue, MedicationEntry, PatientRecord
+from ..record.model import ConditionEntry, LabValue, MedicationEntry
 from .magnesium_level import MagnesiumLevel
-from .problems import code_match, find_condition, how_found, text_match
+from .problems import Problems, code_match, how_found, text_match
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +41,11 @@ class TreatmentContext:
         return self.low_magnesium is not None or self.hypomagnesaemia is not None
 
 
-def read_treatment(record: PatientRecord, knowledge: Knowledge, level: MagnesiumLevel) -> TreatmentContext:
+def read_treatment(knowledge: Knowledge, level: MagnesiumLevel, problems: Problems) -> TreatmentContext:
     current = level.current(knowledge.lab_lookbacks["magnesium_days"].value)
     low = current if level.low and level.plausible else None
     hypo_set, pre_set = knowledge.conditions["hypomagnesaemia"], knowledge.conditions["obstetric_mgso4"]
-    hypo = find_condition(record, hypo_set)
-    pre = find_condition(record, pre_set)
+    hypo, pre = problems.of("hypomagnesaemia"), problems.of("obstetric_mgso4")
     found = []
     if low is not None:
         found.append(f"Documented hypomagnesaemia: serum magnesium {low.shown()}")

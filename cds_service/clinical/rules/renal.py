@@ -10,7 +10,6 @@ from __future__ import annotations
 from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding
 from ..matching import magnesium_kind
-from ..problems import find_condition
 from .dosing import upper_limit
 
 TIERS = ("renal-contraindicated", "renal-severe", "renal-moderate")
@@ -63,7 +62,7 @@ def unknown_renal_matters(ctx: RuleContext, product: MagnesiumProduct) -> str | 
     if age >= ctx.knowledge.rule("renal-unknown").value("at_risk_age"):
         return f"age {int(age)}"
     for name in ("ckd_stage", "renal_risk"):
-        condition = find_condition(record, ctx.knowledge.conditions[name])
+        condition = ctx.problems.of(name)
         if condition is not None:
             return f"{condition.label} on the problem list"
     wasting = ctx.wasting_drugs()
