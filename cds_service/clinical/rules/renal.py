@@ -8,7 +8,7 @@ get "reduce the dose and check the level", a one-time or as-needed laxative gets
 from __future__ import annotations
 
 from ..context import MagnesiumProduct, RuleContext, recognised_as
-from ..findings import Finding
+from ..findings import Finding, SuggestedAction
 from ..matching import magnesium_kind
 from .dosing import upper_limit
 
@@ -46,9 +46,11 @@ def _g3a_under_upper_limit(ctx: RuleContext, product: MagnesiumProduct, info_fro
     age = ctx.record.age_at(ctx.record.now)
     limit = upper_limit(ctx, age) if age is not None else None
     in_g3a = renal.value is not None and renal.value >= info_from and renal.bound is None and not renal.last_known
-    return (
-        in_g3a and product.reading.route == "enteral" and limit is not None and dose.known and dose.mg_per_day <= limit
-    )
+    return in_g3a and product.reading.route == "enteral" and limit is not None and _at_most(dose.mg_per_day, limit)
+
+
+def _at_most(value: float | None, limit: float) -> bool:
+    return value is not None and value <= limit
 
 
 def unknown_renal_matters(ctx: RuleContext, product: MagnesiumProduct) -> str | None:
@@ -71,7 +73,7 @@ def unknown_renal_matters(ctx: RuleContext, product: MagnesiumProduct) -> str | 
     if product.reading.route == "parenteral":
         return "parenteral magnesium"
     limit = upper_limit(ctx, age)
-    if limit is not None and product.dose.known and product.dose.mg_per_day > limit:
+    if limit is not None and product.dose.mg_per_day is not None and product.dose.mg_per_day > limit:
         return f"{product.dose.mg_per_day:.0f} mg/day, above the upper limit"
     return None
 
@@ -118,7 +120,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
             tier = renal_tier(renal.value, ctx)
             if tier is not None:
                 recheck, _ = ctx.level_check(order)
-                extra = ()
+                extra: tuple[SuggestedAction, ...] = ()
                 if renal.last_known:
                     extra = tuple(s for s in ctx.suggestions(ctx.knowledge.rule("renal-unknown"), order, "") if s.lab)
                 findings.append(
