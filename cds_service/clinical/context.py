@@ -75,10 +75,10 @@ class RuleContext:
         return "Medication" if self.record.hook == "patient-view" else "Order"
 
     def known_name(self, order: MedicationEntry) -> str:
-        """For an order sent by code alone: the RxNorm name the product table gives, else the drug's."""
-        for product in self.magnesium:
-            if product.entry is order and product.match.product_name:
-                return product.match.product_name
+        """The name the order was read by (its own, else the RxNorm name of its code), else the drug's."""
+        reading = self.reading_of(order)
+        if reading is not None and reading.name:
+            return reading.name
         return next((p.hit.drug.name for p in self.partners if p.entry is order), "")
 
     def reading_of(self, order: MedicationEntry) -> OrderReading | None:
