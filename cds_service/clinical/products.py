@@ -49,7 +49,7 @@ def _read_ingredients(name: str, tables: MagnesiumTables) -> tuple[Ingredient, .
     for i, component in enumerate(components):
         strength = listed[i] if shared else strengths[i]
         if shared and i < len(components) - 1:
-            component = f"{component} {components[-1][strength.start() :]}"  # carries the shared "/5 mL"
+            component = f"{component} {components[-1][listed[i].start() :]}"  # carries the shared "/5 mL"
         own = STRENGTH.search(component)
         substance = component[: own.start()].strip(" ,-") if own else _without_form(component)
         amount = unit = per_ml = None
