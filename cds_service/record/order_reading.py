@@ -41,6 +41,11 @@ class OrderReading:
     days: float | None = None  # the length of a bounded course (boundsDuration, boundsPeriod, count)
 
     @property
+    def occasional(self) -> bool:
+        """A one-time or as-needed dose (a laxative, a bowel prep, a single IV dose): no ongoing therapy."""
+        return self.use in ("one-time", "as-needed")
+
+    @property
     def route_assumed(self) -> bool:
         """No route, dose form or route word anywhere: read as oral, and a card that relies on it says so."""
         return self.route_how == ASSUMED_ORAL

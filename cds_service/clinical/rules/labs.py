@@ -85,7 +85,7 @@ def _low(
     order, match = product.entry, product.match
     missing = [s for s in ctx.suggestions(spec, order, "") if s.lab]
     wasting = ctx.wasting_drugs()
-    laxative = product.reading.use in ("one-time", "as-needed") and product.reading.route in ("enteral", "rectal")
+    laxative = product.reading.occasional and product.reading.route in ("enteral", "rectal")
     if wasting:
         key, extra = "summary_wasting", f"Magnesium-wasting drug ordered or taken: {', '.join(wasting)}"
     elif laxative:

@@ -33,7 +33,7 @@ def variant_for(ctx: RuleContext, product: MagnesiumProduct, rule_id: str) -> st
     if "parenteral" in variants and reading.route == "parenteral":
         return "parenteral"
     supplement = magnesium_kind(product.match, ctx.knowledge.magnesium) == "supplement"  # a salicylate is no cathartic
-    if "cathartic" in variants and reading.use in ("one-time", "as-needed") and supplement:
+    if "cathartic" in variants and reading.occasional and supplement:
         return "cathartic"
     if "g3a-under-ul" in variants and _g3a_under_upper_limit(ctx, product, spec.value("info_from")):
         return "g3a-under-ul"
