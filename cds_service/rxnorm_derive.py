@@ -23,8 +23,8 @@ from typing import Any
 
 from .clinical.drugs import DrugMatcher
 from .clinical.products import read_ingredients
-from .clinical.text import words_of
 from .knowledge.loader import RXNORM_TABLE, build_knowledge, read_tables
+from .knowledge.words import words_of
 from .record.model import MedicationEntry
 
 OUTPUT = Path(__file__).parent / "knowledge" / RXNORM_TABLE

@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 from cds_service.clinical.dose import daily_elemental_mg, daily_mg
 from cds_service.clinical.drugs import DrugMatcher
 from cds_service.clinical.matching import ATC, RXNORM, MagnesiumMatcher
-from cds_service.clinical.route import route_of
 from cds_service.clinical.rules.interactions import magnesium_spacing, partner_spacing
 from cds_service.knowledge import load_knowledge
+from cds_service.record.dosage import read_dosage
 from cds_service.record.model import Coding, MedicationEntry
+from cds_service.record.order_reading import read_order
 
 KNOWLEDGE = load_knowledge()
 MG = MagnesiumMatcher(KNOWLEDGE.magnesium)
@@ -36,6 +37,7 @@ def med(name="", dosage=None, codings=(), route=None, strengths=()) -> Medicatio
         None,
         resource,
         tuple(strengths),
+        read_dosage(dosage) if dosage else None,
     )
 
 
@@ -104,16 +106,16 @@ def test_hourly_period_converts_to_per_day():
 @pytest.mark.parametrize(
     ("entry", "route"),
     [
-        (med("Ciprofloxacin 500 mg", route=[("http://snomed.info/sct", "26643006", "Oral")]), "oral"),
+        (med("Ciprofloxacin 500 mg", route=[("http://snomed.info/sct", "26643006", "Oral")]), "enteral"),
         (med("Ciprofloxacin 400 mg/200 mL injection"), "parenteral"),
         (med("Ciprofloxacin 500 mg", route="Intravenous"), "parenteral"),
-        (med("Ciprofloxacin 500 mg tablet"), "oral"),
-        (med("Ciprofloxacin 0.3 % ophthalmic solution"), "other"),
-        (med("Ciprofloxacin 500 mg"), "unknown"),
+        (med("Ciprofloxacin 500 mg tablet"), "enteral"),
+        (med("Ciprofloxacin 0.3 % ophthalmic solution"), "not-absorbed"),
+        (med("Ciprofloxacin 500 mg"), "enteral"),  # nothing says how: assumed oral (route_assumed)
     ],
 )
 def test_route(entry, route):
-    assert route_of(entry) == route
+    assert read_order(entry, KNOWLEDGE.order_reading).route == route
 
 
 @pytest.mark.parametrize(

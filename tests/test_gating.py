@@ -1,18 +1,18 @@
-"""Order context and the gating table: how an order is read, and that the table (data) decides."""
+"""The order reading and the gating table: how an order is read, and that the table (data) decides."""
 
 from __future__ import annotations
 
 import pytest
 
-from cds_service.clinical.order_context import read_order
 from cds_service.config import ConfigError, settings_from_mapping
 from cds_service.knowledge import load_knowledge
 from cds_service.record.medications import parse_medication
+from cds_service.record.order_reading import encounter_setting, read_order
 
 from .cards_check import explanation_text
 from .conftest import SCENARIOS, SERVICE, load_json
 
-VOCABULARY = load_knowledge().order_vocabulary
+READING_TABLE = load_knowledge().order_reading
 URL = f"/cds-services/{SERVICE}"
 
 
@@ -26,8 +26,8 @@ def reading(name: str, **dosage):
     }
     category = dosage.pop("category", None)
     if category:
-        resource["category"] = {"coding": [{"system": VOCABULARY.setting_system, "code": category}]}  # one object
-    return read_order(parse_medication(resource, "draft", {}), VOCABULARY)
+        resource["category"] = {"coding": [{"system": READING_TABLE.setting_system, "code": category}]}  # one object
+    return read_order(parse_medication(resource, "draft", {}), READING_TABLE)
 
 
 @pytest.mark.parametrize(
@@ -112,10 +112,9 @@ def test_a_bad_gating_override_stops_the_start_naming_the_key(gating, names):
     ],
 )
 def test_encounter_class_gives_the_setting_when_the_order_has_none(system, code, setting):
-    from cds_service.clinical.order_context import encounter_setting
     from cds_service.record.model import Coding
 
-    assert encounter_setting(Coding(system, code), VOCABULARY) == setting
+    assert encounter_setting(Coding(system, code), READING_TABLE) == setting
     resource = {
         "resourceType": "MedicationRequest",
         "id": "x",
@@ -123,7 +122,7 @@ def test_encounter_class_gives_the_setting_when_the_order_has_none(system, code,
         "medicationCodeableConcept": {"text": "Magnesium sulfate 2 g injection"},
     }
     read = read_order(
-        parse_medication(resource, "draft", {}), VOCABULARY, encounter_setting(Coding(system, code), VOCABULARY)
+        parse_medication(resource, "draft", {}), READING_TABLE, encounter_setting(Coding(system, code), READING_TABLE)
     )
     assert read.setting == setting
     categorised = reading("Magnesium sulfate 2 g injection", category="outpatient")

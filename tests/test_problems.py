@@ -77,3 +77,41 @@ def test_site_picks_the_renal_estimate_and_a_wrong_choice_is_refused():
     assert load_knowledge({"renal_function": {"estimate": "ckd-epi"}}).renal_estimate == "ckd-epi"
     with pytest.raises(KnowledgeError, match=r"renal_function\.estimate: must be one of cautious"):
         load_knowledge({"renal_function": {"estimate": "mdrd"}})
+
+
+def test_each_condition_set_is_looked_up_once_per_request(monkeypatch):
+    """The problem list is read once (clinical/problems.Problems): the renal estimate and the renal rule
+    both ask for a coded CKD stage, and the list is searched for it one time."""
+    import sys
+    from collections import Counter
+    from dataclasses import replace
+    from datetime import date
+
+    from cds_service.clinical import problems
+    from cds_service.clinical.engine import RuleEngine
+    from cds_service.record.medications import parse_medication
+
+    from .records import patient_record
+
+    looked_up: Counter[str] = Counter()
+    names = {id(condition_set): name for name, condition_set in KNOWLEDGE.conditions.items()}
+    original = problems.find_condition
+
+    def counting(record, condition_set):
+        looked_up[names[id(condition_set)]] += 1
+        return original(record, condition_set)
+
+    for module in list(sys.modules.values()):  # wherever the lookup is imported by name
+        if getattr(module, "__name__", "").startswith("cds_service") and getattr(module, "find_condition", None):
+            monkeypatch.setattr(module, "find_condition", counting)
+    resource = {
+        "resourceType": "MedicationRequest",
+        "id": "m",
+        "status": "draft",
+        "medicationCodeableConcept": {"text": "Magnesium oxide 400 mg tablet"},
+    }
+    order = parse_medication(resource, "draft", {})
+    assert order is not None
+    record = replace(patient_record(order), birth_date=date(1980, 1, 1))
+    RuleEngine(KNOWLEDGE).evaluate(record)
+    assert looked_up["ckd_stage"] == 1 and max(looked_up.values()) == 1, looked_up

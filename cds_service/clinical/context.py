@@ -12,15 +12,17 @@ from ..knowledge.anatomy import FIELDS, NAME_FIELDS, NAME_FLOOR, SUMMARY_LIMIT, 
 from ..knowledge.model import Knowledge, RuleSpec
 from ..knowledge.suggestions import SUGGESTIONS
 from ..record.dates import day
-from ..record.model import LabValue, MedicationEntry, PatientRecord
+from ..record.model import MedicationEntry, PatientRecord
+from ..record.order_reading import OrderReading
 from . import facts
 from .dose import DailyDose
 from .drugs import DrugHit
 from .findings import Finding, SuggestedAction
+from .magnesium_level import MagnesiumLevel
 from .matching import ProductMatch
-from .order_context import OrderContext
+from .problems import Problems
 from .renal_function import RenalAssessment
-from .treatment import TreatmentContext, is_low, low_limit
+from .treatment import TreatmentContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,7 @@ class MagnesiumProduct:
     entry: MedicationEntry
     match: ProductMatch
     in_scope: bool
-    reading: OrderContext
+    reading: OrderReading
     dose: DailyDose  # elemental magnesium per day, computed once per request (dose, monitoring, trace rules)
 
 
@@ -37,7 +39,7 @@ class PartnerDrug:
     entry: MedicationEntry
     hit: DrugHit
     in_scope: bool
-    reading: OrderContext
+    reading: OrderReading
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ class RuleContext:
     partners: tuple[PartnerDrug, ...]
     renal: RenalAssessment
     treatment: TreatmentContext
+    mg_level: MagnesiumLevel  # the latest serum magnesium, low or high decided once
+    problems: Problems  # the problem list, each condition set looked up once
     runnable: frozenset[str]  # the rules that may speak (on, and admitting an order in scope): the rest cost nothing
 
     def runs(self, rule_id: str) -> bool:
@@ -79,17 +83,15 @@ class RuleContext:
         return "Medication" if self.record.hook == "patient-view" else "Order"
 
     def known_name(self, order: MedicationEntry) -> str:
-        """For an order sent by code alone: the RxNorm name the product table gives, else the drug's."""
-        for product in self.magnesium:
-            if product.entry is order and product.match.product_name:
-                return product.match.product_name
+        """The name the order was read by (its own, else the RxNorm name of its code), else the drug's."""
+        reading = self.reading_of(order)
+        if reading is not None and reading.name:
+            return reading.name
         return next((p.hit.drug.name for p in self.partners if p.entry is order), "")
 
-    def reading_of(self, order: MedicationEntry) -> OrderContext | None:
-        for product in self.magnesium:
-            if product.entry is order:
-                return product.reading
-        return next((p.reading for p in self.partners if p.entry is order), None)
+    def reading_of(self, order: MedicationEntry) -> OrderReading | None:
+        read: tuple[MagnesiumProduct | PartnerDrug, ...] = (*self.magnesium, *self.partners)
+        return next((p.reading for p in read if p.entry is order), None)
 
     def _lab_suggestion(
         self, spec: RuleSpec, order: MedicationEntry, analyte: str, due: str | None
@@ -119,23 +121,6 @@ class RuleContext:
             return f"{hours:g} h", timedelta(hours=hours)
         days = checks["enteral_days"].value
         return f"{days:g} days", timedelta(days=days)
-
-    def latest_magnesium(self, within_days: float | None = None) -> LabValue | None:
-        lab = self.record.latest("magnesium", within_days)
-        return lab if lab is not None and lab.usable else None
-
-    def low_limit(self, lab: LabValue) -> float:
-        """The lab's own referenceRange wins over the default."""
-        return low_limit(lab, self.knowledge.rule("mg-low").value("lower_limit"))
-
-    def high_limit(self, lab: LabValue) -> float:
-        return lab.ref_high if lab.ref_high is not None else self.knowledge.rule("mg-high").value("upper_limit")
-
-    def is_low(self, lab: LabValue) -> bool:
-        return is_low(lab, self.knowledge.rule("mg-low").value("lower_limit"))
-
-    def is_high(self, lab: LabValue) -> bool:
-        return lab.value is not None and lab.value > self.high_limit(lab) and lab.comparator not in ("<", "<=")
 
     def finding(
         self,
@@ -216,10 +201,7 @@ class RuleContext:
             return f"Creatinine {rise.earlier.stated()} → {rise.latest.stated()}" if rise else ""
         if name == "mg_latest":
             window = float(fields.get("lookback") or self.knowledge.lab_lookbacks["magnesium_days"].value)
-            latest = self.record.latest("magnesium")
-            high = self.high_limit(latest) if latest is not None and latest.usable else None
-            low = self.low_limit(latest) if latest is not None and latest.usable else None
-            return facts.magnesium(self.record, window, high, low)
+            return facts.magnesium(self.mg_level, window)
         return ""
 
     def suggestions(

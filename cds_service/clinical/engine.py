@@ -1,6 +1,6 @@
 """Run the rule families over a record: pure, no I/O.
 
-Each order is read once (route class, use, setting: order_context.py). Before any family runs, the
+Each order is read once (route class, use, setting: record/order_reading.py). Before any family runs, the
 site's switches and the gating table decide which rules may speak at all (a rule that is off, or that
 admits none of the orders in scope, costs nothing); the gating row then judges each card's pair of
 orders, and every card says how its orders were read.
@@ -16,13 +16,15 @@ from ..knowledge.anatomy import MAX_FACTS
 from ..knowledge.loader import KnowledgeError
 from ..knowledge.model import Gate, GateSide, Knowledge
 from ..record.model import MedicationEntry, PatientRecord
+from ..record.order_reading import OrderReading, Setting, encounter_setting, read_order
 from .concerns import one_card_per_concern
 from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
 from .dose import daily_elemental_mg
 from .drugs import DrugHit, DrugMatcher
 from .findings import Finding, SuggestedAction
+from .magnesium_level import read_magnesium_level
 from .matching import MagnesiumMatcher, ProductMatch, magnesium_kind
-from .order_context import OrderContext, Setting, encounter_setting, read_order
+from .problems import Problems
 from .renal_function import assess_renal_function
 from .rules import FAMILIES
 from .rules.family import declarations
@@ -36,9 +38,9 @@ class RuleEngine:
         self.knowledge = knowledge
         self.magnesium = MagnesiumMatcher(knowledge.magnesium)
         self.drugs = DrugMatcher(knowledge)
-        if knowledge.order_vocabulary is None:
-            raise KnowledgeError("knowledge without order_context.yaml: orders cannot be read")
-        self.vocabulary = knowledge.order_vocabulary
+        if knowledge.order_reading is None:
+            raise KnowledgeError("knowledge without order_reading.yaml: orders cannot be read")
+        self.reading_table = knowledge.order_reading
         # What each family says it does, checked against rules.yaml (KnowledgeError at start otherwise).
         self.declared = declarations(FAMILIES, knowledge, RuleContext.STANDARD_FACTS)
         self.families = tuple((f, frozenset(f.speaks_for(knowledge))) for f in FAMILIES)
@@ -66,7 +68,7 @@ class RuleEngine:
 
     def _judged_sides(
         self, entry: MedicationEntry, encounter: Setting
-    ) -> tuple[ProductMatch | None, list[DrugHit], OrderContext] | None:
+    ) -> tuple[ProductMatch | None, list[DrugHit], OrderReading] | None:
         """The order as a magnesium product and as partner drugs, each kept only when read by a route
         some rule judges; None when it is neither. A combination (omeprazole with magnesium hydroxide)
         is both."""
@@ -74,7 +76,7 @@ class RuleEngine:
         hits = self.drugs.match_all(entry)
         if match is None and not hits:
             return None
-        reading = read_order(entry, self.vocabulary, encounter, match.product_name if match else "")
+        reading = read_order(entry, self.reading_table, encounter, match.product_name if match else "")
         if match is not None and reading.route not in self.judged_routes["magnesium"]:
             match = None
         if hits and reading.route not in self.judged_routes["partner"]:
@@ -86,8 +88,8 @@ class RuleEngine:
         held back (what `cds-service simulate` reports: then every enabled rule runs, to be counted)."""
         magnesium: list[MagnesiumProduct] = []
         partners: list[PartnerDrug] = []
-        readings: dict[str, Reading] = {}
-        encounter = encounter_setting(record.encounter_class, self.vocabulary)
+        judged: dict[str, JudgedOrder] = {}
+        encounter = encounter_setting(record.encounter_class, self.reading_table)
         entries = [(e, True) for e in record.orders_in_scope]
         entries += [(e, False) for e in (*record.other_drafts, *record.active_medications)]
         for entry, in_scope in entries:
@@ -96,26 +98,30 @@ class RuleEngine:
                 continue
             match, hits, reading = read
             if match is not None:
-                readings[entry.reference] = Reading("magnesium", reading, entry, tuple(hits))
+                judged[entry.reference] = JudgedOrder("magnesium", reading, entry, tuple(hits))
                 dose = daily_elemental_mg(entry, match, self.knowledge.magnesium)
                 magnesium.append(MagnesiumProduct(entry, match, in_scope, reading, dose))
             if hits:
-                readings.setdefault(entry.reference, Reading("partner", reading, entry, tuple(hits)))
+                judged.setdefault(entry.reference, JudgedOrder("partner", reading, entry, tuple(hits)))
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
         if not any(p.in_scope for p in magnesium) and not any(p.in_scope for p in partners):
             return []  # nothing this service speaks about among the orders in scope
         if record.hook == "patient-view" and not magnesium:
             return []  # the review speaks only about patients on a magnesium product
-        runnable = self.enabled if gated is not None else self._runnable(readings, record)
+        runnable = self.enabled if gated is not None else self._runnable(judged, record)
         if not any(not rules.isdisjoint(runnable) for _, rules in self.families):
             return []
+        mg_level = read_magnesium_level(record, self.knowledge)
+        problems = Problems(record, self.knowledge)
         ctx = RuleContext(
             record=record,
             knowledge=self.knowledge,
             magnesium=tuple(magnesium),
             partners=tuple(partners),
-            renal=assess_renal_function(record, self.knowledge),
-            treatment=read_treatment(record, self.knowledge),
+            renal=assess_renal_function(record, self.knowledge, problems),
+            treatment=read_treatment(self.knowledge, mg_level, problems),
+            mg_level=mg_level,
+            problems=problems,
             runnable=runnable,
         )
         restricted = self._restricted_products(ctx)
@@ -124,10 +130,10 @@ class RuleEngine:
             if rules.isdisjoint(runnable):
                 continue  # every rule of the family is off or admits no order in scope
             for finding in family.evaluate(ctx):
-                if self._judged(finding, readings, restricted):
+                if self._judged(finding, judged, restricted):
                     if finding.order.reference in restricted:
                         finding = replace(finding, audit=(*finding.audit, restricted[finding.order.reference][0]))
-                    findings.setdefault(finding.key, _stamped(finding, readings, record.hook == "patient-view"))
+                    findings.setdefault(finding.key, _stamped(finding, judged, record.hook == "patient-view"))
                 elif gated is not None and finding.rule_id in self.enabled:  # a rule switched off is not "held back"
                     gated[finding.rule_id] += 1
         kept = keeping_what_yielders_knew(list(findings.values()), self.knowledge)
@@ -136,12 +142,12 @@ class RuleEngine:
             out = [replace(f, suggestions=tuple(s for s in f.suggestions if s.kind == "order-lab")) for f in out]
         return out
 
-    def _runnable(self, readings: dict[str, Reading], record: PatientRecord) -> frozenset[str]:
+    def _runnable(self, judged: dict[str, JudgedOrder], record: PatientRecord) -> frozenset[str]:
         """The enabled rules whose gating row admits at least one order in scope, as it is read: every card
         is about an order in scope, and `_gated_in` asks that row to admit it (or two magnesium drafts to
         be drafted together)."""
         in_scope = {e.reference for e in record.orders_in_scope}
-        orders = [r for ref, r in readings.items() if ref in in_scope]
+        orders = [r for ref, r in judged.items() if ref in in_scope]
         out = set()
         for rule_id in self.enabled:
             gate = self.knowledge.gates.get(rule_id)
@@ -149,14 +155,14 @@ class RuleEngine:
                 out.add(rule_id)
             elif gate.drafted_together is not None:
                 together = gate.drafted_together
-                if sum(_drafted(r, together) for r in readings.values()) >= 2:
+                if sum(_drafted(r, together) for r in judged.values()) >= 2:
                     out.add(rule_id)
         return frozenset(out)
 
-    def _judged(self, finding: Finding, readings: dict[str, Reading], restricted: dict[str, Restriction]) -> bool:
+    def _judged(self, finding: Finding, judged: dict[str, JudgedOrder], restricted: dict[str, Restriction]) -> bool:
         """Enabled, admitted by the gating row, and, about a product judged by some rules only (a trace-magnesium
         combination, a drug's magnesium salt, an excipient), one of those rules."""
-        if finding.rule_id not in self.enabled or not self._gated_in(finding, readings):
+        if finding.rule_id not in self.enabled or not self._gated_in(finding, judged):
             return False
         about = {e.reference for e in (finding.order, finding.partner) if e is not None}
         return all(finding.rule_id in restricted[ref][1] for ref in about & restricted.keys())
@@ -185,14 +191,14 @@ class RuleEngine:
                 )
         return out
 
-    def _gated_in(self, finding: Finding, readings: dict[str, Reading]) -> bool:
+    def _gated_in(self, finding: Finding, judged: dict[str, JudgedOrder]) -> bool:
         """The rule's gating row admits how each of the card's orders was read (a partner drug with a row of
         its own, cisplatin, by that row; magnesium drafted twice in one signing by `drafted_together`)."""
         gate = self.knowledge.gates.get(finding.rule_id)
         if gate is None:
             return True
         read = [
-            readings[e.reference] for e in (finding.order, finding.partner) if e is not None and e.reference in readings
+            judged[e.reference] for e in (finding.order, finding.partner) if e is not None and e.reference in judged
         ]
         together = gate.drafted_together
         if together is not None and len(read) == 2 and all(_drafted(r, together) for r in read):
@@ -204,43 +210,40 @@ Restriction = tuple[str, frozenset[str]]  # the line on the card, the rules that
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
-    """How one order was read, as which side (magnesium product or partner drug), with its partner hits."""
+class JudgedOrder:
+    """One order as the engine judges it: which side it is on (magnesium product or partner drug), how it
+    was read, and its partner hits."""
 
     side: str
-    context: OrderContext
+    reading: OrderReading
     entry: MedicationEntry
     hits: tuple[DrugHit, ...] = ()
 
 
-def _admitted(gate: Gate, reading: Reading, rule_id: str) -> bool:
+def _admitted(gate: Gate, judged: JudgedOrder, rule_id: str) -> bool:
     """The gating row admits this order as it was read: its side's routes and uses (a partner drug with a
     row of its own, cisplatin, by that row), and a partner's course long enough for the rule."""
-    allowed = getattr(gate, reading.side)
-    if reading.side == "partner":
-        own = [gate.drugs[h.drug.name] for h in reading.hits if h.drug.name in gate.drugs]
+    allowed = getattr(gate, judged.side)
+    if judged.side == "partner":
+        own = [gate.drugs[h.drug.name] for h in judged.hits if h.drug.name in gate.drugs]
         allowed = own[0] if own else allowed
-        if not _long_enough(reading, rule_id):
+        if not _long_enough(judged, rule_id):
             return False
-    return allowed is None or bool(allowed.admits(reading.context.route, reading.context.use))
+    return allowed is None or bool(allowed.admits(judged.reading.route, judged.reading.use))
 
 
-def _drafted(reading: Reading, together: GateSide) -> bool:
+def _drafted(judged: JudgedOrder, together: GateSide) -> bool:
     """A magnesium order drafted in this signing, read as the gating row's drafted_together admits."""
-    context = reading.context
-    return (
-        reading.side == "magnesium" and reading.entry.origin == "draft" and together.admits(context.route, context.use)
-    )
+    read = judged.reading
+    return judged.side == "magnesium" and judged.entry.origin == "draft" and together.admits(read.route, read.use)
 
 
-def _long_enough(reading: Reading, rule_id: str) -> bool:
+def _long_enough(judged: JudgedOrder, rule_id: str) -> bool:
     """A bounded course shorter than a drug's own long-term threshold (PPIs: months) is not long-term use for
     the rule of that drug's class."""
-    days = reading.context.days
+    days = judged.reading.days
     limits = [
-        h.drug.long_term_days
-        for h in reading.hits
-        if h.drug.long_term_days is not None and h.drug_class.rule == rule_id
+        h.drug.long_term_days for h in judged.hits if h.drug.long_term_days is not None and h.drug_class.rule == rule_id
     ]
     return days is None or not limits or days >= min(limits)
 
@@ -283,14 +286,14 @@ def keeping_what_yielders_knew(findings: list[Finding], knowledge: Knowledge) ->
     return [out[id(f)] for f, _ in kept]
 
 
-def _stamped(finding: Finding, readings: dict[str, Reading], review: bool = False) -> Finding:
+def _stamped(finding: Finding, judged: dict[str, JudgedOrder], review: bool = False) -> Finding:
     """The card says how its orders were read, so a misreading is visible to the clinician (at
     patient-view, `review`, they are medications already running, not orders)."""
     lines, read_as = [], []
     labels = ("This medication", "Other medication") if review else ("This order", "Other order")
     for label, entry in zip(labels, (finding.order, finding.partner), strict=True):
-        if entry is not None and entry.reference in readings:
-            reading = readings[entry.reference].context
+        if entry is not None and entry.reference in judged:
+            reading = judged[entry.reference].reading
             lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
             read_as.append((label.lower(), reading.route, reading.use, reading.setting))
     return replace(finding, audit=(*finding.audit, *lines), read_as=tuple(read_as))

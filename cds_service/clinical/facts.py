@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ..record.dates import day
-from ..record.model import LabValue, PatientRecord
+from ..record.model import LabValue
+from .magnesium_level import MagnesiumLevel
 from .renal_function import RenalAssessment
 
 
@@ -25,20 +26,20 @@ def lab(label: str, value: LabValue) -> str:
     return f"{label} {value.reported()}{also} on {day(value.when)}"
 
 
-def magnesium(record: PatientRecord, within_days: float, high: float | None = None, low: float | None = None) -> str:
+def magnesium(level: MagnesiumLevel, within_days: float) -> str:
     """The latest serum magnesium, or that none is current (with the last one, if any): never 'normal'."""
-    latest = record.latest("magnesium")
+    latest = level.latest
     if latest is None:
         return f"No serum Mg on record in the last {within_days:.0f} days"
-    if latest.when < record.now - timedelta(days=within_days):
+    if latest.when < level.now - timedelta(days=within_days):
         return f"No serum Mg in the last {within_days:.0f} days (last: {latest.stated()})"
     if not latest.usable:
         return f"Serum Mg {latest.stated()}: unit not recognised, not used"
     text = lab("Serum Mg", latest)
-    if high is not None and latest.value is not None and latest.value > high:
-        return f"{text} (upper limit {high:g} mg/dL)"
-    if low is not None and latest.value is not None and latest.value < low:
-        return f"{text} (lower limit {low:g} mg/dL)"
+    if level.high:
+        return f"{text} (upper limit {level.high_limit:g} mg/dL)"
+    if level.low:
+        return f"{text} (lower limit {level.low_limit:g} mg/dL)"
     return text
 
 

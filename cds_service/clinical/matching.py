@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..knowledge.model import Ingredient, MagnesiumTables
+from ..knowledge.words import words_of
 from ..record.model import MedicationEntry
 from .products import read_ingredients
-from .text import words_of
 
 __all__ = ["ATC", "RXNORM", "MagnesiumMatcher", "ProductMatch", "magnesium_kind", "words_of"]
 

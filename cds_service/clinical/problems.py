@@ -9,8 +9,25 @@ from __future__ import annotations
 
 import re
 
-from ..knowledge.model import ConditionSet
+from ..knowledge.model import ConditionSet, Knowledge
 from ..record.model import ConditionEntry, PatientRecord
+
+
+class Problems:
+    """The problem list as the rules ask it, once per request: each condition set of the knowledge
+    (conditions.yaml) is looked up at most once, whichever rule asks first."""
+
+    __slots__ = ("_found", "_knowledge", "_record")
+
+    def __init__(self, record: PatientRecord, knowledge: Knowledge) -> None:
+        self._record, self._knowledge = record, knowledge
+        self._found: dict[str, ConditionEntry | None] = {}
+
+    def of(self, name: str) -> ConditionEntry | None:
+        """The first active entry in the condition set `name` (coded first, then free text), or None."""
+        if name not in self._found:
+            self._found[name] = find_condition(self._record, self._knowledge.conditions[name])
+        return self._found[name]
 
 
 def find_condition(record: PatientRecord, condition_set: ConditionSet) -> ConditionEntry | None:

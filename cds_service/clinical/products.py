@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from ..knowledge.model import Ingredient, MagnesiumTables
-from .text import words_of
+from ..knowledge.words import words_of
 
 BRAND = re.compile(r"\s*\[[^\]]*\]")
 COMPONENT_SPLIT = re.compile(r"\s+/\s+|\s+\+\s+|\s+with\s+(?=magnesium|calcium|zinc|vitamin)", re.IGNORECASE)

@@ -18,7 +18,7 @@ from ..knowledge.model import Knowledge
 from ..record.dates import day
 from ..record.model import ConditionEntry, LabValue, PatientRecord
 from .formulas import bedside_schwartz, body_mass_index, ckd_epi_2021, cockcroft_gault, dosing_weight
-from .problems import code_match, find_condition, how_found
+from .problems import Problems, code_match, how_found
 
 EGFR_UNIT = "mL/min/1.73 m²"
 
@@ -60,19 +60,19 @@ class RenalAssessment:
         return f"{self.short} {self.shown_value} {self.unit} ({self.method}{when})"
 
 
-def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalAssessment:
+def assess_renal_function(record: PatientRecord, knowledge: Knowledge, problems: Problems) -> RenalAssessment:
     p = {name: param.value for name, param in knowledge.renal_function.items()}
     reasons: list[str] = []
     lab = _laboratory_estimate(record, knowledge, p, reasons)
     dialysis_set = knowledge.conditions["dialysis_or_esrd"]
-    dialysis = find_condition(record, dialysis_set)
+    dialysis = problems.of("dialysis_or_esrd")
     if dialysis is not None:
         problem = f"Found on the {how_found(dialysis, dialysis_set)}"
         # "Current" here is the impaired lookback: the problem list says impaired, so an older estimate
         # cannot overrule it.
         recent = record.now - timedelta(days=p["creatinine_lookback_impaired_days"])
-        current = lab is not None and not lab.last_known and lab.bound != "at most" and lab.when >= recent
-        if current and lab.value >= p["outranks_problem_list_at"]:
+        current = lab is not None and not lab.last_known and lab.bound != "at most" and _since(lab.when, recent)
+        if lab is not None and current and _at_least(lab.value, p["outranks_problem_list_at"]):
             return replace(
                 lab,
                 found=(
@@ -91,18 +91,16 @@ def assess_renal_function(record: PatientRecord, knowledge: Knowledge) -> RenalA
             found=(f"{problem}; counted as renal function < 15 mL/min", *also),
             fact=f"{dialysis.label[:60]} on the problem list",
         )
-    lab = _with_stage_floor(record, knowledge, lab)
+    lab = _with_stage_floor(knowledge, problems, lab)
     if lab is None:
         return RenalAssessment(unknown_reasons=tuple(reasons), not_retrieved=record.gap("renal") is not None)
     return replace(lab, rise=detect_creatinine_rise(record, knowledge))
 
 
-def _with_stage_floor(
-    record: PatientRecord, knowledge: Knowledge, lab: RenalAssessment | None
-) -> RenalAssessment | None:
+def _with_stage_floor(knowledge: Knowledge, problems: Problems, lab: RenalAssessment | None) -> RenalAssessment | None:
     """A coded CKD stage caps the estimate unless a laboratory estimate newer than the entry says better."""
     stages = knowledge.conditions["ckd_stage"]
-    stage = find_condition(record, stages)
+    stage = problems.of("ckd_stage")
     key = code_match(stage, stages) if stage is not None else None
     if stage is None or key is None:
         return lab
@@ -160,10 +158,10 @@ def _laboratory_estimate(
             )
         return None
     impaired_lookback = timedelta(days=p["creatinine_lookback_impaired_days"])
-    stale = estimate.when is not None and estimate.when < record.now - impaired_lookback
-    if stale and estimate.value is not None and estimate.value < p["impaired_below"]:
-        age = f"{estimate.when.date().isoformat()}, older than {p['creatinine_lookback_impaired_days']:.0f} days"
-        if estimate.value < p["stale_keeps_tier_below"] and estimate.bound != "at least":
+    when = estimate.when
+    if when is not None and when < record.now - impaired_lookback and _below(estimate.value, p["impaired_below"]):
+        age = f"{when.date().isoformat()}, older than {p['creatinine_lookback_impaired_days']:.0f} days"
+        if _below(estimate.value, p["stale_keeps_tier_below"]) and estimate.bound != "at least":
             return replace(
                 estimate,
                 last_known=True,
@@ -172,7 +170,7 @@ def _laboratory_estimate(
                 fact=f"Last known: {estimate.fact}; nothing newer",
             )
         reasons.append(
-            f"last estimate {estimate.short} {estimate.shown_value} {estimate.unit} on {day(estimate.when)} showed "
+            f"last estimate {estimate.short} {estimate.shown_value} {estimate.unit} on {day(when)} showed "
             f"impaired function; none in the last {p['creatinine_lookback_impaired_days']:.0f} days"
         )
         return None
@@ -182,7 +180,8 @@ def _laboratory_estimate(
 def _from_creatinine(
     record: PatientRecord, scr: LabValue, p: dict[str, float], knowledge: Knowledge, reasons: list[str]
 ) -> RenalAssessment | None:
-    if scr.value is None or scr.value <= 0:
+    creatinine = _positive(scr)
+    if creatinine is None:
         reasons.append(f"latest creatinine {scr.stated()} is not a plausible value")
         return None
     exact_age = record.age_at(scr.when)
@@ -193,15 +192,15 @@ def _from_creatinine(
     bound = {"<": "at least", "<=": "at least", ">": "at most", ">=": "at most"}.get(scr.comparator or "")
     age_line = f"Age {int(age)} y at the creatinine date; sex {record.sex or 'not recorded'}"
     if exact_age < p["adult_age_years"]:
-        return _child(record, scr, p, bound, age_line, reasons)
+        return _child(record, scr, creatinine, exact_age, p, bound, age_line, reasons)
     if record.sex not in ("male", "female"):
         reasons.append("sex not recorded as male or female, which Cockcroft-Gault and CKD-EPI need")
         return None
     female = record.sex == "female"
     lines = [f"Creatinine {scr.shown()}", age_line]
-    crcl = _cockcroft_gault(record, scr, age, female, p, lines)
+    crcl = _cockcroft_gault(record, creatinine, age, female, p, lines)
     notes: list[str] = []
-    egfr = _egfr_for(record, knowledge, scr, age, female, p, lines, notes)
+    egfr = _egfr_for(record, knowledge, scr, creatinine, age, female, p, lines, notes)
     chosen = _choose(crcl, egfr, knowledge.renal_estimate)
     if crcl is not None and egfr is not None:
         policy = {
@@ -246,22 +245,24 @@ def _choose(crcl: Candidate | None, egfr: Candidate | None, policy: str) -> Cand
 
 
 def _cockcroft_gault(
-    record: PatientRecord, scr: LabValue, age: float, female: bool, p: dict[str, float], lines: list[str]
+    record: PatientRecord, creatinine: float, age: float, female: bool, p: dict[str, float], lines: list[str]
 ) -> Candidate | None:
     weight = record.latest("weight", p["weight_lookback_days"])
-    if weight is None or not weight.usable or weight.value <= 0:
+    kg = _positive(weight)
+    if weight is None or kg is None:
         lines.append("Cockcroft-Gault not computable: no current body weight")
         return None
     height = record.latest("height", p["height_lookback_days"])
-    if height is not None and height.usable and height.value > 0:
-        used, which = dosing_weight(weight.value, height.value, female, p["obese_bmi"], p["adjusted_weight_factor"])
-        bmi = body_mass_index(weight.value, height.value)
+    cm = _positive(height)
+    if height is not None and cm is not None:
+        used, which = dosing_weight(kg, cm, female, p["obese_bmi"], p["adjusted_weight_factor"])
+        bmi = body_mass_index(kg, cm)
         how = f"{which} body weight {used:.0f} kg; BMI {bmi:.0f}"
         lines.append(f"Weight {weight.shown()}; height {height.shown()}")
     else:
-        used, how = weight.value, "actual body weight; no height, so BMI unknown"
+        used, how = kg, "actual body weight; no height, so BMI unknown"
         lines.append(f"Weight {weight.shown()}")
-    value = cockcroft_gault(age, used, scr.value, female)
+    value = cockcroft_gault(age, used, creatinine, female)
     lines.append(f"Cockcroft-Gault CrCl **{value:.0f} mL/min** ({how})")
     return value, "CrCl", f"Cockcroft-Gault creatinine clearance, {how.split(';')[0]}", "mL/min"
 
@@ -270,6 +271,7 @@ def _egfr_for(
     record: PatientRecord,
     knowledge: Knowledge,
     scr: LabValue,
+    creatinine: float,
     age: float,
     female: bool,
     p: dict[str, float],
@@ -277,7 +279,7 @@ def _egfr_for(
     notes: list[str],
 ) -> Candidate:
     """CKD-EPI 2021 computed; the lab's own eGFR from the same creatinine stands in when it agrees."""
-    computed = ckd_epi_2021(age, scr.value, female)
+    computed = ckd_epi_2021(age, creatinine, female)
     reported = _reported_egfr(record, knowledge, timedelta(days=p["creatinine_lookback_days"]), scr)
     for lab in record.series("egfr")[:1]:
         if not lab.usable:
@@ -304,16 +306,24 @@ def _egfr_for(
 
 
 def _child(
-    record: PatientRecord, scr: LabValue, p: dict[str, float], bound: str | None, age_line: str, reasons: list[str]
+    record: PatientRecord,
+    scr: LabValue,
+    creatinine: float,
+    age: float,
+    p: dict[str, float],
+    bound: str | None,
+    age_line: str,
+    reasons: list[str],
 ) -> RenalAssessment | None:
-    if record.age_at(scr.when) < p["child_min_age_years"]:
+    if age < p["child_min_age_years"]:
         reasons.append("under 1 year: no validated creatinine-based estimate")
         return None
     height = record.latest("height", p["height_lookback_days"])
-    if height is None or not height.usable or height.value <= 0:
+    cm = _positive(height)
+    if height is None or cm is None:
         reasons.append("child: body height needed for the bedside Schwartz estimate is missing or not current")
         return None
-    egfr = bedside_schwartz(height.value, scr.value)
+    egfr = bedside_schwartz(cm, creatinine)
     return RenalAssessment(
         value=egfr,
         unit=EGFR_UNIT,
@@ -357,19 +367,20 @@ def detect_creatinine_rise(record: PatientRecord, knowledge: Knowledge) -> Creat
     """KDIGO AKI by creatinine: latest rose >= 0.3 mg/dL within 48 h or >= 1.5x within 7 days; KDIGO AKD: a
     rise of ratio_akd or more within 7-90 days (a creatinine from 0.74 to 3.02 in 35 days is not stable)."""
     spec = knowledge.rules["renal-unstable"]
-    series = [lab for lab in record.series("creatinine") if lab.usable and lab.value > 0]
+    series = [(lab, value) for lab in record.series("creatinine") if (value := _positive(lab)) is not None]
     if len(series) < 2:
         return None
-    latest = series[0]
+    latest, now_value = series[0]
     akd_days = spec.value("akd_days") if "akd_days" in spec.parameters else 7
     best: CreatinineRise | None = None
-    for earlier in series[1:]:
+    best_delta = 0.0
+    for earlier, then_value in series[1:]:
         elapsed = latest.when - earlier.when
         if elapsed > timedelta(days=akd_days):
             break
         hours = elapsed.total_seconds() / 3600
-        delta = latest.value - earlier.value
-        ratio = latest.value / earlier.value
+        delta = now_value - then_value
+        ratio = now_value / then_value
         if elapsed <= timedelta(days=7):
             absolute = elapsed <= timedelta(hours=48) and delta >= spec.value("rise_48h") - 1e-9
             hit, criterion = absolute or ratio >= spec.value("ratio_7d") - 1e-9, "KDIGO AKI criteria"
@@ -377,10 +388,27 @@ def detect_creatinine_rise(record: PatientRecord, knowledge: Knowledge) -> Creat
             hit, criterion = ratio >= spec.value("ratio_akd") - 1e-9, "KDIGO AKD: a rise within 7-90 days"
         if hit:
             text = (
-                f"{earlier.value:.2f} → {latest.value:.2f} mg/dL in {hours:.0f} h"
+                f"{then_value:.2f} → {now_value:.2f} mg/dL in {hours:.0f} h"
                 if hours < 72
-                else f"{earlier.value:.2f} → {latest.value:.2f} mg/dL in {hours / 24:.0f} d"
+                else f"{then_value:.2f} → {now_value:.2f} mg/dL in {hours / 24:.0f} d"
             )
-            if best is None or delta > best.latest.value - best.earlier.value:
-                best = CreatinineRise(earlier, latest, text, criterion)
+            if best is None or delta > best_delta:
+                best, best_delta = CreatinineRise(earlier, latest, text, criterion), delta
     return best
+
+
+def _positive(lab: LabValue | None) -> float | None:
+    """A usable value above 0 (a creatinine, a weight, a height), else None: 0 or less is no measurement."""
+    return lab.value if lab is not None and lab.value is not None and lab.value > 0 else None
+
+
+def _since(when: datetime | None, start: datetime) -> bool:
+    return when is not None and when >= start
+
+
+def _at_least(value: float | None, limit: float) -> bool:
+    return value is not None and value >= limit
+
+
+def _below(value: float | None, limit: float) -> bool:
+    return value is not None and value < limit

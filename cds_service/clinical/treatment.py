@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..jsonutil import items
 from ..knowledge.model import Knowledge
-from ..record.model import Coding, ConditionEntry, LabValue, MedicationEntry, PatientRecord
-from .problems import code_match, find_condition, how_found, text_match
+from ..record.model import ConditionEntry, LabValue, MedicationEntry
+from .magnesium_level import MagnesiumLevel
+from .problems import Problems, code_match, how_found, text_match
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,26 +41,11 @@ class TreatmentContext:
         return self.low_magnesium is not None or self.hypomagnesaemia is not None
 
 
-def low_limit(lab: LabValue, default: float) -> float:
-    """The lab's own referenceRange wins over the default."""
-    return lab.ref_low if lab.ref_low is not None else default
-
-
-def is_low(lab: LabValue, default: float) -> bool:
-    """Below the lab's lower limit (or the default), and not reported as '> x'."""
-    return lab.value is not None and lab.value < low_limit(lab, default) and lab.comparator not in (">", ">=")
-
-
-def read_treatment(record: PatientRecord, knowledge: Knowledge) -> TreatmentContext:
-    lookback = knowledge.lab_lookbacks["magnesium_days"].value
-    latest = record.latest("magnesium", lookback)
-    default = knowledge.rule("mg-low").value("lower_limit")
-    value = latest.value if latest is not None else None
-    usable = value is not None and value > 0  # 0 or less is a lab error
-    low = latest if latest is not None and usable and is_low(latest, default) else None
+def read_treatment(knowledge: Knowledge, level: MagnesiumLevel, problems: Problems) -> TreatmentContext:
+    current = level.current(knowledge.lab_lookbacks["magnesium_days"].value)
+    low = current if level.low and level.plausible else None
     hypo_set, pre_set = knowledge.conditions["hypomagnesaemia"], knowledge.conditions["obstetric_mgso4"]
-    hypo = find_condition(record, hypo_set)
-    pre = find_condition(record, pre_set)
+    hypo, pre = problems.of("hypomagnesaemia"), problems.of("obstetric_mgso4")
     found = []
     if low is not None:
         found.append(f"Documented hypomagnesaemia: serum magnesium {low.shown()}")
@@ -75,17 +60,9 @@ def obstetric_reason(entry: MedicationEntry, knowledge: Knowledge) -> str | None
     """The order's own reasonCode, when it names an obstetric indication for magnesium sulfate (coded, or as
     text when uncoded): the line the card shows, else None."""
     condition_set = knowledge.conditions["obstetric_mgso4"]
-    for concept in items(entry.resource.get("reasonCode")):
-        if not isinstance(concept, dict):
-            continue
-        codings = [
-            Coding(c.get("system"), c.get("code"), c.get("display"))
-            for c in items(concept.get("coding"))
-            if isinstance(c, dict)
-        ]
-        text = str(concept.get("text") or next((c.display for c in codings if c.display), ""))
-        reason = ConditionEntry(reference="reasonCode", codings=tuple(codings), text=text)
-        if code_match(reason, condition_set) is not None or (not codings and text_match(text, condition_set)):
-            codes = ", ".join(f"{c.code}" for c in codings if c.code)
+    for reason in entry.reasons:
+        text = reason.text or next((c.display for c in reason.codings if c.display), "")
+        if code_match(reason, condition_set) is not None or (not reason.codings and text_match(text, condition_set)):
+            codes = ", ".join(f"{c.code}" for c in reason.codings if c.code)
             return f"Obstetric indication on the order (reasonCode): {text}" + (f" ({codes})" if codes else "")
     return None

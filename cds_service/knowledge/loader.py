@@ -26,7 +26,7 @@ from .model import (
     Ingredient,
     Knowledge,
     MagnesiumTables,
-    OrderVocabulary,
+    OrderReadingTable,
     Parameter,
     RuleSpec,
     RuleVariant,
@@ -45,7 +45,7 @@ TABLE_FILES = (
     "drugs.yaml",
     "conditions.yaml",
     "rules.yaml",
-    "order_context.yaml",
+    "order_reading.yaml",
     "gating.yaml",
     "override_reasons.yaml",
 )
@@ -197,7 +197,7 @@ def build_knowledge(tables: Mapping[str, Any]) -> Knowledge:
         rules=rules,
         snooze_days=snooze_days,
         drug_classes=_drug_classes(tables["drugs.yaml"], sources, rules),
-        order_vocabulary=_order_vocabulary(tables["order_context.yaml"], sources),
+        order_reading=_order_reading(tables["order_reading.yaml"], sources),
         gates=_gates(tables["gating.yaml"], sources, rules),
         **_trace(tables["gating.yaml"].get("trace_magnesium") or {}, sources, rules),
         not_a_supplement=_not_a_supplement(tables["gating.yaml"].get("not_a_supplement") or {}, sources, rules),
@@ -616,8 +616,8 @@ def _drug_classes(
     return out
 
 
-def _order_vocabulary(table: Mapping[str, Any], sources: Mapping[str, Source]) -> OrderVocabulary:
-    where = "order_context.yaml"
+def _order_reading(table: Mapping[str, Any], sources: Mapping[str, Source]) -> OrderReadingTable:
+    where = "order_reading.yaml"
     route, use, setting = table["route"], table["use"], table["setting"]
     for section, row in (("route", route), ("use", use), ("setting", setting)):
         _cited(f"{where}: {section}.source", row.get("source"), sources)
@@ -637,7 +637,7 @@ def _order_vocabulary(table: Mapping[str, Any], sources: Mapping[str, Source]) -
     encounter = setting.get("encounter_class") or {}
     if set((encounter.get("codes") or {}).values()) - kinds:
         raise KnowledgeError(f"{where}: setting.encounter_class.codes: values must be inpatient or outpatient")
-    return OrderVocabulary(
+    return OrderReadingTable(
         route_codes=codes,
         route_words=words,
         short_course_max_days=max_days["short_course_max_days"].value,

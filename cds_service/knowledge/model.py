@@ -213,8 +213,8 @@ class DrugClass:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderVocabulary:
-    """How orders are read (order_context.yaml): route codes and words per class, use and setting."""
+class OrderReadingTable:
+    """How orders are read (order_reading.yaml): route codes and words per class, use and setting."""
 
     route_codes: Mapping[tuple[str, str], str]
     route_words: tuple[tuple[str, frozenset[str]], ...]  # in the order the classes are checked
@@ -286,7 +286,7 @@ class Knowledge:
     override_reasons: Mapping[str, str]
     rules: Mapping[str, RuleSpec]
     drug_classes: Mapping[str, DrugClass] = field(default_factory=dict)
-    order_vocabulary: OrderVocabulary | None = None
+    order_reading: OrderReadingTable | None = None
     gates: Mapping[str, Gate] = field(default_factory=dict)
     trace_below_mg_per_day: float = 0.0  # a combination product giving less magnesium than this a day ...
     trace_rules: frozenset[str] = frozenset()  # ... is judged by these rules only (gating.yaml trace_magnesium)

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from ..jsonutil import items
 from .dates import parse_datetime
-from .model import Coding, MedicationEntry
+from .dosage import read_dosage
+from .model import Coding, ConditionEntry, MedicationEntry
 
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 
@@ -26,8 +27,9 @@ def concept_text(concept: Any) -> str:
     """The human name of a CodeableConcept: its text, else its first coding display."""
     if type(concept) is not dict:
         return ""
-    if type(concept.get("text")) is str and concept["text"].strip():
-        return concept["text"].strip()
+    text = concept.get("text")
+    if type(text) is str and text.strip():
+        return text.strip()
     return next((c.display for c in codings_of(concept) if c.display), "")
 
 
@@ -64,8 +66,9 @@ def parse_medication(
             strength = _strength(ingredient.get("strength"))
             if strength:
                 strengths.append((concept_text(item), *strength))
-    dosage = resource.get("dosageInstruction") if rtype == "MedicationRequest" else resource.get("dosage")
-    route = _first(dosage).get("route") if isinstance(_first(dosage), dict) else None
+    dosages = resource.get("dosageInstruction") if rtype == "MedicationRequest" else resource.get("dosage")
+    dosage = _first(dosages) if isinstance(_first(dosages), dict) else None
+    route = dosage.get("route") if dosage is not None else None
     when = resource.get("authoredOn") if rtype == "MedicationRequest" else resource.get("effectiveDateTime")
     return MedicationEntry(
         reference=f"{rtype}/{resource['id']}" if _str(resource.get("id")) else f"{rtype}/(no id: {position or '?'})",
@@ -81,15 +84,45 @@ def parse_medication(
         authored_on=parse_datetime(when),
         resource=resource,
         strengths=tuple(strengths),
+        dosage=read_dosage(dosage) if dosage is not None else None,
+        form_text=_form_text(resource),
+        category_codings=tuple(c for concept in _concepts(resource.get("category")) for c in codings_of(concept)),
+        reasons=tuple(_reason(concept) for concept in items(resource.get("reasonCode")) if type(concept) is dict),
+        prior_prescription=_str(_dict(resource.get("priorPrescription")).get("reference")),
     )
+
+
+def _form_text(resource: Mapping[str, Any]) -> str:
+    """Medication.form of a contained Medication (the referenced ones are named in the entry's name)."""
+    for contained in items(resource.get("contained")):
+        if isinstance(contained, dict) and isinstance(contained.get("form"), dict):
+            form = contained["form"]
+            text = form.get("text")
+            if isinstance(text, str):
+                return text
+            return " ".join(str(c.get("display", "")) for c in items(form.get("coding")) if isinstance(c, dict))
+    return ""
+
+
+def _concepts(value: Any) -> list[Any]:
+    """A list of CodeableConcepts, or the one object some EHRs send where R4 has a list."""
+    return [value] if isinstance(value, dict) else items(value)
+
+
+def _reason(concept: Mapping[str, Any]) -> ConditionEntry:
+    text = concept.get("text")
+    return ConditionEntry("reasonCode", codings_of(concept), text if isinstance(text, str) else "")
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _reference_display(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> str:
     """What Epic sends when it omits the Medication: medicationReference.display, read as the name."""
     ref = resource.get("medicationReference")
-    if medication is None and isinstance(ref, dict) and isinstance(ref.get("display"), str):
-        return ref["display"].strip()
-    return ""
+    display = ref.get("display") if medication is None and isinstance(ref, dict) else None
+    return display.strip() if isinstance(display, str) else ""
 
 
 def medication_unresolved(resource: Mapping[str, Any], medications: Mapping[str, Mapping[str, Any]]) -> bool:
@@ -103,7 +136,9 @@ def medication_unresolved(resource: Mapping[str, Any], medications: Mapping[str,
     )
 
 
-def _resolve_medication(resource: Mapping[str, Any], medications: Mapping[str, Mapping[str, Any]]) -> Mapping | None:
+def _resolve_medication(
+    resource: Mapping[str, Any], medications: Mapping[str, Mapping[str, Any]]
+) -> Mapping[str, Any] | None:
     ref = resource.get("medicationReference")
     if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
         return None

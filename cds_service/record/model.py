@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from .dates import age_in_years, day
+from .dosage import Dosage
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,14 @@ class MedicationEntry:
     route_codings: tuple[Coding, ...]
     route_text: str
     authored_on: datetime | None
+    # The order as sent: echoed back, edited, in an update suggestion; never read by a rule.
     resource: Mapping[str, Any] = field(repr=False, compare=False, hash=False)
     strengths: tuple[tuple[str, float, str], ...] = ()  # (ingredient, amount per unit, unit) from Medication
+    dosage: Dosage | None = None  # the first dosage instruction (MedicationRequest) or dosage (MedicationStatement)
+    form_text: str = ""  # Medication.form of a contained Medication (a referenced one is named in `name`)
+    category_codings: tuple[Coding, ...] = ()  # MedicationRequest.category: inpatient, outpatient, ...
+    reasons: tuple[ConditionEntry, ...] = ()  # reasonCode, each read as a condition named on the order
+    prior_prescription: str | None = None  # the reference of the order this one renews
 
     @classmethod
     def named(cls, name: str, codings: tuple[Coding, ...] = (), ingredients: tuple[str, ...] = ()) -> MedicationEntry:
@@ -95,12 +102,6 @@ class MedicationEntry:
     def has_id(self) -> bool:
         """Only an order with an id can be the target of a delete or update suggestion."""
         return "(no id" not in self.reference
-
-    @property
-    def dosage(self) -> Mapping[str, Any] | None:
-        """The first dosage instruction (MedicationRequest) or dosage (MedicationStatement)."""
-        items = self.resource.get("dosageInstruction" if self.resource_type == "MedicationRequest" else "dosage")
-        return items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else None
 
 
 @dataclass(frozen=True, slots=True)

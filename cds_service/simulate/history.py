@@ -9,10 +9,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..clinical.order_context import DAYS
-from ..clinical.order_context import _course_days as course_days
 from ..record.build import recorded_time
 from ..record.dates import parse_datetime
+from ..record.dosage import days_of, read_dosage
 from ..record.labs import effective_time
 
 ORDER_TYPES = ("MedicationRequest", "MedicationStatement")
@@ -65,7 +64,7 @@ def _stated_end(resource: Mapping[str, Any], start: datetime) -> datetime | None
         end = _end_of(bounds.get("end")) if isinstance(bounds, Mapping) else None
         if end is not None:
             return end
-        days = course_days(repeat)
+        days = read_dosage(dosage).course_days
         if days is not None:
             return start + timedelta(days=days)
     dispense = resource.get("dispenseRequest")
@@ -75,8 +74,9 @@ def _stated_end(resource: Mapping[str, Any], start: datetime) -> datetime | None
             unit = supply.get("code") or supply.get("unit")
             repeats = dispense.get("numberOfRepeatsAllowed")
             fills = 1 + (repeats if isinstance(repeats, int) and repeats > 0 else 0)
-            if unit in DAYS:
-                return start + timedelta(days=float(supply["value"]) * DAYS[unit] * fills)
+            days = days_of(float(supply["value"]), unit)
+            if days is not None:
+                return start + timedelta(days=days * fills)
         validity = dispense.get("validityPeriod")
         end = _end_of(validity.get("end")) if isinstance(validity, Mapping) else None
         if end is not None:

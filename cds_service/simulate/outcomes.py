@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from math import sqrt
 
 from ..clinical.findings import Finding
+from ..clinical.magnesium_level import is_high, is_low
 from ..knowledge.model import Knowledge
 from ..record.model import LabValue
 
@@ -64,12 +65,7 @@ def event_outcomes(
 
 
 def _abnormal(event: str, lab: LabValue, knowledge: Knowledge) -> bool:
-    assert lab.value is not None
-    if event == "hypermagnesaemia":
-        high = lab.ref_high if lab.ref_high is not None else knowledge.rule("mg-high").value("upper_limit")
-        return lab.value > high
-    low = lab.ref_low if lab.ref_low is not None else knowledge.rule("mg-low").value("lower_limit")
-    return lab.value < low
+    return is_high(lab, knowledge) if event == "hypermagnesaemia" else is_low(lab, knowledge)
 
 
 @dataclass(frozen=True, slots=True)

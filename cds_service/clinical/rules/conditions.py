@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from ..context import RuleContext, recognised_as
 from ..findings import Finding
-from ..problems import find_condition, how_found
+from ..problems import how_found
 from .family import Family, says
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
     if not ctx.runs("myasthenia-gravis"):
         return []
-    condition = find_condition(ctx.record, ctx.knowledge.conditions["myasthenia_gravis"])
+    condition = ctx.problems.of("myasthenia_gravis")
     if condition is None:
         return []
     label = condition.label

@@ -29,7 +29,7 @@ def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding | None:
         fields["dose"] = f"{drug.name} {dose.mg_per_day:g} mg a day (high intensity: at least {drug.min_daily_mg:g})"
     lookback = spec.value("lookback_days")
     latest = ctx.record.latest("magnesium")
-    current = ctx.latest_magnesium(lookback)
+    current = ctx.mg_level.current(lookback)
     recognised = f"a {partner.hit.drug_class.label}"
     if current is None:
         if latest is not None:
@@ -40,7 +40,7 @@ def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding | None:
         else:
             found.append(f"No serum magnesium on record in the last {lookback:.0f} days")
         return ctx.finding(spec.id, partner.entry, recognised, found=tuple(found), lookback=f"{lookback:.0f}", **fields)
-    if not ctx.is_low(current):
+    if not ctx.mg_level.low:
         return None
     found.append(f"Serum magnesium **{current.shown()}** = {current.value:.2f} mg/dL (low)")
     return ctx.finding(

@@ -82,11 +82,7 @@ def is_laxative(ctx: RuleContext, product: MagnesiumProduct) -> bool:
     entry = product.entry
     if any(c.code and c.code.upper().startswith(tables.laxative_atc) for c in entry.codings if tables.laxative_atc):
         return True
-    reasons = [
-        str(r.get("text") or " ".join(str(c.get("display", "")) for c in r.get("coding") or () if isinstance(c, dict)))
-        for r in entry.resource.get("reasonCode") or ()
-        if isinstance(r, dict)
-    ]
+    reasons = [r.text or " ".join(c.display or "" for c in r.codings) for r in entry.reasons]
     text = " ".join((entry.name, product.match.product_name, *reasons)).lower()
     joined = f" {' '.join(words_of(text))} "
     return any(f" {word} " in joined for word in tables.laxative_words)
@@ -117,8 +113,7 @@ def one_plan(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
 def same_product(a: MagnesiumProduct, b: MagnesiumProduct) -> bool:
     """A renewal of what the patient already takes (same RxNorm product, same name, or priorPrescription)
     is a continuation, not a duplicate. The same product drafted twice in one signing is no renewal."""
-    prior = a.entry.resource.get("priorPrescription")
-    prior = prior.get("reference") if isinstance(prior, dict) else None
+    prior = a.entry.prior_prescription
     if prior and prior == b.entry.reference:
         return True
     if a.entry.origin == "draft" and b.entry.origin == "draft":

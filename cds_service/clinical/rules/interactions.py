@@ -1,7 +1,8 @@
 """interaction-*: oral magnesium with a drug it chelates, in both directions, with drug-specific spacing.
 
 A card needs one side of the pair among the orders in scope; the other side may be in scope, another
-draft or an active medication. Both must be taken by mouth (a supplement with no route counts as oral).
+draft or an active medication. Both must be read as enteral (by mouth or by tube; an order with no route
+or dose form is read as oral, and the card says so).
 """
 
 from __future__ import annotations
@@ -9,14 +10,13 @@ from __future__ import annotations
 from ..context import MagnesiumProduct, PartnerDrug, RuleContext, short_name, update_with_instruction
 from ..findings import Finding, SuggestedAction
 from ..matching import words_of
-from ..route import route_of
 from .family import Family, says
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
     findings: list[Finding] = []
     for mg in ctx.magnesium:
-        if route_of(mg.entry) not in ("oral", "unknown"):
+        if mg.reading.route != "enteral":
             continue
         for partner in ctx.partners:
             if partner.hit.drug_class.kind != "chelation" or not (mg.in_scope or partner.in_scope):
@@ -25,14 +25,13 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
                 continue
             if partner.entry is mg.entry:
                 continue  # the ingredients of one product are formulated together
-            partner_route = route_of(partner.entry)
-            if partner_route not in ("oral", "unknown") or not _product_fits(mg, partner.hit.drug.only_with):
+            if partner.reading.route != "enteral" or not _product_fits(mg, partner.hit.drug.only_with):
                 continue
-            findings.append(_finding(ctx, mg, partner, partner_route))
+            findings.append(_finding(ctx, mg, partner))
     return findings
 
 
-def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partner_route: str) -> Finding:
+def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug) -> Finding:
     drug = partner.hit.drug
     spec = ctx.knowledge.rule(partner.hit.drug_class.rule)
     target = mg.entry if mg.in_scope else partner.entry
@@ -48,7 +47,7 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug, partn
         else f"{drug.name}: {drug.note or 'co-administration not recommended'}",
         f"Evidence for {drug.name}: {drug.evidence}; sources: {', '.join(drug.sources)}",
     ]
-    if partner_route == "unknown":
+    if partner.reading.route_assumed:
         found.append(f"Route of {drug.name} not stated; assumed oral")
     if drug.note and has_spacing:
         found.append(f"Note: {drug.note}")

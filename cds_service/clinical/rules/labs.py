@@ -19,9 +19,8 @@ SULFATE = "magnesium sulfate"
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:
-    lookback = ctx.knowledge.lab_lookbacks["magnesium_days"].value
-    mg = ctx.record.latest("magnesium", lookback)
-    if mg is None or mg.value is None or mg.value <= 0:  # 0 or less is a lab error, not hypomagnesaemia
+    mg = ctx.mg_level.current(ctx.knowledge.lab_lookbacks["magnesium_days"].value)
+    if mg is None or mg.value is None or not ctx.mg_level.plausible:  # 0 or less is a lab error
         return []
     if not ctx.runs("mg-high") and not ctx.runs("mg-low"):
         return []
@@ -35,7 +34,6 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
 
 
 def _judge(ctx: RuleContext, product: MagnesiumProduct, mg: LabValue, value: float) -> Finding | None:
-    """`value`: the level in mg/dL (value, known to be usable)."""
     spec = ctx.knowledge.rule("mg-high")
     limit_source = (
         "the lab's reference range" if mg.ref_high is not None or mg.ref_low is not None else "the service default"
@@ -66,14 +64,14 @@ def _judge(ctx: RuleContext, product: MagnesiumProduct, mg: LabValue, value: flo
             high=f"{high:g}",
             obstetric_level=f"{facts.lab('Serum Mg', mg)} (obstetric range {low:g}-{high:g} mg/dL)",
         )
-    if ctx.is_high(mg):
+    if ctx.mg_level.high:
         if not ctx.runs("mg-high"):
             return None
-        found = (measured, f"Upper limit {ctx.high_limit(mg):.2f} mg/dL from {limit_source}")
+        found = (measured, f"Upper limit {ctx.mg_level.high_limit:.2f} mg/dL from {limit_source}")
         return ctx.finding("mg-high", order, recognised_as(match), found=found, value=shown_value, unit="mg/dL")
-    if not ctx.is_low(mg) or not ctx.runs("mg-low"):
+    if not ctx.mg_level.low or not ctx.runs("mg-low"):
         return None
-    found = (measured, f"Lower limit {ctx.low_limit(mg):.2f} mg/dL from {limit_source}")
+    found = (measured, f"Lower limit {ctx.mg_level.low_limit:.2f} mg/dL from {limit_source}")
     return _low(ctx, product, mg, shown_value, found)
 
 
@@ -94,7 +92,7 @@ def _low(
     order, match = product.entry, product.match
     missing = [s for s in ctx.suggestions(spec, order, "") if s.lab]
     wasting = ctx.wasting_drugs()
-    laxative = product.reading.use in ("one-time", "as-needed") and product.reading.route in ("enteral", "rectal")
+    laxative = product.reading.occasional and product.reading.route in ("enteral", "rectal")
     if wasting:
         key, extra = "summary_wasting", f"Magnesium-wasting drug ordered or taken: {', '.join(wasting)}"
     elif laxative:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from ..context import MagnesiumProduct, RuleContext, recognised_as
 from ..findings import Finding, SuggestedAction
 from ..matching import magnesium_kind
-from ..problems import find_condition
 from ..renal_function import CreatinineRise
 from .dosing import upper_limit
 from .family import Family, says
@@ -36,7 +35,7 @@ def variant_for(ctx: RuleContext, product: MagnesiumProduct, rule_id: str) -> st
     if "parenteral" in variants and reading.route == "parenteral":
         return "parenteral"
     supplement = magnesium_kind(product.match, ctx.knowledge.magnesium) == "supplement"  # a salicylate is no cathartic
-    if "cathartic" in variants and reading.use in ("one-time", "as-needed") and supplement:
+    if "cathartic" in variants and reading.occasional and supplement:
         return "cathartic"
     if "g3a-under-ul" in variants and _g3a_under_upper_limit(ctx, product, spec.value("info_from")):
         return "g3a-under-ul"
@@ -49,10 +48,11 @@ def _g3a_under_upper_limit(ctx: RuleContext, product: MagnesiumProduct, info_fro
     age = ctx.record.age_at(ctx.record.now)
     limit = upper_limit(ctx, age) if age is not None else None
     in_g3a = renal.value is not None and renal.value >= info_from and renal.bound is None and not renal.last_known
-    per_day = dose.mg_per_day
-    return (
-        in_g3a and product.reading.route == "enteral" and limit is not None and per_day is not None and per_day <= limit
-    )
+    return in_g3a and product.reading.route == "enteral" and limit is not None and _at_most(dose.mg_per_day, limit)
+
+
+def _at_most(value: float | None, limit: float) -> bool:
+    return value is not None and value <= limit
 
 
 def unknown_renal_matters(ctx: RuleContext, product: MagnesiumProduct) -> str | None:
@@ -66,7 +66,7 @@ def unknown_renal_matters(ctx: RuleContext, product: MagnesiumProduct) -> str | 
     if age >= ctx.knowledge.rule("renal-unknown").value("at_risk_age"):
         return f"age {int(age)}"
     for name in ("ckd_stage", "renal_risk"):
-        condition = find_condition(record, ctx.knowledge.conditions[name])
+        condition = ctx.problems.of(name)
         if condition is not None:
             return f"{condition.label} on the problem list"
     wasting = ctx.wasting_drugs()
@@ -75,9 +75,8 @@ def unknown_renal_matters(ctx: RuleContext, product: MagnesiumProduct) -> str | 
     if product.reading.route == "parenteral":
         return "parenteral magnesium"
     limit = upper_limit(ctx, age)
-    per_day = product.dose.mg_per_day
-    if limit is not None and per_day is not None and per_day > limit:
-        return f"{per_day:.0f} mg/day, above the upper limit"
+    if limit is not None and product.dose.mg_per_day is not None and product.dose.mg_per_day > limit:
+        return f"{product.dose.mg_per_day:.0f} mg/day, above the upper limit"
     return None
 
 

@@ -18,8 +18,8 @@ def _finding(ctx: RuleContext, partner: PartnerDrug) -> Finding | None:
     drug, drug_class = partner.hit.drug, partner.hit.drug_class
     spec = ctx.knowledge.rule(drug_class.rule)
     lookback = spec.value("lookback_days")
-    current = ctx.latest_magnesium(lookback)
-    if current is not None and not ctx.is_low(current):
+    current = ctx.mg_level.current(lookback)
+    if current is not None and not ctx.mg_level.low:
         return None
     found = [f"Recognised as {drug.name} ({drug_class.label}) by {partner.hit.how}"]
     if current is None:
