@@ -24,6 +24,7 @@ from .pages import rule_pages
 from .pages.links import PATH as RULE_PAGES
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
+from .record.fhir_types import decode_body
 from .security import JwtRejected, TokenVerifier
 from .security.replay import MemoryReplayCache, SqlReplayCache
 from .service import CdsService
@@ -250,6 +251,9 @@ def _json_body() -> Any:
     chunked = limit is not None and request.content_length is None and len(raw) >= limit
     if chunked and request.environ["wsgi.input"].read(1):
         raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
+    body = decode_body(raw)  # one pass, the Observation bundles typed; None: parsed as before
+    if body is not None:
+        return body
     try:
         return fastjson.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

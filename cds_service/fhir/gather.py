@@ -13,6 +13,7 @@ from ..config import Settings
 from ..protocol.errors import ProtocolError
 from ..protocol.prefetch3 import DRAFT_MEDICATIONS
 from ..protocol.request import HookRequest
+from ..record.fhir_types import Observation, typed_resources
 from ..record.model import DataGap
 from ..security import TrustedIssuer
 from .client import FhirFetcher
@@ -38,9 +39,13 @@ TOPICS = {
 OPTIONAL_KEYS = frozenset({"encounter"})
 
 
+# A resource as gathered: parsed JSON, or a typed struct decoded from the body (record/fhir_types.py).
+Resource = Mapping[str, Any] | Observation
+
+
 @dataclass(frozen=True, slots=True)
 class GatheredData:
-    resources: tuple[Mapping[str, Any], ...]
+    resources: tuple[Resource, ...]
     gaps: tuple[DataGap, ...]
     fetched_keys: tuple[str, ...]
 
@@ -52,7 +57,7 @@ def gather(
     fetcher: FhirFetcher | None,
     issuer: TrustedIssuer | None = None,
 ) -> GatheredData:
-    resources: list[Mapping[str, Any]] = []
+    resources: list[Resource] = []
     gaps: list[DataGap] = []
     to_fetch: dict[str, str] = {}
     failed_in_prefetch: dict[str, str] = {}
@@ -67,7 +72,8 @@ def gather(
         elif request.prefetch[key].get("resourceType") == "OperationOutcome":
             failed_in_prefetch[key] = query
         else:
-            resources.extend(_resources_of(request.prefetch[key]))
+            typed = typed_resources(request.prefetch[key])
+            resources.extend(_resources_of(request.prefetch[key]) if typed is None else typed)
     draft_medications = request.prefetch.get(DRAFT_MEDICATIONS)  # a 3.0 client's resolved draft Medications
     if isinstance(draft_medications, Mapping) and draft_medications.get("resourceType") != "OperationOutcome":
         resources.extend(r for r in _resources_of(draft_medications) if r.get("resourceType") == "Medication")
@@ -89,17 +95,21 @@ def gather(
         for key in to_fetch:
             result = results.get(key)
             if result is None or result.error:
-                reason = result.error if result else "not fetched"
+                reason = result.error if result is not None and result.error else "not fetched"
                 gaps.append(DataGap(TOPICS.get(key, "medications" if key.startswith("medication:") else key), reason))
             else:
                 resources.extend(result.resources)
     return GatheredData(tuple(resources), tuple(gaps), tuple(to_fetch))
 
 
-def _unresolved_draft_medications(request: HookRequest, resources: list[Mapping[str, Any]]) -> list[str]:
+def _unresolved_draft_medications(request: HookRequest, resources: list[Resource]) -> list[str]:
     """Ids of Medications the draft orders reference but neither the draftOrders bundle nor the prefetch
     carried (Epic may send only medicationReference): fetched from the FHIR server when there is one."""
-    have = {f"Medication/{r.get('id')}" for r in resources if r.get("resourceType") == "Medication"}
+    have = {
+        f"Medication/{r.get('id')}"
+        for r in resources
+        if not isinstance(r, Observation) and r.get("resourceType") == "Medication"
+    }
     have |= set(request.draft_medications)
     wanted = []
     for order in request.draft_orders:
@@ -149,7 +159,8 @@ def _resources_of(value: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """A search Bundle's resources. An OperationOutcome inside it ("no matches", Epic's empty search)
     is information about the search, not data and not an error: an empty result."""
     if value.get("resourceType") == "Bundle":
-        entries = value.get("entry") if isinstance(value.get("entry"), list) else []
+        entry = value.get("entry")
+        entries = entry if isinstance(entry, list) else []
         return [  # parsed JSON: plain dicts (a type check is several times cheaper than an ABC check)
             e["resource"]
             for e in entries
