@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
         cards = [c for c in response["cards"] if "topic" in c["source"]]  # not memory's own info card
         annotate(service=service_id, hook=body["hook"], cards=len(cards), rules=sorted(set(rules)))
         for card in cards:
-            metrics.CARDS_ISSUED.labels(service_id, _rule(card), card["indicator"]).inc()
+            metrics.child(metrics.CARDS_ISSUED, service_id, _rule(card), card["indicator"]).inc()
         for item in held:
             metrics.CARDS_HELD_BACK.labels(service_id, _rule(item.card), item.reason).inc()
         if held:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Container
 
 from flask import Flask, Response, g, request
@@ -41,7 +41,7 @@ def install(app: Flask, service_ids: Container[str]) -> None:
         g.started = time.perf_counter()
         g.log_fields = {}
         offered = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        g.request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else _new_request_id()
 
     @app.after_request
     def finish(response: Response) -> Response:
@@ -51,9 +51,9 @@ def install(app: Flask, service_ids: Container[str]) -> None:
         wanted = (request.view_args or {}).get("service_id")
         service = wanted if wanted in service_ids else ("unknown" if wanted else "")
         status = str(response.status_code)
-        metrics.REQUESTS.labels(endpoint, service, status).inc()
-        metrics.REQUEST_SECONDS.labels(endpoint, service, status).observe(seconds)
-        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        metrics.child(metrics.REQUESTS, endpoint, service, status).inc()
+        metrics.child(metrics.REQUEST_SECONDS, endpoint, service, status).observe(seconds)
+        request_id = getattr(g, "request_id", None) or _new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
         fields = {
             "event": "request",
@@ -72,11 +72,16 @@ def install(app: Flask, service_ids: Container[str]) -> None:
         return response
 
 
+def _new_request_id() -> str:
+    """32 random hex digits (what `uuid.uuid4().hex` gave, without building a UUID: a fifth of its cost)."""
+    return os.urandom(16).hex()
+
+
 class _JsonText:
     """The fields as JSON text, built only when a handler formats the message: JsonFormatter writes
     `json_fields` directly, so in service the line is serialised once."""
 
-    def __init__(self, fields: dict) -> None:
+    def __init__(self, fields: dict[str, object]) -> None:
         self.fields = fields
 
     def __str__(self) -> str:

@@ -41,8 +41,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "pid": record.process,  # which gunicorn worker
         }
-        if getattr(record, "request_id", None):
-            line["request_id"] = record.request_id
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            line["request_id"] = request_id
         fields = getattr(record, "json_fields", None)
         if isinstance(fields, dict):
             line.update(fields)
