@@ -71,8 +71,8 @@ def valid_medication_request(resource: dict[str, Any]) -> bool:
 
     Validation costs ~0.3 ms per order and the same drafts come back for every patient who gets
     them, so it is split in two: the order with its per-patient elements (PER_PATIENT) replaced by
-    valid stand-ins, remembered per content, and those elements themselves, checked inside the
-    smallest valid MedicationRequest (cheap, not remembered). The two verdicts together are the
+    valid stand-ins, and those elements themselves, checked inside the smallest valid
+    MedicationRequest (cheap); each verdict remembered per content. The two verdicts together are the
     verdict on the whole order, because fhir.resources' MedicationRequest has no rule that joins
     these elements to others: its validators are per element (types, patterns, the Reference and
     dateTime models), and its only resource-level rules (fhir_core's FHIRAbstractModel) are the
@@ -83,7 +83,7 @@ def valid_medication_request(resource: dict[str, Any]) -> bool:
     if not own:
         return _valid_whole(resource)
     stand_in = {**resource, **{key: PER_PATIENT[key] for key in own}}
-    return _valid_whole(stand_in) and _valid_r4({**_CARRIER, **own})
+    return _valid_whole(stand_in) and _valid_whole({**_CARRIER, **own})
 
 
 def _valid_whole(resource: dict[str, Any]) -> bool:
