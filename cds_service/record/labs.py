@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from ..knowledge.model import Analyte, Knowledge
-from .dates import parse_datetime
+from .dates import parse_datetime, parse_datetime_text
 from .fhir_types import Observation, Quantity
 from .model import LabValue
 from .units import to_canonical, ucum_unit, ucum_unit_of
@@ -49,7 +49,9 @@ def lab_series(
             code, analyte_name = _typed_analyte_code(obs, to_analyte)
             if analyte_name is None:
                 continue
-            when = parse_datetime(obs.effectiveDateTime) or _typed_effective_time(obs)
+            text = obs.effectiveDateTime  # a str or None already: straight to the cached parser
+            when = (parse_datetime_text(text) if 4 <= len(text) <= 40 else None) if text is not None else None
+            when = when or _typed_effective_time(obs)
         else:
             status = obs.get("status")
             if type(status) is not str or status not in USABLE_STATUSES:
