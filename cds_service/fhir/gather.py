@@ -104,21 +104,26 @@ def gather(
 
 def _unresolved_draft_medications(request: HookRequest, resources: list[Resource]) -> list[str]:
     """Ids of Medications the draft orders reference but neither the draftOrders bundle nor the prefetch
-    carried (Epic may send only medicationReference): fetched from the FHIR server when there is one."""
+    carried (Epic may send only medicationReference): fetched from the FHIR server when there is one.
+    The gathered resources are searched only when a draft names such a Medication (most name a code)."""
+    targets = []
+    for order in request.draft_orders:
+        ref = order.get("medicationReference")
+        target = ref.get("reference") if isinstance(ref, Mapping) else None
+        if isinstance(target, str) and target.startswith("Medication/") and target not in request.draft_medications:
+            targets.append(target)
+    if not targets:
+        return []
     have = {
         f"Medication/{r.get('id')}"
         for r in resources
         if not isinstance(r, Observation) and r.get("resourceType") == "Medication"
     }
-    have |= set(request.draft_medications)
-    wanted = []
-    for order in request.draft_orders:
-        ref = order.get("medicationReference")
-        target = ref.get("reference") if isinstance(ref, Mapping) else None
-        if isinstance(target, str) and target.startswith("Medication/") and target not in have:
-            medication_id = target.split("/", 1)[1]
-            if FHIR_ID.fullmatch(medication_id) and medication_id not in wanted:
-                wanted.append(medication_id)
+    wanted: list[str] = []
+    for target in targets:
+        medication_id = target.split("/", 1)[1]
+        if target not in have and FHIR_ID.fullmatch(medication_id) and medication_id not in wanted:
+            wanted.append(medication_id)
     return wanted
 
 
