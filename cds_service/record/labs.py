@@ -31,10 +31,11 @@ def lab_series(
     """Per analyte, the usable results newest first. Results dated after `now` are not yet known.
 
     Only what a rule can read is fully parsed (and only that can be reported unreadable): for the
-    analytes read as a series (SERIES_ANALYTES: the creatinine rise, the reported eGFR of the same
-    day as the creatinine) the results inside the longest lookback plus the AKI window; for every
-    other analyte only the newest result that has a value, since the rules read it by `latest()`
-    alone; and for each analyte the newest one, so that a card can say how old it is.
+    analytes read as a series (SERIES_ANALYTES) the results inside the longest lookback, and of
+    those only as far back as their rule reads (creatinine: the rise's window before the newest
+    usable result; eGFR: the newest usable result's day; see `_series_start`); for every other
+    analyte only the newest result that has a value, since the rules read it by `latest()` alone;
+    and for each analyte the newest one, so that a card can say how old it is.
     """
     horizon = now - timedelta(days=knowledge.lab_retention_days)
     latest_allowed = now + FUTURE_TOLERANCE
