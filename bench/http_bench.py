@@ -148,7 +148,7 @@ def run(
             )
     print(
         "service / baseline (targets: typical p50 <= 2, p99 <= 3, throughput >= 0.5; unrelated p50 <= 1.3; "
-        "first-sight: the typical call as a new patient's, no target of its own)"
+        "first-sight p50 <= 2.5)"
     )
     print_table(ratios, ["case", "concurrency", "p50_ratio", "p99_ratio", "throughput_ratio", "cpu_ratio"])
     result = {

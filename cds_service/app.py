@@ -24,6 +24,7 @@ from .pages import rule_pages
 from .pages.links import PATH as RULE_PAGES
 from .protocol.errors import ProtocolError, operation_outcome
 from .protocol.schemas import validate
+from .record.fhir_types import decode_body
 from .security import JwtRejected, TokenVerifier
 from .security.jwt_replay import ProcessJwtReplayCache, StoreJwtReplayCache
 from .service import CdsService
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None, threads: int = 4) -> Flask:
         cards = [c for c in response["cards"] if "topic" in c["source"]]  # not memory's own info card
         annotate(service=service_id, hook=body["hook"], cards=len(cards), rules=sorted(set(rules)))
         for card in cards:
-            metrics.CARDS_ISSUED.labels(service_id, _rule(card), card["indicator"]).inc()
+            metrics.child(metrics.CARDS_ISSUED, service_id, _rule(card), card["indicator"]).inc()
         for item in held:
             metrics.CARDS_HELD_BACK.labels(service_id, _rule(item.card), item.reason).inc()
         if held:
@@ -245,6 +246,9 @@ def _json_body() -> Any:
     chunked = limit is not None and request.content_length is None and len(raw) >= limit
     if chunked and request.environ["wsgi.input"].read(1):
         raise RequestEntityTooLarge(f"the body is larger than {limit} bytes")
+    body = decode_body(raw)  # one pass, the Observation bundles typed; None: parsed as before
+    if body is not None:
+        return body
     try:
         return fastjson.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

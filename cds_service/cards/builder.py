@@ -10,7 +10,7 @@ entries it used go to the `mg-cds.explanation` extension, never into the text.
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -70,7 +70,7 @@ class CardBuilder:
         if any(not valid_orders.get(a.order.reference, True) for a in dropped if a.order is not None):
             do += " (Apply by hand: the EHR's draft order cannot take a one-click update.)"
         card: dict[str, Any] = {
-            "uuid": str(uuid.uuid4()),
+            "uuid": new_uuid(),
             "summary": fit_summary(finding.summary),
             "indicator": finding.indicator,
             "detail": render_detail(finding.facts, do, finding.why, self.evidence(finding)),
@@ -98,7 +98,7 @@ class CardBuilder:
         if action.order is not None and not action.order.has_id:
             return None  # an order without an id cannot be deleted or updated by reference
         label = clip(action.label, 200)
-        out: dict[str, Any] = {"label": label, "uuid": str(uuid.uuid4())}
+        out: dict[str, Any] = {"label": label, "uuid": new_uuid()}
         if action.recommended:
             out["isRecommended"] = True
         if action.kind == "remove-order" and action.order is not None:
@@ -154,3 +154,13 @@ def fit_summary(text: str) -> str:
 def _short(citation: str) -> str:
     """A link label within its limit, cut at a word (never inside a number: '20-2…')."""
     return shorten(citation, LINK_LABEL_LIMIT)
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID's text from 16 random bytes: what `str(uuid.uuid4())` gives, at a
+    fifth of its cost (two per card)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

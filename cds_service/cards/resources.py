@@ -47,11 +47,46 @@ def lab_service_request(analyte: str, due: datetime, record: PatientRecord, reas
     return resource
 
 
+# Elements that differ from one patient, visit or prescriber to the next while the order itself
+# (drug, dose, route, timing) repeats: the cache key holds a fixed valid stand-in for each one present.
+PER_PATIENT: dict[str, Any] = {
+    "id": "x",
+    "subject": {"reference": "Patient/x"},
+    "encounter": {"reference": "Encounter/x"},
+    "requester": {"reference": "Practitioner/x"},
+    "authoredOn": "2000-01-01",
+}
+# The smallest valid MedicationRequest: the per-patient elements are checked inside it, on their own.
+_CARRIER: dict[str, Any] = {
+    "resourceType": "MedicationRequest",
+    "status": "draft",
+    "intent": "order",
+    "medicationCodeableConcept": {"text": "x"},
+    "subject": PER_PATIENT["subject"],
+}
+
+
 def valid_medication_request(resource: dict[str, Any]) -> bool:
     """Is this (EHR-supplied, then updated) MedicationRequest valid R4, so an EHR can apply it?
 
-    Validation costs ~0.3 ms per order; the same draft comes back at order-select, again at
-    order-sign and on every re-sign, so the answer is remembered per exact content."""
+    Validation costs ~0.3 ms per order and the same drafts come back for every patient who gets
+    them, so it is split in two: the order with its per-patient elements (PER_PATIENT) replaced by
+    valid stand-ins, and those elements themselves, checked inside the smallest valid
+    MedicationRequest (cheap); each verdict remembered per content. The two verdicts together are the
+    verdict on the whole order, because fhir.resources' MedicationRequest has no rule that joins
+    these elements to others: its validators are per element (types, patterns, the Reference and
+    dateTime models), and its only resource-level rules (fhir_core's FHIRAbstractModel) are the
+    required primitives (status, intent), the choice groups (medication[x], reported[x]) and no null
+    inside a list of complex elements, none of which reads a per-patient element.
+    `tests/test_r4_cache.py` holds this against the whole-order check."""
+    own = {key: resource[key] for key in PER_PATIENT if key in resource}
+    if not own:
+        return _valid_whole(resource)
+    stand_in = {**resource, **{key: PER_PATIENT[key] for key in own}}
+    return _valid_whole(stand_in) and _valid_whole({**_CARRIER, **own})
+
+
+def _valid_whole(resource: dict[str, Any]) -> bool:
     try:
         content = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONEncodeError, TypeError):

@@ -13,6 +13,7 @@ from ..config import FhirSettings
 from ..protocol.errors import ProtocolError
 from ..protocol.prefetch3 import DRAFT_MEDICATIONS
 from ..protocol.request import HookRequest
+from ..record.fhir_types import Observation, typed_resources
 from ..record.model import DataGap
 from ..security import TrustedIssuer
 from .client import FhirFetcher
@@ -38,9 +39,13 @@ TOPICS = {
 OPTIONAL_KEYS = frozenset({"encounter"})
 
 
+# A resource as gathered: parsed JSON, or a typed struct decoded from the body (record/fhir_types.py).
+Resource = Mapping[str, Any] | Observation
+
+
 @dataclass(frozen=True, slots=True)
 class GatheredData:
-    resources: tuple[Mapping[str, Any], ...]
+    resources: tuple[Resource, ...]
     gaps: tuple[DataGap, ...]
     fetched_keys: tuple[str, ...]
 
@@ -52,7 +57,7 @@ def gather(
     fetcher: FhirFetcher | None,
     issuer: TrustedIssuer | None = None,
 ) -> GatheredData:
-    resources: list[Mapping[str, Any]] = []
+    resources: list[Resource] = []
     gaps: list[DataGap] = []
     to_fetch: dict[str, str] = {}
     failed_in_prefetch: dict[str, str] = {}
@@ -67,7 +72,8 @@ def gather(
         elif request.prefetch[key].get("resourceType") == "OperationOutcome":
             failed_in_prefetch[key] = query
         else:
-            resources.extend(_resources_of(request.prefetch[key]))
+            typed = typed_resources(request.prefetch[key])
+            resources.extend(_resources_of(request.prefetch[key]) if typed is None else typed)
     draft_medications = request.prefetch.get(DRAFT_MEDICATIONS)  # a 3.0 client's resolved draft Medications
     if isinstance(draft_medications, Mapping) and draft_medications.get("resourceType") != "OperationOutcome":
         resources.extend(r for r in _resources_of(draft_medications) if r.get("resourceType") == "Medication")
@@ -96,19 +102,28 @@ def gather(
     return GatheredData(tuple(resources), tuple(gaps), tuple(to_fetch))
 
 
-def _unresolved_draft_medications(request: HookRequest, resources: list[Mapping[str, Any]]) -> list[str]:
+def _unresolved_draft_medications(request: HookRequest, resources: list[Resource]) -> list[str]:
     """Ids of Medications the draft orders reference but neither the draftOrders bundle nor the prefetch
-    carried (Epic may send only medicationReference): fetched from the FHIR server when there is one."""
-    have = {f"Medication/{r.get('id')}" for r in resources if r.get("resourceType") == "Medication"}
-    have |= set(request.draft_medications)
-    wanted = []
+    carried (Epic may send only medicationReference): fetched from the FHIR server when there is one.
+    The gathered resources are searched only when a draft names such a Medication (most name a code)."""
+    targets = []
     for order in request.draft_orders:
         ref = order.get("medicationReference")
         target = ref.get("reference") if isinstance(ref, Mapping) else None
-        if isinstance(target, str) and target.startswith("Medication/") and target not in have:
-            medication_id = target.split("/", 1)[1]
-            if FHIR_ID.fullmatch(medication_id) and medication_id not in wanted:
-                wanted.append(medication_id)
+        if isinstance(target, str) and target.startswith("Medication/") and target not in request.draft_medications:
+            targets.append(target)
+    if not targets:
+        return []
+    have = {
+        f"Medication/{r.get('id')}"
+        for r in resources
+        if not isinstance(r, Observation) and r.get("resourceType") == "Medication"
+    }
+    wanted: list[str] = []
+    for target in targets:
+        medication_id = target.split("/", 1)[1]
+        if target not in have and FHIR_ID.fullmatch(medication_id) and medication_id not in wanted:
+            wanted.append(medication_id)
     return wanted
 
 

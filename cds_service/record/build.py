@@ -9,6 +9,7 @@ from typing import Any
 from ..knowledge.model import Knowledge
 from .call import HookCall
 from .dates import parse_date, parse_datetime
+from .fhir_types import Observation
 from .labs import lab_series
 from .medications import codings_of, concept_text, parse_medication
 from .model import Coding, ConditionEntry, DataGap, MedicationEntry, PatientRecord
@@ -19,14 +20,17 @@ ACTIVE_STATEMENT = frozenset({"active", "intended", "on-hold"})
 
 def build_record(
     request: HookCall,
-    resources: Iterable[Mapping[str, Any]],
+    resources: Iterable[Mapping[str, Any] | Observation],
     gaps: Sequence[DataGap],
     knowledge: Knowledge,
     now: datetime,
 ) -> PatientRecord:
-    by_type: dict[str, list[Mapping[str, Any]]] = {}
-    for resource in resources:
-        if type(resource) is dict and type(resource.get("resourceType")) is str:
+    observations: list[Mapping[str, Any] | Observation] = []
+    by_type: dict[str, list[Any]] = {"Observation": observations}
+    for resource in resources:  # one pass, in order; a typed Observation (fhir_types) needs no look inside
+        if isinstance(resource, Observation):
+            observations.append(resource)
+        elif type(resource) is dict and type(resource.get("resourceType")) is str:
             by_type.setdefault(resource["resourceType"], []).append(resource)
     unreadable: list[str] = []
     patient = next((p for p in by_type.get("Patient", ()) if p.get("id") == request.patient_id), None)
@@ -35,7 +39,8 @@ def build_record(
         if med.get("id"):
             medications[f"Medication/{med['id']}"] = med
 
-    in_scope, other_drafts = [], []
+    in_scope: list[MedicationEntry] = []
+    other_drafts: list[MedicationEntry] = []
     for i, resource in enumerate(request.draft_orders, start=1):
         entry = _read(parse_medication, resource, unreadable, "draft", medications, f"draft order {i}")
         if entry is not None:
@@ -58,7 +63,7 @@ def build_record(
         orders_in_scope=tuple(in_scope),
         other_drafts=tuple(other_drafts),
         active_medications=tuple(active),
-        labs=lab_series(by_type.get("Observation", ()), knowledge, now, unreadable),
+        labs=lab_series(observations, knowledge, now, unreadable),
         conditions=tuple(_conditions(by_type.get("Condition", ()), unreadable)),
         gaps=(*gaps, *_unreadable_gaps(unreadable)),
         draft_lab_orders=_draft_lab_orders(request.draft_orders, knowledge),
@@ -96,7 +101,7 @@ def _unreadable_gaps(unreadable: list[str]) -> tuple[DataGap, ...]:
 
 
 def _active_medications(
-    by_type: Mapping[str, list], medications: Mapping[str, Mapping], unreadable: list[str]
+    by_type: Mapping[str, list[Any]], medications: Mapping[str, Mapping[str, Any]], unreadable: list[str]
 ) -> Iterable[MedicationEntry]:
     seen = set()
     for rtype, statuses in (("MedicationRequest", ("active",)), ("MedicationStatement", ACTIVE_STATEMENT)):

@@ -30,6 +30,11 @@ def _parse(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# For a caller that already holds a str of 4 to 40 characters (a typed Observation's time): the
+# same cached parse without parse_datetime's checks.
+parse_datetime_text = _parse
+
+
 def parse_date(value: object) -> date | None:
     parsed = parse_datetime(value)
     return parsed.date() if parsed else None

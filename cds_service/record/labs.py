@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from ..knowledge.model import Knowledge
-from .dates import parse_datetime
+from ..knowledge.model import Analyte, Knowledge
+from .dates import parse_datetime, parse_datetime_text
+from .fhir_types import Observation, Quantity
 from .model import LabValue
-from .units import to_canonical, ucum_unit
+from .units import to_canonical, ucum_unit, ucum_unit_of
 
 LOINC = "http://loinc.org"
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
@@ -17,32 +18,49 @@ COMPARATORS = frozenset({"<", "<=", ">=", ">"})
 FUTURE_TOLERANCE = timedelta(hours=12)
 # Analytes some rule reads as a series (clinical/renal_function.py); every other is read by `latest()`.
 SERIES_ANALYTES = frozenset({"creatinine", "egfr"})
+ObservationInput = Mapping[str, Any] | Observation  # parsed JSON, or decoded typed (fhir_types)
+Candidate = tuple[datetime, str, ObservationInput]  # (when, LOINC code, the Observation)
 
 
 def lab_series(
-    observations: Iterable[Mapping[str, Any]], knowledge: Knowledge, now: datetime, unreadable: list[str] | None = None
+    observations: Iterable[ObservationInput],
+    knowledge: Knowledge,
+    now: datetime,
+    unreadable: list[str] | None = None,
 ) -> dict[str, tuple[LabValue, ...]]:
     """Per analyte, the usable results newest first. Results dated after `now` are not yet known.
 
     Only what a rule can read is fully parsed (and only that can be reported unreadable): for the
-    analytes read as a series (SERIES_ANALYTES: the creatinine rise, the reported eGFR of the same
-    day as the creatinine) the results inside the longest lookback plus the AKI window; for every
-    other analyte only the newest result that has a value, since the rules read it by `latest()`
-    alone; and for each analyte the newest one, so that a card can say how old it is.
+    analytes read as a series (SERIES_ANALYTES) the results inside the longest lookback, and of
+    those only as far back as their rule reads (creatinine: the rise's window before the newest
+    usable result; eGFR: the newest usable result's day; see `_series_start`); for every other
+    analyte only the newest result that has a value, since the rules read it by `latest()` alone;
+    and for each analyte the newest one, so that a card can say how old it is.
     """
     horizon = now - timedelta(days=knowledge.lab_retention_days)
     latest_allowed = now + FUTURE_TOLERANCE
-    candidates: dict[str, list[tuple[datetime, str, dict]]] = {}
+    candidates: dict[str, list[Candidate]] = {}
     to_analyte = knowledge.loinc_to_analyte
-    # Runs once per Observation (10,000 in a long chart): the common time, effectiveDateTime, is read inline.
+    # Runs once per Observation (10,000 in a long chart): typed ones (fhir_types) are read by attribute;
+    # dicts (a bundle that did not fit the typed shape, or a caller's own) as before.
     for obs in observations:
-        status = obs.get("status")
-        if type(status) is not str or status not in USABLE_STATUSES:
-            continue
-        code, analyte_name = _analyte_code(obs, to_analyte)
-        if analyte_name is None:
-            continue
-        when = parse_datetime(obs.get("effectiveDateTime")) or effective_time(obs)
+        if isinstance(obs, Observation):  # a C type check, as cheap as `type(obs) is`
+            if obs.status not in USABLE_STATUSES:
+                continue
+            code, analyte_name = _typed_analyte_code(obs, to_analyte)
+            if analyte_name is None:
+                continue
+            text = obs.effectiveDateTime  # a str or None already: straight to the cached parser
+            when = (parse_datetime_text(text) if 4 <= len(text) <= 40 else None) if text is not None else None
+            when = when or _typed_effective_time(obs)
+        else:
+            status = obs.get("status")
+            if type(status) is not str or status not in USABLE_STATUSES:
+                continue
+            code, analyte_name = _analyte_code(obs, to_analyte)
+            if analyte_name is None:
+                continue
+            when = parse_datetime(obs.get("effectiveDateTime")) or effective_time(obs)
         if when is None or when > latest_allowed:
             continue
         found = candidates.get(analyte_name)
@@ -51,12 +69,15 @@ def lab_series(
         else:
             found.append((when, code, obs))
     series: dict[str, tuple[LabValue, ...]] = {}
+    creatinine_days = timedelta(days=creatinine_window_days(knowledge))
     for analyte_name, found in candidates.items():
-        found.sort(key=lambda item: item[0], reverse=True)
         labs: dict[str, LabValue] = {}
         whole_series = analyte_name in SERIES_ANALYTES
-        for i, (when, code, obs) in enumerate(found):
+        anchor: LabValue | None = None  # the newest usable result of a series analyte
+        for i, (when, code, obs) in enumerate(_newest_first(found, whole_series)):
             if (i > 0 and when < horizon) or (labs and not whole_series):
+                break
+            if anchor is not None and when < _series_start(analyte_name, anchor, creatinine_days):
                 break
             try:
                 lab = _lab_value(obs, code, analyte_name, when, knowledge)
@@ -66,8 +87,51 @@ def lab_series(
                     unreadable.append("Observation")
             if lab is not None:
                 labs.setdefault(lab.reference, lab)  # the same Observation twice counts once
+                if anchor is None and whole_series and lab.value is not None and _anchors(analyte_name, lab.value):
+                    anchor = lab
         series[analyte_name] = tuple(labs.values())
     return {name: labs for name, labs in series.items() if labs}
+
+
+def creatinine_window_days(knowledge: Knowledge) -> float:
+    """How far before the newest creatinine the creatinine-rise rule looks (its AKD window, 7 days
+    by default): results older than that are read by no rule."""
+    spec = knowledge.rules.get("renal-unstable")
+    return spec.value("akd_days") if spec is not None and "akd_days" in spec.parameters else 7
+
+
+def _series_start(analyte_name: str, anchor: LabValue, creatinine_days: timedelta) -> datetime:
+    """The oldest time a series rule reads, given the newest usable result (`anchor`): the creatinine
+    rise compares the newest with results up to its window before it; the reported eGFR is chosen
+    among the results of its newest day (clinical/renal_function.py). Older ones are not parsed."""
+    if analyte_name == "creatinine":
+        return anchor.when - creatinine_days
+    # A day before the start of its day: each result's day is read in its own time zone.
+    return datetime.combine(anchor.when.date(), time.min, anchor.when.tzinfo) - timedelta(days=1)
+
+
+def _anchors(analyte_name: str, value: float) -> bool:
+    """Whether a usable result is the one a series rule starts from (the creatinine rise skips zeros)."""
+    return value > 0 if analyte_name == "creatinine" else True
+
+
+def _newest_first(found: list[Candidate], whole_series: bool) -> Iterator[Candidate]:
+    """The candidates newest first, as a stable sort gives them. An analyte read by `latest()` most
+    often needs only the newest: it is found without sorting, and the rest sorted only if it has
+    no value."""
+    if whole_series or len(found) == 1:
+        found.sort(key=_when, reverse=True)
+        yield from found
+        return
+    newest = max(range(len(found)), key=lambda i: found[i][0])  # the first of equal times, as sort keeps
+    yield found[newest]
+    rest = found[:newest] + found[newest + 1 :]
+    rest.sort(key=_when, reverse=True)
+    yield from rest
+
+
+def _when(item: Candidate) -> datetime:
+    return item[0]
 
 
 def _analyte_code(obs: Mapping[str, Any], to_analyte: Mapping[str, str]) -> tuple[str, str | None]:
@@ -82,8 +146,28 @@ def _analyte_code(obs: Mapping[str, Any], to_analyte: Mapping[str, str]) -> tupl
             code = coding.get("code")
             analyte = to_analyte.get(code) if type(code) is str else None
             if analyte and coding.get("system") == LOINC:
-                return code, analyte
+                return str(code), analyte
     return "", None
+
+
+def _typed_analyte_code(obs: Observation, to_analyte: Mapping[str, str]) -> tuple[str, str | None]:
+    """`_analyte_code` for a typed Observation."""
+    if obs.code is None:
+        return "", None
+    for coding in obs.code.coding:
+        code = coding.code
+        analyte = to_analyte.get(code) if code is not None else None
+        if analyte and code is not None and coding.system == LOINC:
+            return code, analyte
+    return "", None
+
+
+def _typed_effective_time(obs: Observation) -> datetime | None:
+    """`effective_time` for a typed Observation."""
+    when = parse_datetime(obs.effectiveDateTime)
+    if when is None and obs.effectivePeriod is not None:
+        when = parse_datetime(obs.effectivePeriod.start)
+    return when or parse_datetime(obs.issued)
 
 
 def effective_time(obs: Mapping[str, Any]) -> datetime | None:
@@ -95,36 +179,80 @@ def effective_time(obs: Mapping[str, Any]) -> datetime | None:
 
 
 def _lab_value(
-    obs: Mapping[str, Any], code: str, analyte_name: str, when: datetime, knowledge: Knowledge
+    obs: ObservationInput, code: str, analyte_name: str, when: datetime, knowledge: Knowledge
 ) -> LabValue | None:
+    if isinstance(obs, Observation):
+        return _typed_lab_value(obs, code, analyte_name, when, knowledge)
     quantity = obs.get("valueQuantity")
     if type(quantity) is not dict:
         return None
     raw = quantity.get("value")
-    if type(raw) not in (int, float):
+    if type(raw) is not int and type(raw) is not float:
         return None
     analyte = knowledge.analytes[analyte_name]
     unit = ucum_unit(quantity, knowledge.unit_aliases)
-    value = to_canonical(float(raw), unit, analyte)
     comparator = quantity.get("comparator") if quantity.get("comparator") in COMPARATORS else None
     low, high = _reference_range(obs, analyte, knowledge)
     shown_unit = quantity.get("unit") or quantity.get("code") or "(no unit)"
+    return _lab(analyte, code, obs.get("id"), when, float(raw), unit, str(shown_unit), comparator, low, high)
+
+
+def _typed_lab_value(
+    obs: Observation, code: str, analyte_name: str, when: datetime, knowledge: Knowledge
+) -> LabValue | None:
+    """`_lab_value` for a typed Observation (its fields already of their FHIR types)."""
+    quantity = obs.valueQuantity
+    if quantity is None or quantity.value is None:
+        return None
+    analyte = knowledge.analytes[analyte_name]
+    unit = ucum_unit_of(quantity.system, quantity.code, quantity.unit, knowledge.unit_aliases)
+    comparator = quantity.comparator if quantity.comparator in COMPARATORS else None
+    low = high = None
+    if obs.referenceRange:
+        low = _typed_bound(obs.referenceRange[0].low, analyte, knowledge)
+        high = _typed_bound(obs.referenceRange[0].high, analyte, knowledge)
+    shown_unit = quantity.unit or quantity.code or "(no unit)"
+    return _lab(analyte, code, obs.id, when, quantity.value, unit, shown_unit, comparator, low, high)
+
+
+def _typed_bound(quantity: Quantity | None, analyte: Analyte, knowledge: Knowledge) -> float | None:
+    if quantity is None or quantity.value is None:
+        return None
+    unit = ucum_unit_of(quantity.system, quantity.code, quantity.unit, knowledge.unit_aliases)
+    return to_canonical(quantity.value, unit, analyte)
+
+
+def _lab(
+    analyte: Analyte,
+    code: str,
+    obs_id: object,
+    when: datetime,
+    original: float,
+    unit: str | None,
+    shown_unit: str,
+    comparator: str | None,
+    low: float | None,
+    high: float | None,
+) -> LabValue:
+    value = to_canonical(original, unit, analyte)
     return LabValue(
-        analyte=analyte_name,
+        analyte=analyte.name,
         code=code,
-        reference=f"Observation/{obs.get('id') or '(no id)'}",
+        reference=f"Observation/{obs_id or '(no id)'}",
         when=when,
         value=value,
-        unit=analyte.canonical_unit if value is not None else str(shown_unit),
-        original_value=float(raw),
-        original_unit=str(shown_unit)[:40],
+        unit=analyte.canonical_unit if value is not None else shown_unit,
+        original_value=original,
+        original_unit=shown_unit[:40],
         comparator=comparator,
         ref_low=low,
         ref_high=high,
     )
 
 
-def _reference_range(obs: Mapping[str, Any], analyte, knowledge: Knowledge) -> tuple[float | None, float | None]:
+def _reference_range(
+    obs: Mapping[str, Any], analyte: Analyte, knowledge: Knowledge
+) -> tuple[float | None, float | None]:
     ranges = obs.get("referenceRange")
     if not isinstance(ranges, list) or not ranges or not isinstance(ranges[0], dict):
         return None, None

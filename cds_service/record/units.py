@@ -15,15 +15,22 @@ UCUM = "http://unitsofmeasure.org"
 
 def ucum_unit(quantity: Mapping[str, object], aliases: Mapping[str, str]) -> str | None:
     """The known UCUM unit of a FHIR Quantity: its UCUM `code` first, then its display `unit`."""
-    candidates = []
-    if quantity.get("system") in (UCUM, None) and isinstance(quantity.get("code"), str):
-        candidates.append(quantity["code"])
-    if isinstance(quantity.get("unit"), str):
-        candidates.append(quantity["unit"])
-    for raw in candidates:
-        known = aliases.get(str(raw).lower().replace(" ", ""))
-        if known:
-            return known
+    code, unit = quantity.get("code"), quantity.get("unit")
+    return ucum_unit_of(
+        quantity.get("system"),
+        code if isinstance(code, str) else None,
+        unit if isinstance(unit, str) else None,
+        aliases,
+    )
+
+
+def ucum_unit_of(system: object, code: str | None, unit: str | None, aliases: Mapping[str, str]) -> str | None:
+    """`ucum_unit` from a Quantity's system, code and unit (typed or read from a dict)."""
+    for raw in (code if system in (UCUM, None) else None, unit):
+        if raw is not None:
+            known = aliases.get(raw.lower().replace(" ", ""))
+            if known:
+                return known
     return None
 
 

@@ -1,0 +1,129 @@
+"""Instructions per call and per stage, counted by valgrind (callgrind), not timed: this shared
+machine's speed moves 2x within minutes, instruction counts do not.
+
+    .venv/bin/python bench/instructions.py [--calls 10] [--case typical|first|obs10000]
+
+For each stage it runs one process under `valgrind --tool=callgrind` that does the stage `--calls`
+times and one that does it 0 times, and prints the difference per call (start-up and knowledge
+loading cancel out). Stages: parse (the body's bytes to what the service reads, as the HTTP view
+parses it), call (the whole
+`CdsService.call`), gather, record, engine, cards (each on the inputs the previous stage made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+STAGES = ("parse", "call", "gather", "record", "engine", "cards")
+SERVICE_ID = "magnesium-order-sign"
+
+
+def _body(case: str) -> bytes:
+    from workload import first_sight, request
+
+    if case == "first":
+        return first_sight(json.dumps(request(marked=True)).encode(), random.Random(3))
+    if case == "obs10000":
+        return json.dumps(request(observations=10000)).encode()
+    return json.dumps(request()).encode()
+
+
+def drive(stage: str, calls: int, case: str) -> None:
+    """Inside valgrind: prepare, then run one stage `calls` times (fresh bodies for first sight)."""
+    from workload import NOW
+
+    from cds_service import fastjson
+    from cds_service.config import Settings
+    from cds_service.fhir.gather import gather
+    from cds_service.fhir.templates import templates_for
+    from cds_service.protocol.request import parse_request
+    from cds_service.record import build_record
+    from cds_service.service import CdsService
+
+    service = CdsService(Settings(now=NOW))
+    bodies = [_body(case) if case != "first" else None for _ in range(1)]
+    if case == "first":
+        from workload import first_sight, request
+
+        marked, rng = json.dumps(request(marked=True)).encode(), random.Random(5)
+        raws = [first_sight(marked, rng) for _ in range(calls + 1)]
+    else:
+        raws = [bodies[0] for _ in range(calls + 1)]  # type: ignore[misc]
+    try:  # what the HTTP view parses with: the typed decode where the tree has it
+        from cds_service.record.fhir_types import decode_body
+    except ImportError:
+
+        def decode_body(raw: bytes) -> Any:
+            return None
+
+    def parse(raw: bytes) -> Any:
+        return decode_body(raw) or fastjson.loads(raw)
+
+    parsed = [parse(raw) for raw in raws]
+    service.call(SERVICE_ID, fastjson.loads(raws[-1]))  # warm: every lazy table and cache loaded
+    request = parse_request(parsed[0], SERVICE_ID, service.hooks[SERVICE_ID])
+    templates = templates_for(service.discovery, service.listed_id(request.hook), request.hook)
+    data = gather(request, templates, service.settings, None, None)
+    record = build_record(request, data.resources, data.gaps, service.knowledge, NOW)
+    findings = service.engine.evaluate(record)
+    client = service.settings.client(None)
+    for i in range(calls):
+        if stage == "parse":
+            parse(raws[i])
+        elif stage == "call":
+            service.call(SERVICE_ID, parsed[i])
+        elif stage == "gather":
+            gather(request, templates, service.settings, None, None)
+        elif stage == "record":
+            build_record(request, data.resources, data.gaps, service.knowledge, NOW)
+        elif stage == "engine":
+            service.engine.evaluate(record)
+        elif stage == "cards":
+            service.cards.cards(findings, record, client, "http://localhost")
+
+
+def _count(stage: str, calls: int, case: str) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__]
+        cmd += ["--drive", stage, "--calls", str(calls), "--case", case]
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        text = Path(out).read_text(errors="replace")
+    match = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+    if match is None:
+        raise RuntimeError("no callgrind summary")
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--case", default="typical", choices=("typical", "first", "obs10000"))
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--drive")
+    args = parser.parse_args()
+    if args.drive:
+        drive(args.drive, args.calls, args.case)
+        return
+    result: dict[str, Any] = {"case": args.case, "calls": args.calls}
+    for stage in args.stages.split(","):
+        per_call = (_count(stage, args.calls, args.case) - _count(stage, 0, args.case)) / args.calls
+        result[stage] = round(per_call / 1e6, 2)
+        print(f"{args.case:10} {stage:8} {per_call / 1e6:8.2f} M instructions per call", flush=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
