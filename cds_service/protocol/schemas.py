@@ -7,6 +7,7 @@ rejects goes through the reference `jsonschema` validator, whose best match name
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -41,7 +42,9 @@ def fast_validator(kind: str) -> Any:
 
 
 def discovery_document() -> dict[str, Any]:
-    return contract("discovery.json")
+    """The shipped hooks/discovery.json (generated from the service registry: tests/test_services.py)."""
+    document: dict[str, Any] = contract("discovery.json")
+    return document
 
 
 def validate(kind: str, body: Any) -> None:
@@ -60,6 +63,6 @@ def validate(kind: str, body: Any) -> None:
     raise ProtocolError(400, path or None, message)
 
 
-def _json_path(parts) -> str | None:
+def _json_path(parts: Iterable[Any]) -> str | None:
     """context.selections[0] style, as the error names the field."""
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".") or None
