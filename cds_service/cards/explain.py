@@ -9,11 +9,11 @@ the card record keeps the part of it that says nothing about the patient (`for_t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from ..clinical.findings import Finding
 from ..record.model import PatientRecord
+from .model import Card
 
 EXTENSION = "mg-cds.explanation"
 
@@ -39,11 +39,11 @@ def explanation(finding: Finding, record: PatientRecord) -> dict[str, Any]:
     return out
 
 
-def for_the_record(card: Mapping[str, Any]) -> str | None:
+def for_the_record(card: Card) -> str | None:
     """What the store keeps of a card's explanation: how its orders were read (route class, use,
     setting), the variant that worded it and which data were missing. No record ids, values, names
     or free text: the store holds nothing about the patient."""
-    explained = card.get("extension", {}).get(EXTENSION)
+    explained = (card.extension or {}).get(EXTENSION)
     if not explained:
         return None
     kept = {

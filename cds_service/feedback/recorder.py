@@ -12,9 +12,13 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from .. import metrics, tracing
+from ..cards.explain import for_the_record
+from ..cards.model import IssuedCard
 from .spool import CardSpool
 from .store import FeedbackStore, StoreUnavailable
 
@@ -25,6 +29,23 @@ MAX_HURRIED_BACKOFF_SECONDS = 1.0  # while a stop waits for the flush: retry oft
 LINGER_SECONDS = 0.25
 STORE_PROBE_SECONDS = 15.0  # idle: ping the store this often, so `cds_store_up` stays current
 WARN_EVERY_SECONDS = 60.0
+
+
+def issued_row(
+    issued: IssuedCard, service_id: str, hook: str, hook_instance: str, held_back: str | None = None
+) -> dict[str, Any]:
+    """The row kept for a card issued (or held back, and why): ids and codes only, nothing about the patient."""
+    return {
+        "card_uuid": issued.card.uuid,
+        "service_id": service_id,
+        "hook": hook,
+        "hook_instance": hook_instance[:100],
+        "rule_id": issued.rule_id,
+        "indicator": issued.card.indicator.value,
+        "issued_at": datetime.now(UTC),
+        "held_back": held_back,
+        "explanation": for_the_record(issued.card),
+    }
 
 
 class CardRecorder:
@@ -50,10 +71,8 @@ class CardRecorder:
         """Queue rows for `cards_issued`; never blocks on the database."""
         if not rows:
             return
-        with (
-            tracing.span("cds.store", **{"cds.store.operation": "queue-cards", "cds.store.rows": len(rows)}),
-            self._cond,
-        ):
+        traced: dict[str, str | int] = {"cds.store.operation": "queue-cards", "cds.store.rows": len(rows)}
+        with tracing.span("cds.store", **traced), self._cond:
             closing = self._closing
             if not closing:
                 self._queue(rows)
@@ -140,7 +159,8 @@ class CardRecorder:
                 self._probe()
                 continue
             try:
-                with tracing.span("cds.store", **{"cds.store.operation": "write-cards", "cds.store.rows": len(batch)}):
+                traced: dict[str, str | int] = {"cds.store.operation": "write-cards", "cds.store.rows": len(batch)}
+                with tracing.span("cds.store", **traced):
                     self.store.record_cards(batch)  # its own trace: no hook call waits for it
             except StoreUnavailable as exc:
                 failures += 1
@@ -160,7 +180,7 @@ class CardRecorder:
                     limit = MAX_HURRIED_BACKOFF_SECONDS if hurried else MAX_BACKOFF_SECONDS
                     backoff = min(0.25 * 2 ** (failures - 1), limit)
                     # A flush that starts now shortens the wait; one already under way does not end it.
-                    self._cond.wait_for(lambda h=hurried: self._closing or self._hurry > h, backoff)
+                    self._cond.wait_for(partial(self._woken, hurried), backoff)
                 continue
             if failures:
                 log.warning("store available again: card recording resumed")
@@ -168,6 +188,10 @@ class CardRecorder:
             with self._cond:
                 self._in_flight = []
                 self._cond.notify_all()
+
+    def _woken(self, hurried: int) -> bool:
+        """The writer's back-off ends early: a stop, or a flush begun since it started waiting."""
+        return self._closing or self._hurry > hurried
 
     def _probe(self) -> None:
         """Ping the store (sets cds_store_up; migrates a store that was down at start) and, when it
