@@ -86,7 +86,8 @@ def test_the_changelog_names_the_version():
 CORE = ("clinical", "record", "knowledge", "protocol")
 CORE_MAY_NOT_IMPORT = (
     *(f"cds_service.{name}" for name in ("app", "service", "cli", "cards", "fhir", "feedback", "memory", "security")),
-    *("cds_service.pages", "cds_service.simulate", "cds_service.tracing", "cds_service.metrics"),
+    *("cds_service.pages", "cds_service.simulate", "cds_service.tracing", "cds_service.metrics", "cds_service.web"),
+    "cds_service.pipeline",
     *("flask", "werkzeug", "requests", "sqlalchemy", "gunicorn", "opentelemetry", "prometheus_client"),
 )
 
