@@ -8,6 +8,8 @@ reads), so a code added to the table is asked for without a second copy by hand.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -141,6 +143,10 @@ class ServiceRegistry:
         """The discovery document (CDS Hooks 2.0), services in their stable order."""
         return {"services": [self.describe(s) for s in self.listed()]}
 
+    def discovery_text(self) -> str:
+        """As shipped in hooks/discovery.json (`python -m cds_service.protocol.services` writes it)."""
+        return json.dumps(self.discovery(), indent=2, ensure_ascii=False) + "\n"
+
     def describe(self, service: ServiceDescriptor) -> dict[str, Any]:
         return {
             "hook": service.hook.name,
@@ -170,3 +176,9 @@ def prefetch_templates(knowledge: Knowledge) -> dict[str, str]:
         templates[query.key] = f"Observation?patient={patient}&code={codes}&_sort=-date&_count={query.count}"
     templates["encounter"] = "Encounter/{{context.encounterId}}"
     return templates
+
+
+if __name__ == "__main__":  # regenerate the shipped document: ... > hooks/discovery.json
+    from ..config import Settings
+
+    sys.stdout.write(ServiceRegistry(Settings().knowledge()).discovery_text())
