@@ -22,7 +22,7 @@ from .protocol.services import Hook
 from .record import build_record
 from .record.model import DataGap, PatientRecord
 
-SILENT = "silent"  # a rule's mode (and the reason a held card is recorded with)
+SILENT = "silent"  # a rule's mode (knowledge/rules.yaml)
 T = TypeVar("T")
 
 

@@ -14,14 +14,14 @@ from sqlalchemy import Engine
 
 from . import tracing
 from .cards import CardBuilder
-from .cards.model import Card, Held, IssuedCard
+from .cards.model import Card, Held, HeldBack, IssuedCard
 from .clinical.findings import Finding
 from .config import Settings
 from .fhir.client import FhirFetcher
 from .fhir.gather import gather
 from .memory import CardMemory, MemoryStore
 from .memory.memory import EXTENSION as MEMORY_EXTENSION
-from .pipeline import SILENT, Pipeline
+from .pipeline import Pipeline
 from .protocol.errors import ProtocolError
 from .protocol.prefetch3 import for_cds_hooks_3
 from .protocol.request import parse_request
@@ -113,7 +113,7 @@ class CdsService:
         client = self.settings.client(issuer.iss if issuer else None)
         pages = self.settings.public_base_url or base_url
         issued, silent = self.pipeline.apart(self.cards.cards(findings, record, client, pages), _finding)
-        held = [Held(each, SILENT) for each in silent]
+        held = [Held(each, HeldBack.SILENT) for each in silent]
         notes: list[Card] = []
         extension: dict[str, Any] = {}
         if self.memory is not None and issued:

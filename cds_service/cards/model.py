@@ -139,9 +139,17 @@ class IssuedCard:
         return self.finding.rule_id
 
 
+class HeldBack(StrEnum):
+    """Why a card the rules raised was kept from the EHR (recorded and counted under this name)."""
+
+    SILENT = "silent"  # a silent rule or a silent service: shadow mode
+    SHOWN_AT_SELECT = "shown-at-select"  # card memory: shown at order-select, not repeated at order-sign
+    SNOOZED = "snoozed"  # card memory: overridden with a snooze reason
+
+
 @dataclass(frozen=True, slots=True)
 class Held:
-    """A card the rules raised that was kept from the EHR, and why (silent, shown-at-select, snoozed)."""
+    """A card the rules raised that was kept from the EHR, and why."""
 
     issued: IssuedCard
-    reason: str
+    reason: HeldBack

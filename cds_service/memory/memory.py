@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from .. import metrics
-from ..cards.model import Card, Coding, Held, Indicator, IssuedCard, Source
+from ..cards.model import Card, Coding, Held, HeldBack, Indicator, IssuedCard, Source
 from ..clinical.findings import Finding
 from ..config import MemorySettings
 from ..feedback.store import override_reason_of
@@ -38,7 +38,7 @@ from .store import MemoryStore, MemoryUnavailable
 
 log = logging.getLogger(__name__)
 EXTENSION = "mg-cds.memory"
-SHOWN_AT_SELECT, SNOOZED = "shown-at-select", "snoozed"
+SHOWN_AT_SELECT, SNOOZED = HeldBack.SHOWN_AT_SELECT, HeldBack.SNOOZED
 CARD_DAYS = 7.0  # how long a returned card's subject is kept for feedback that may snooze it
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -99,7 +99,7 @@ class CardMemory:
             self._unavailable("write", exc)  # the cards stand; only their memory is lost
         counts = {"held_back": len(held)}
         for reason in (SHOWN_AT_SELECT, SNOOZED):
-            counts[reason] = sum(1 for h in held if h.reason == reason)
+            counts[reason.value] = sum(1 for h in held if h.reason == reason)
         info = self._info_card(counts) if held and self.settings.info_card else None
         return Remembered([self._with_snooze_reasons(each) for each, _ in shown], held, info, counts)
 

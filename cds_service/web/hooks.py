@@ -30,12 +30,12 @@ def hooks(service: CdsService, recorder: CardRecorder) -> Blueprint:
         for each in answer.issued:
             metrics.CARDS_ISSUED.labels(service_id, each.rule_id, each.card.indicator.value).inc()
         for item in answer.held:
-            metrics.CARDS_HELD_BACK.labels(service_id, item.issued.rule_id, item.reason).inc()
+            metrics.CARDS_HELD_BACK.labels(service_id, item.issued.rule_id, item.reason.value).inc()
         if answer.held:
             annotate(held_back=len(answer.held))
         hook, instance = body["hook"], str(body["hookInstance"])
         rows = [issued_row(each, service_id, hook, instance) for each in answer.issued]
-        rows += [issued_row(item.issued, service_id, hook, instance, item.reason) for item in answer.held]
+        rows += [issued_row(item.issued, service_id, hook, instance, item.reason.value) for item in answer.held]
         recorder.record(rows)
         return json_response(answer.response)
 
