@@ -73,7 +73,7 @@ def run(quick: bool = False) -> dict:
     rows = []
     for label, observations, medications, _ in cases:
         body = feeds[label]()
-        cards = len(service.call(SERVICE_ID, body)[0]["cards"])
+        cards = len(service.call(SERVICE_ID, body).response["cards"])
         ms = samples[label]
         rows.append(
             {

@@ -12,9 +12,20 @@ import shutil
 import sys
 import tempfile
 import types
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .protocol.services import HOOKS, ORDER_SIGN
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .cards.model import IssuedCard
+    from .config import Settings
+
+ServerHook = Callable[..., None]  # a gunicorn server hook: (server) or (server, worker)
 
 # gunicorn defaults of `serve`, chosen by bench/http_bench.py on 2 cores (bench/README.md)
 DEFAULT_WORKERS = 2
@@ -44,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluate = commands.add_parser("evaluate", help="run the rules on a FHIR bundle offline and print the cards")
     evaluate.add_argument("bundle", type=Path)
-    evaluate.add_argument("--hook", choices=("order-select", "order-sign", "patient-view"), default="order-sign")
+    evaluate.add_argument("--hook", choices=tuple(HOOKS), default=ORDER_SIGN.name)
     evaluate.add_argument(
         "--order",
         action="append",
@@ -104,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cds-service: {exc}", file=sys.stderr)
         return 2
-    commands = {
+    run: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "serve": _serve,
         "evaluate": _evaluate,
         "migrate": _migrate,
@@ -113,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "simulate-partition": _simulate_partition,
         "simulate-merge": _simulate_merge,
     }
-    return commands[args.command](args, settings)
+    return run[args.command](args, settings)
 
 
 def _iso(text: str) -> datetime:
@@ -156,7 +167,7 @@ def _unusable(source: Path, count: int, option: str) -> bool:
     return False
 
 
-def _simulate(args: argparse.Namespace, settings) -> int:
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from .config import ConfigError, load_settings
     from .simulate.report import write_report
     from .simulate.runner import simulate
@@ -190,7 +201,7 @@ def _simulate(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _simulate_partition(args: argparse.Namespace, settings) -> int:
+def _simulate_partition(args: argparse.Namespace, settings: Settings) -> int:
     from .simulate.partition import partition
 
     if _unusable(args.source, args.shards, "--shards") or _unusable(args.source, args.workers, "--workers"):
@@ -207,7 +218,7 @@ def _simulate_partition(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _simulate_merge(args: argparse.Namespace, settings) -> int:
+def _simulate_merge(args: argparse.Namespace, settings: Settings) -> int:
     from .simulate.figures import Figures
     from .simulate.report import merged_input, write_report
 
@@ -247,11 +258,12 @@ def _simulate_merge(args: argparse.Namespace, settings) -> int:
 HEARTBEAT_DIR = "/dev/shm"
 
 
-def _serve(args: argparse.Namespace, settings) -> int:
-    file_settings = _gunicorn_file(args.gunicorn_config) if args.gunicorn_config else {}
-    if isinstance(file_settings, str):
-        print(f"cds-service: {file_settings}", file=sys.stderr)
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    read = _gunicorn_file(args.gunicorn_config) if args.gunicorn_config else {}
+    if isinstance(read, str):
+        print(f"cds-service: {read}", file=sys.stderr)
         return 2
+    file_settings = read
     from gunicorn.app.base import BaseApplication
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -261,7 +273,7 @@ def _serve(args: argparse.Namespace, settings) -> int:
 
     logs.configure(settings.log_level)
 
-    class Server(BaseApplication):
+    class Server(BaseApplication):  # type: ignore[misc, unused-ignore]  # gunicorn ships no types (--strict)
         def load_config(self) -> None:
             defaults = {"workers": args.workers, "threads": args.threads, "worker_class": "gthread"}
             if Path(HEARTBEAT_DIR).is_dir():  # a worker's heartbeat touches a file on every loop: not on disk
@@ -276,12 +288,12 @@ def _serve(args: argparse.Namespace, settings) -> int:
             self.cfg.set("worker_exit", _chain(file_settings.get("worker_exit"), _worker_exit))
             self.cfg.set("when_ready", _chain(file_settings.get("when_ready"), _when_ready))
 
-        def load(self):
+        def load(self) -> Flask:
             return app  # built once, before the fork: the workers share it (and its frozen objects)
 
     metrics_port = settings.metrics.port if args.metrics_port is None else args.metrics_port
 
-    def _when_ready(server) -> None:
+    def _when_ready(server: Any) -> None:
         """The master serves /metrics (every worker's values) on its own port. A port taken since the
         check below costs the metrics, never the hooks."""
         if metrics_port:
@@ -290,10 +302,10 @@ def _serve(args: argparse.Namespace, settings) -> int:
             except OSError as exc:
                 print(f"cds-service: WARNING: no /metrics: {_metrics_port_taken(metrics_port, exc)}", file=sys.stderr)
 
-    def _child_exit(server, worker) -> None:
+    def _child_exit(server: Any, worker: Any) -> None:
         metrics.worker_exited(worker.pid)
 
-    def _worker_exit(server, worker) -> None:
+    def _worker_exit(server: Any, worker: Any) -> None:
         """Graceful stop (SIGTERM): write the cards this worker issued before it goes."""
         recorder = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get("card_recorder")
         if recorder:
@@ -426,7 +438,7 @@ def _multiprocess_metrics_dir() -> None:
     atexit.register(shutil.rmtree, path, ignore_errors=True)
 
 
-def _gunicorn_file(path: Path) -> dict | str:
+def _gunicorn_file(path: Path) -> dict[str, Any] | str:
     """Settings from a gunicorn config file; an error message (str) if it cannot be used."""
     from gunicorn.config import Config
 
@@ -448,18 +460,18 @@ def _gunicorn_file(path: Path) -> dict | str:
     return chosen
 
 
-def _chain(first, second):
+def _chain(first: ServerHook | None, second: ServerHook) -> ServerHook:
     if first is None:
         return second
 
-    def both(server, worker):  # gunicorn checks a hook's arity: (server, worker), not *args
+    def both(server: Any, worker: Any) -> None:  # gunicorn checks a hook's arity: (server, worker), not *args
         first(server, worker)
         second(server, worker)
 
     return both
 
 
-def store_problem(settings, exc: BaseException) -> str:
+def store_problem(settings: Settings, exc: BaseException) -> str:
     """One line for a store that cannot be reached or set up at start: what failed (the driver's first
     line, never the password) and which setting to change."""
     cause = getattr(exc, "orig", None) or exc.__cause__ or exc
@@ -478,7 +490,7 @@ def _redacted(url: str) -> str:
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
-def _migrate(args: argparse.Namespace, settings) -> int:
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from .feedback import FeedbackStore
     from .feedback.migrate import upgrade
 
@@ -495,7 +507,7 @@ def _migrate(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace, settings) -> int:
+def _report(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from .feedback import FeedbackStore, StoreUnavailable
@@ -525,9 +537,8 @@ def _report(args: argparse.Namespace, settings) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace, settings) -> int:
+def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from .fhir.bundle import BundleError, request_from_bundle
-    from .fhir.templates import templates_for
     from .protocol.errors import ProtocolError
     from .service import CdsService
 
@@ -538,10 +549,8 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
         return 2
     service = CdsService(settings)
     try:
-        body = request_from_bundle(
-            bundle, args.hook, args.order, templates_for(service.discovery, service.listed_id(args.hook), args.hook)
-        )
-        response = service.call(service.listed_id(args.hook), body).response
+        body = request_from_bundle(bundle, args.hook, args.order, service.registry.prefetch)
+        answer = service.call(service.listed_id(args.hook), body)
     except BundleError as exc:
         print(f"cds-service: {args.bundle}: {exc}", file=sys.stderr)
         return 2
@@ -549,26 +558,27 @@ def _evaluate(args: argparse.Namespace, settings) -> int:
         print(f"cds-service: {args.bundle}: {exc.field or 'request'}: {exc.message}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(response, indent=2))
+        print(json.dumps(answer.response, indent=2))
     else:
-        print(render_text(response, explain=args.explain))
+        print(render_cards(answer.issued, explain=args.explain))
     return 0
 
 
-def render_text(response: dict[str, Any], explain: bool = False) -> str:
+def render_cards(issued: Sequence[IssuedCard], explain: bool = False) -> str:
+    """The cards as a clinician reads them in a terminal (and, with `explain`, how they were reached)."""
     from .cards.explain import EXTENSION as EXPLANATION_EXTENSION
 
-    cards = response["cards"]
-    if not cards:
+    if not issued:
         return "No cards."
     lines = []
-    for card in cards:
-        lines.append(f"[{card['indicator'].upper()}] {card['source']['topic']['code']}: {card['summary']}")
-        for line in card.get("detail", "").splitlines():
+    for each in issued:
+        card = each.card
+        lines.append(f"[{card.indicator.value.upper()}] {each.rule_id}: {card.summary}")
+        for line in card.detail.splitlines():
             lines.append(f"    {line}" if line else "")
-        for suggestion in card.get("suggestions", ()):
-            lines.append(f"    -> suggestion: {suggestion['label']}")
-        explained = card.get("extension", {}).get(EXPLANATION_EXTENSION)
+        for suggestion in card.suggestions:
+            lines.append(f"    -> suggestion: {suggestion.label}")
+        explained = (card.extension or {}).get(EXPLANATION_EXTENSION)
         if explain and explained:
             lines.append(f"    explanation ({', '.join(explained['orders'])}):")
             lines.extend(f"      - {line}" for line in explained["evidence"])

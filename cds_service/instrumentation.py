@@ -14,21 +14,12 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from . import metrics
+from .access import metric_name
 from .logs import clip
 
 log = logging.getLogger("cds_service.request")
 REQUEST_ID_HEADER = "X-Request-Id"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-ENDPOINTS = {
-    "/cds-services": "discovery",
-    "/cds-services/<service_id>": "service",
-    "/cds-services/<service_id>/feedback": "feedback",
-    "/healthz": "healthz",
-    "/readyz": "readyz",
-    "/healthz/store": "store-health",
-    "/rules": "rule-pages",
-    "/rules/<rule_id>": "rule-pages",
-}
 
 
 def annotate(**fields: object) -> None:
@@ -48,7 +39,7 @@ def install(app: Flask, service_ids: Container[str]) -> None:
     def finish(response: Response) -> Response:
         started = getattr(g, "started", None)
         seconds = time.perf_counter() - started if started else 0.0
-        endpoint = ENDPOINTS.get(request.url_rule.rule if request.url_rule else "", "unmatched")
+        endpoint = metric_name()  # as its view declares it (web/access.py)
         wanted = (request.view_args or {}).get("service_id")
         service = wanted if wanted in service_ids else ("unknown" if wanted else "")
         status = str(response.status_code)

@@ -35,7 +35,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 NAME = "cds_service"
 DEFAULT_SERVICE_NAME = "mg-cds"
-HOOK_ROUTE = "/cds-services/<service_id>"
+HOOK_VIEW = "service"  # the hook call, as its view declares it (web/hooks.py)
 RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 
 _provider: trace.TracerProvider | None = None  # set by configure() or, in tests, use()
@@ -141,14 +141,16 @@ def install(app: Flask, service_ids: Container[str]) -> None:
     """A server span around each hook call, with the fields the request's log line gets."""
     from flask import g, request
 
+    from .access import metric_name
+
     @app.before_request
     def start() -> None:
-        if request.url_rule is None or request.url_rule.rule != HOOK_ROUTE:
+        if request.url_rule is None or metric_name() != HOOK_VIEW:
             return
         wanted = (request.view_args or {}).get("service_id")
         attributes = {
             "http.request.method": request.method,
-            "http.route": HOOK_ROUTE,
+            "http.route": request.url_rule.rule,
             "cds.service": wanted if wanted in service_ids else "unknown",
         }
         parent = propagate.extract(request.headers)  # the caller's traceparent, if it sent one

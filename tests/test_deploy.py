@@ -244,7 +244,7 @@ def test_the_shipped_configs_are_accepted_by_the_service(k8s, container, tmp_pat
 
 def test_the_image_build_stage_has_what_the_wheel_needs(tmp_path):
     """The Dockerfile's first stage copies only some files: a wheel built from just those must hold
-    the package data the service loads at run time (knowledge, contracts, migrations)."""
+    the package data the service loads at run time (knowledge, hooks, migrations)."""
     copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (DEPLOY / "Dockerfile").read_text(), re.M)
     sources = [name for line in copied for name in line.split() if not name.startswith("deploy/")]
     (tmp_path / "src").mkdir()
@@ -268,7 +268,7 @@ def test_the_image_build_stage_has_what_the_wheel_needs(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in (
         "cds_service/knowledge/rules.yaml",
-        "cds_service/contracts/request.schema.json",
+        "cds_service/hooks/request.schema.json",
         "cds_service/feedback/migrations/env.py",
         "cds_service/feedback/migrations/versions/0002_cards_issued.py",
         "cds_service/security/jwt_replay.py",

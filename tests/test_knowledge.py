@@ -230,7 +230,7 @@ def test_a_rule_naming_a_suggestion_not_in_the_registry_stops_the_start():
 
 
 def test_the_discovery_prefetch_asks_for_exactly_the_lab_codes_the_knowledge_reads():
-    """contracts/discovery.json spells the LOINC codes of labs.yaml out by hand: each analyte's codes sit in one
+    """hooks/discovery.json spells the LOINC codes of labs.yaml out by hand: each analyte's codes sit in one
     Observation template, whole, in every service, and no template asks for a code the knowledge ignores."""
     from cds_service.protocol.schemas import discovery_document
 

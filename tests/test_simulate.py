@@ -176,6 +176,10 @@ def test_a_few_patients_against_evaluate_at_the_same_instants(export, tmp_path, 
         expected.update(card["source"]["topic"]["code"] for card in json.loads(capsys.readouterr().out)["cards"])
     assert sum(expected.values()) > 0, "the patient's orders give cards"
     assert simulated == dict(sorted(expected.items()))
+    # The patient's doxycycline, stopped in June 2025 with no end date, is in both histories; neither the
+    # replay nor `evaluate` takes it as running beside the 2026 magnesium orders (no tetracycline card).
+    assert any(r["id"].startswith("stopped-") and r["status"] == "stopped" for r in resources)
+    assert "interaction-tetracycline" not in simulated
 
 
 def _known_then(resource: dict, when: datetime) -> bool:
@@ -241,6 +245,22 @@ def test_compare_a_second_configuration(export, tmp_path):
     assert "interaction-fluoroquinolone" in figures["cards_by_rule"]
     assert "interaction-fluoroquinolone" not in compared["cards_by_rule"]
     assert compared["orders_replayed"] == figures["orders_replayed"]
+
+
+def test_a_silent_rule_is_held_back_in_the_replay_as_in_the_service(export, tmp_path):
+    """The replay runs the service's pipeline: a rule in `mode: silent` is evaluated and counted apart,
+    never among the cards (before, the replay had no silent filter and counted its cards as shown)."""
+    silent = tmp_path / "silent.yaml"
+    silent.write_text("rules: {interaction-fluoroquinolone: {mode: silent}}\n")
+    assert main(["simulate", str(export), "--out", str(tmp_path / "live"), "--workers", "1"]) == 0
+    assert main(["simulate", str(export), "--out", str(tmp_path / "quiet"), "--config", str(silent)]) == 0
+    live, quiet = _figures(tmp_path / "live"), _figures(tmp_path / "quiet")
+    raised = live["cards_by_rule"].pop("interaction-fluoroquinolone")
+    assert raised > 0 and live["silent_by_rule"] == {}
+    assert quiet["silent_by_rule"] == {"interaction-fluoroquinolone": raised}
+    assert quiet["cards_by_rule"] == live["cards_by_rule"], "the other rules are not touched"
+    assert quiet["cards"] == live["cards"] - raised
+    assert "Held back: silent rules" in (tmp_path / "quiet" / "report.html").read_text()
 
 
 @pytest.mark.browser

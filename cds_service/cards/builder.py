@@ -1,4 +1,4 @@
-"""Findings -> CDS Hooks 2.0 cards.
+"""Findings -> CDS Hooks 2.0 cards (typed: cards/model.py).
 
 A card reads in five seconds: the summary (< 140 characters) says the finding and the action, the
 detail says what was found (values, units, dates), what to do and why, with the evidence grade in
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
-from typing import Any
 
 from ..clinical.findings import Finding, SuggestedAction
 from ..config import ClientProfile
@@ -21,6 +20,7 @@ from ..knowledge.model import Knowledge
 from ..pages.links import rule_url
 from ..record.model import PatientRecord
 from .explain import EXTENSION, explanation
+from .model import Action, Card, Coding, Indicator, IssuedCard, Link, Source, Suggestion
 from .reasons import override_codings
 from .resources import lab_service_request, valid_medication_request
 
@@ -37,7 +37,7 @@ class CardBuilder:
         self.source_label = source_label
         self.source_url = source_url
         # Card parts fixed by a rule's sources, built on first use (dict writes are atomic under the GIL).
-        self._links_cache: dict[tuple[tuple[str, ...], str | None], tuple[dict[str, str], ...]] = {}
+        self._links_cache: dict[tuple[tuple[str, ...], str | None], tuple[Link, ...]] = {}
 
     def cards(
         self,
@@ -45,47 +45,39 @@ class CardBuilder:
         record: PatientRecord,
         client: ClientProfile | None = None,
         pages_base_url: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """`pages_base_url`: where the service's rule pages are served; each card's source links to its rule's."""
+    ) -> list[IssuedCard]:
+        """Each finding with its card. `pages_base_url`: where the service's rule pages are served; each
+        card's source links to its rule's."""
         valid_orders: dict[str, bool] = {}  # each EHR order is checked once per request
         if client is not None:
             findings = [_applicable(f, client) for f in findings]
-        return [self.card(f, record, valid_orders, pages_base_url) for f in findings]
+        return [IssuedCard(f, self.card(f, record, valid_orders, pages_base_url)) for f in findings]
 
     def card(
         self, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool], pages_base_url: str | None = None
-    ) -> dict[str, Any]:
+    ) -> Card:
         spec = self.knowledge.rule(finding.rule_id)
         page = rule_url(pages_base_url, finding.rule_id) if pages_base_url else None
-        source: dict[str, Any] = {
-            "label": self.source_label,
-            "topic": {"system": self.topic_system, "code": finding.rule_id, "display": spec.title},
-        }
-        url = self.source_url or page
-        if url:
-            source["url"] = url
+        topic = Coding(self.topic_system, finding.rule_id, spec.title)
+        source = Source(self.source_label, topic, self.source_url or page)
         do = finding.do
-        suggestions = [s for s in (self.suggestion(a, finding, record, valid_orders) for a in finding.suggestions) if s]
+        built = (self.suggestion(a, finding, record, valid_orders) for a in finding.suggestions)
+        suggestions = tuple(s for s in built if s is not None)
         dropped = [a for a in finding.suggestions if a.kind == "update-order" and a.order is not None]
         if any(not valid_orders.get(a.order.reference, True) for a in dropped if a.order is not None):
             do += " (Apply by hand: the EHR's draft order cannot take a one-click update.)"
-        card: dict[str, Any] = {
-            "uuid": new_uuid(),
-            "summary": fit_summary(finding.summary),
-            "indicator": finding.indicator,
-            "detail": render_detail(finding.facts, do, finding.why, self.evidence(finding)),
-            "source": source,
-        }
-        if suggestions:
-            card["suggestions"] = suggestions
-            card["selectionBehavior"] = "at-most-one" if len(suggestions) == 1 else "any"
-        if finding.override_reasons:
-            card["overrideReasons"] = override_codings(self.knowledge, finding.override_reasons)
-        links = self.links(finding, page)
-        if links:
-            card["links"] = links
-        card["extension"] = {EXTENSION: explanation(finding, record)}
-        return card
+        reasons = override_codings(self.knowledge, finding.override_reasons) if finding.override_reasons else []
+        return Card(
+            uuid=new_uuid(),
+            summary=fit_summary(finding.summary),
+            indicator=Indicator(finding.indicator),
+            detail=render_detail(finding.facts, do, finding.why, self.evidence(finding)),
+            source=source,
+            suggestions=suggestions,
+            override_reasons=tuple(Coding(r["system"], r["code"], r["display"]) for r in reasons),
+            links=self.links(finding, page),
+            extension={EXTENSION: explanation(finding, record)},
+        )
 
     def evidence(self, finding: Finding) -> str:
         """The grade in words; a rule resting on the service's own choice says 'local policy'."""
@@ -94,19 +86,17 @@ class CardBuilder:
 
     def suggestion(
         self, action: SuggestedAction, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool]
-    ) -> dict[str, Any] | None:
+    ) -> Suggestion | None:
         if action.order is not None and not action.order.has_id:
             return None  # an order without an id cannot be deleted or updated by reference
         label = clip(action.label, 200)
-        out: dict[str, Any] = {"label": label, "uuid": new_uuid()}
-        if action.recommended:
-            out["isRecommended"] = True
+        actions: tuple[Action, ...] = ()
         if action.kind == "remove-order" and action.order is not None:
             # Epic shows an action's description as the suggestion's main text: clinician words only.
-            out["actions"] = [{"type": "delete", "description": label, "resourceId": action.order.reference}]
+            actions = (Action("delete", label, resource_id=action.order.reference),)
         elif action.kind == "order-lab" and action.lab and action.due:
             resource = lab_service_request(action.lab, action.due, record, finding.summary)
-            out["actions"] = [{"type": "create", "description": label, "resource": resource}]
+            actions = (Action("create", label, resource=resource),)
         elif action.kind == "update-order" and action.resource is not None and action.order is not None:
             # The update adds only Dosage strings to the EHR's own order: the order's validity decides.
             order = action.order
@@ -115,16 +105,16 @@ class CardBuilder:
             if not valid_orders[order.reference]:
                 log.info("update suggestion for rule %s dropped: the order is not valid R4", finding.rule_id)
                 return None  # the Do line still states the advice; an EHR cannot apply an invalid update
-            out["actions"] = [{"type": "update", "description": label, "resource": action.resource}]
-        return out
+            actions = (Action("update", label, resource=action.resource),)
+        return Suggestion(label, new_uuid(), action.recommended, actions)
 
-    def links(self, finding: Finding, page: str | None) -> list[dict[str, str]]:
+    def links(self, finding: Finding, page: str | None) -> tuple[Link, ...]:
         """One link per published source, labelled by its citation; the service's own policy links to
         the rule's page, labelled 'Local policy: <what it says>' (built once per source list)."""
         key = (finding.sources, page)
         links = self._links_cache.get(key)
         if links is None:
-            found: list[dict[str, str]] = []
+            found: list[Link] = []
             seen: set[str] = set()
             for sid in finding.sources:
                 src = self.knowledge.sources[sid]
@@ -132,12 +122,12 @@ class CardBuilder:
                     if page and page not in seen:
                         seen.add(page)
                         claim = src.claim or src.citation
-                        found.append({"label": _short(f"Local policy: {claim}"), "url": page, "type": "absolute"})
+                        found.append(Link(_short(f"Local policy: {claim}"), page))
                 elif src.url and src.url not in seen:
                     seen.add(src.url)
-                    found.append({"label": _short(src.citation), "url": src.url, "type": "absolute"})
+                    found.append(Link(_short(src.citation), src.url))
             links = self._links_cache[key] = tuple(found)
-        return [dict(link) for link in links]
+        return links
 
 
 def _applicable(finding: Finding, client: ClientProfile) -> Finding:

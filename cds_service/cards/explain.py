@@ -9,11 +9,12 @@ the card record keeps the part of it that says nothing about the patient (`for_t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from ..clinical.findings import Finding
 from ..record.model import PatientRecord
+from .model import Card, IssuedCard
 
 EXTENSION = "mg-cds.explanation"
 
@@ -39,11 +40,11 @@ def explanation(finding: Finding, record: PatientRecord) -> dict[str, Any]:
     return out
 
 
-def for_the_record(card: Mapping[str, Any]) -> str | None:
+def for_the_record(card: Card) -> str | None:
     """What the store keeps of a card's explanation: how its orders were read (route class, use,
     setting), the variant that worded it and which data were missing. No record ids, values, names
     or free text: the store holds nothing about the patient."""
-    explained = card.get("extension", {}).get(EXTENSION)
+    explained = (card.extension or {}).get(EXTENSION)
     if not explained:
         return None
     kept = {
@@ -52,3 +53,20 @@ def for_the_record(card: Mapping[str, Any]) -> str | None:
         "data_gaps": sorted({g["topic"] for g in explained.get("data_gaps", ())}),
     }
     return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+
+
+def issued_row(
+    issued: IssuedCard, service_id: str, hook: str, hook_instance: str, held_back: str | None = None
+) -> dict[str, Any]:
+    """The row kept for a card issued (or held back, and why): ids and codes only, nothing about the patient."""
+    return {
+        "card_uuid": issued.card.uuid,
+        "service_id": service_id,
+        "hook": hook,
+        "hook_instance": hook_instance[:100],
+        "rule_id": issued.rule_id,
+        "indicator": issued.card.indicator.value,
+        "issued_at": datetime.now(UTC),
+        "held_back": held_back,
+        "explanation": for_the_record(issued.card),
+    }

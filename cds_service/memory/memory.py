@@ -20,33 +20,37 @@ import hmac
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
 from .. import metrics
+from ..cards.model import Card, Coding, Held, HeldBack, Indicator, IssuedCard, Source
 from ..clinical.findings import Finding
 from ..config import MemorySettings
 from ..feedback.store import override_reason_of
 from ..knowledge.model import Knowledge
+from ..protocol.services import Hook
 from ..record.model import MedicationEntry, PatientRecord
 from .store import MemoryStore, MemoryUnavailable
 
 log = logging.getLogger(__name__)
 EXTENSION = "mg-cds.memory"
-SHOWN_AT_SELECT, SNOOZED = "shown-at-select", "snoozed"
+SHOWN_AT_SELECT, SNOOZED = HeldBack.SHOWN_AT_SELECT, HeldBack.SNOOZED
 CARD_DAYS = 7.0  # how long a returned card's subject is kept for feedback that may snooze it
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
 @dataclass(frozen=True, slots=True)
-class Held:
-    """A card the rules raised and memory kept from the EHR, and why."""
+class Remembered:
+    """What memory made of one call's cards."""
 
-    card: Mapping[str, Any]
-    reason: str  # SHOWN_AT_SELECT | SNOOZED
+    shown: list[IssuedCard]  # to return, with the snooze reasons offered
+    held: list[Held]  # kept from the EHR (SHOWN_AT_SELECT | SNOOZED)
+    info: Card | None  # the note that some were held back (when the site asks for it)
+    counts: dict[str, int] | None  # the response extension; None: nothing to say, or the database failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,52 +68,48 @@ class CardMemory:
         self.store = store
         self.source_label = source_label
         self._secret = settings.secret.encode()
-        self._snooze_reasons = [
-            {"code": code, "system": knowledge.override_reason_system, "display": knowledge.override_reasons[code]}
+        self._snooze_reasons = tuple(
+            Coding(knowledge.override_reason_system, code, knowledge.override_reasons[code])
             for code in knowledge.snooze_days
-        ]
+        )
 
-    def apply(
-        self, record: PatientRecord, findings: list[Finding], cards: list[dict[str, Any]], now: datetime
-    ) -> tuple[list[dict[str, Any]], list[Held], dict[str, int] | None]:
-        """The cards to return, those held back, and the response extension (None: memory had nothing
-        to say, or the database failed and every card is returned)."""
-        subjects = [self._subject(record, f, c) for f, c in zip(findings, cards, strict=True)]
+    def apply(self, record: PatientRecord, hook: Hook, issued: list[IssuedCard], now: datetime) -> Remembered:
+        """The cards to return and those held back; the database failing means every card is returned."""
+        subjects = [self._subject(record, each.finding) for each in issued]
         try:
             alive = self.store.alive(
-                [*(s.snooze for s in subjects), *(s.shown for s in subjects if record.hook == "order-sign")], now
+                [*(s.snooze for s in subjects), *(s.shown for s in subjects if hook.recalls_shown)], now
             )  # (the keys carry their kind: "snooze:...", "shown:...")
         except MemoryUnavailable as exc:  # every card shown, the same shape (a snooze is then simply not kept)
             self._unavailable("read", exc)
-            return [self._with_snooze_reasons(c) for c in cards], [], None
-        shown, held = [], []
-        for card, subject in zip(cards, subjects, strict=True):
-            critical = card["indicator"] == "critical"
+            return Remembered([self._with_snooze_reasons(c) for c in issued], [], None, None)
+        shown: list[tuple[IssuedCard, _Subject]] = []
+        held: list[Held] = []
+        for each, subject in zip(issued, subjects, strict=True):
+            critical = each.card.indicator is Indicator.CRITICAL
             if not critical and subject.snooze in alive:
-                held.append(Held(card, SNOOZED))
-            elif not critical and record.hook == "order-sign" and subject.shown in alive:
-                held.append(Held(card, SHOWN_AT_SELECT))
+                held.append(Held(each, SNOOZED))
+            elif not critical and hook.recalls_shown and subject.shown in alive:
+                held.append(Held(each, SHOWN_AT_SELECT))
             else:
-                shown.append((card, subject))
+                shown.append((each, subject))
         try:
-            self.store.put(self._rows(record, shown, now))
+            self.store.put(self._rows(hook, shown, now))
         except MemoryUnavailable as exc:
             self._unavailable("write", exc)  # the cards stand; only their memory is lost
-        out = [self._with_snooze_reasons(card) for card, _ in shown]
         counts = {"held_back": len(held)}
         for reason in (SHOWN_AT_SELECT, SNOOZED):
-            counts[reason] = sum(1 for h in held if h.reason == reason)
-        if held and self.settings.info_card:
-            out.append(self._info_card(counts))
-        return out, held, counts
+            counts[reason.value] = sum(1 for h in held if h.reason == reason)
+        info = self._info_card(counts) if held and self.settings.info_card else None
+        return Remembered([self._with_snooze_reasons(each) for each, _ in shown], held, info, counts)
 
     def snooze(self, items: Iterable[Mapping[str, Any]], now: datetime) -> int:
         """Feedback overriding a card with a snooze reason: that rule is silent for that patient and
         product for the reason's days. How many snoozes were set."""
-        wanted = {}
+        wanted: dict[str, float] = {}
         for item in items:
             code = _reason_code(item)
-            if item.get("outcome") == "overridden" and code in self.knowledge.snooze_days:
+            if item.get("outcome") == "overridden" and code is not None and code in self.knowledge.snooze_days:
                 wanted[f"card:{item['card']}"] = self.knowledge.snooze_days[code]
         if not wanted:
             return 0
@@ -132,7 +132,7 @@ class CardMemory:
             return 0
         return len(rows)
 
-    def _subject(self, record: PatientRecord, finding: Finding, card: Mapping[str, Any]) -> _Subject:
+    def _subject(self, record: PatientRecord, finding: Finding) -> _Subject:
         patient = self._hash("patient", record.patient_id)
         product = self._hash("product", *(part for order in finding.orders for part in _identity(order)))
         facts = "\n".join([finding.summary, *finding.audit])
@@ -144,13 +144,13 @@ class CardMemory:
         snooze = f"snooze:{self._hash(patient, finding.rule_id, product)}"
         return _Subject(f"shown:{shown}", snooze, patient, product)
 
-    def _rows(self, record: PatientRecord, shown: list, now: datetime) -> list[dict[str, Any]]:
-        rows = []
-        for card, subject in shown:
-            rule_id = card["source"]["topic"]["code"]
+    def _rows(self, hook: Hook, shown: list[tuple[IssuedCard, _Subject]], now: datetime) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for each, subject in shown:
+            rule_id = each.rule_id
             rows.append(
                 {
-                    "key": f"card:{card['uuid']}",
+                    "key": f"card:{each.card.uuid}",
                     "kind": "card",
                     "rule_id": rule_id,
                     "patient": subject.patient,
@@ -158,7 +158,7 @@ class CardMemory:
                     "expires_at": now + timedelta(days=CARD_DAYS),
                 }
             )
-            if record.hook == "order-select" and card["indicator"] != "critical":
+            if hook.remembers_shown and each.card.indicator is not Indicator.CRITICAL:
                 window = timedelta(minutes=self.settings.window(rule_id))
                 rows.append(
                     {"key": subject.shown, "kind": "shown", "rule_id": rule_id, "patient": None,
@@ -166,24 +166,25 @@ class CardMemory:
                 )  # fmt: skip
         return rows
 
-    def _with_snooze_reasons(self, card: dict[str, Any]) -> dict[str, Any]:
-        if card["indicator"] != "critical" and self._snooze_reasons:
-            card["overrideReasons"] = [*card.get("overrideReasons", ()), *(dict(r) for r in self._snooze_reasons)]
-        return card
+    def _with_snooze_reasons(self, issued: IssuedCard) -> IssuedCard:
+        card = issued.card
+        if card.indicator is Indicator.CRITICAL or not self._snooze_reasons:
+            return issued
+        return replace(issued, card=replace(card, override_reasons=(*card.override_reasons, *self._snooze_reasons)))
 
-    def _info_card(self, counts: Mapping[str, int]) -> dict[str, Any]:
+    def _info_card(self, counts: Mapping[str, int]) -> Card:
         parts = []
         if counts[SHOWN_AT_SELECT]:
             parts.append(f"{counts[SHOWN_AT_SELECT]} shown at order selection")
         if counts[SNOOZED]:
             parts.append(f"{counts[SNOOZED]} snoozed for this patient")
-        return {
-            "uuid": str(uuid.uuid4()),
-            "summary": f"{counts['held_back']} magnesium alert(s) not repeated: {', '.join(parts)}"[:139],
-            "indicator": "info",
-            "detail": "Card memory held these back; a changed dose or new results would show them again.",
-            "source": {"label": self.source_label},
-        }
+        return Card(
+            uuid=str(uuid.uuid4()),
+            summary=f"{counts['held_back']} magnesium alert(s) not repeated: {', '.join(parts)}"[:139],
+            indicator=Indicator.INFO,
+            detail="Card memory held these back; a changed dose or new results would show them again.",
+            source=Source(self.source_label),
+        )
 
     def _unavailable(self, operation: str, exc: MemoryUnavailable) -> None:
         log.warning("card memory unavailable (%s on %s): every card is shown", exc, operation)

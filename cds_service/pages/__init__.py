@@ -9,9 +9,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, render_template
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..access import Access, view
 from ..feedback import FeedbackStore, StoreUnavailable
 from ..feedback.report import RuleNumbers, per_rule
 from ..knowledge import load_knowledge
@@ -21,6 +22,8 @@ from .links import PATH
 
 log = logging.getLogger(__name__)
 COUNT_DAYS = 30
+# Rule pages hold no patient data; a clinician opens them from a card in a browser, with no EHR token.
+PAGES_POLICY = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 
 def rule_pages(knowledge: Knowledge, store: FeedbackStore, clock: datetime | None = None) -> Blueprint:
@@ -31,7 +34,14 @@ def rule_pages(knowledge: Knowledge, store: FeedbackStore, clock: datetime | Non
     def constants() -> dict[str, object]:
         return {"count_days": COUNT_DAYS, "status_words": STATUS_WORDS}
 
+    @pages.after_request
+    def nothing_else_loads(response: Response) -> Response:
+        response.headers["Content-Security-Policy"] = PAGES_POLICY  # nothing but the page itself loads
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
     @pages.get(PATH)
+    @view("rule-pages", Access.OPEN)
     def index() -> str:
         shipped = _shipped()
         rows = [rule_page(knowledge, shipped, rule_id) for rule_id in knowledge.rules]
@@ -50,6 +60,7 @@ def rule_pages(knowledge: Knowledge, store: FeedbackStore, clock: datetime | Non
         )
 
     @pages.get(f"{PATH}/<rule_id>")
+    @view("rule-pages", Access.OPEN)
     def rule(rule_id: str) -> str | tuple[str, int]:
         if rule_id not in knowledge.rules:
             return render_template("rules/missing.html", rule_id=rule_id), 404

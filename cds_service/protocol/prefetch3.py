@@ -15,11 +15,12 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from .services import HOOKS
+
 DRAFT_MEDICATIONS = "draftMedications"
 DRAFT_MEDICATIONS_TEMPLATE = (
     "Medication?_id={{context.draftOrders.entry.resource.ofType(MedicationRequest).medication.resolve().id}}"
 )
-ORDER_HOOKS = ("order-select", "order-sign")
 
 
 def for_cds_hooks_3(discovery: Mapping[str, Any], lookback_days: float) -> dict[str, Any]:
@@ -31,6 +32,6 @@ def for_cds_hooks_3(discovery: Mapping[str, Any], lookback_days: float) -> dict[
         for key, template in prefetch.items():
             if template.startswith("Observation?") and "date=" not in template:
                 prefetch[key] = template + window
-        if service["hook"] in ORDER_HOOKS:
+        if HOOKS[service["hook"]].orders_drafted:
             prefetch[DRAFT_MEDICATIONS] = DRAFT_MEDICATIONS_TEMPLATE
     return out

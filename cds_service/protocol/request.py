@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ProtocolError
-
-SUPPORTED_HOOKS = ("order-select", "order-sign", "patient-view")
-ORDER_HOOKS = ("order-select", "order-sign")
+from .services import HOOKS, ORDER_HOOKS, Hook
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,19 +25,25 @@ class HookRequest:
     prefetch: Mapping[str, Any]
     access_token: str | None = field(default=None, repr=False)
 
+    @property
+    def spec(self) -> Hook:
+        """What the hook means (protocol/services.py): code asks it, not the hook's name."""
+        return HOOKS[self.hook]
+
     def in_scope(self, resource: Mapping[str, Any]) -> bool:
         """order-select speaks about the selected orders only; order-sign about every draft order."""
-        if self.hook == "order-sign":
+        if not self.spec.selected_only:
             return True
         return f"{resource.get('resourceType')}/{resource.get('id')}" in self.selections
 
 
-def parse_request(body: Mapping[str, Any], service_id: str, answers: tuple[str, ...] = ORDER_HOOKS) -> HookRequest:
+def parse_request(body: Mapping[str, Any], service_id: str, answers: Iterable[Hook | str] = ORDER_HOOKS) -> HookRequest:
     """Typed request; raises ProtocolError (400) for what the schema cannot express (a hook the
     service does not answer, a selection not among the drafts)."""
     hook = body["hook"]
-    if hook not in answers:
-        raise ProtocolError(400, "hook", f"service '{service_id}' answers {' and '.join(answers)}, not '{hook}'")
+    names = tuple(a if isinstance(a, str) else a.name for a in answers)
+    if hook not in names:
+        raise ProtocolError(400, "hook", f"service '{service_id}' answers {' and '.join(names)}, not '{hook}'")
     context = body["context"]
     drafts: list[Mapping[str, Any]] = []
     medications: dict[str, Mapping[str, Any]] = {}
@@ -54,7 +58,7 @@ def parse_request(body: Mapping[str, Any], service_id: str, answers: tuple[str, 
             continue
         drafts.append(resource)
     selections = tuple(context.get("selections") or ())
-    if hook == "order-select":
+    if HOOKS[hook].selected_only:
         present = {f"{r.get('resourceType')}/{r.get('id')}" for r in drafts}
         for i, selection in enumerate(selections):
             if selection not in present:

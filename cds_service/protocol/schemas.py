@@ -1,4 +1,4 @@
-"""The hook contracts in cds_service/contracts/: JSON Schemas and discovery.
+"""The hook contracts in hooks/ (installed as cds_service.hooks): JSON Schemas and discovery.
 
 Every request is checked by a compiled validator (jsonschema-rs, microseconds); only a body it
 rejects goes through the reference `jsonschema` validator, whose best match names the field.
@@ -23,7 +23,7 @@ SCHEMAS = ("request", "response", "feedback", "discovery")
 
 @cache
 def contract(name: str) -> Any:
-    return json.loads(resources.files("cds_service.contracts").joinpath(name).read_text(encoding="utf-8"))
+    return json.loads(resources.files("cds_service.hooks").joinpath(name).read_text(encoding="utf-8"))
 
 
 @cache
@@ -42,6 +42,7 @@ def fast_validator(kind: str) -> Any:
 
 
 def discovery_document() -> dict[str, Any]:
+    """The shipped discovery document (generated from the service registry: tests/test_services.py)."""
     document: dict[str, Any] = contract("discovery.json")
     return document
 

@@ -26,6 +26,7 @@ class Figures:
     cards_by_rule_indicator: Counter[str] = field(default_factory=Counter[str])  # "rule|indicator"
     cards_per_order: Counter[str] = field(default_factory=Counter[str])  # "0", "1", ... (as text: JSON keys)
     gated_by_rule: Counter[str] = field(default_factory=Counter[str])  # held back by the gating table
+    silent_by_rule: Counter[str] = field(default_factory=Counter[str])  # raised by a silent rule: recorded, not shown
     products_by_rule: Counter[str] = field(default_factory=Counter[str])  # "rule|product the card is about"
     partners_by_rule: Counter[str] = field(default_factory=Counter[str])  # "rule|partner drug"
     orders_by_month: Counter[str] = field(default_factory=Counter[str])

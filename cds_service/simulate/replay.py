@@ -10,11 +10,10 @@ from typing import Any
 
 from ..clinical.engine import RuleEngine
 from ..clinical.findings import Finding
-from ..clinical.relevance import may_concern_a_rule
-from ..knowledge.model import Knowledge
+from ..pipeline import Pipeline
 from ..protocol.errors import ProtocolError
 from ..protocol.request import HookRequest, parse_request
-from ..record import build_record
+from ..protocol.services import ORDER_SIGN, SERVICES
 from ..record.build import READ_ERRORS
 from ..record.labs import every_lab_value
 from ..record.medications import parse_medication
@@ -24,7 +23,8 @@ from .history import History, order_time
 from .outcomes import OrderOutcome, event_outcomes, labs_asked
 from .partition import Medications
 
-SERVICE_ID = "magnesium-order-sign"
+# The order-sign service of the registry: each order is replayed as the call its signature made.
+SIGN = next(s for s in SERVICES if s.listed and s.hook is ORDER_SIGN)
 NOT_SIGNED_STATUS = frozenset({"draft"})  # never signed: no order-sign was ever called for it
 NOT_ORDER_INTENTS = frozenset({"proposal", "plan"})  # a suggestion or a plan, not an order
 
@@ -33,7 +33,7 @@ def replay_patient(
     patient: str,
     resources: list[dict[str, Any]],
     medications: Medications,
-    engines: Mapping[str, tuple[RuleEngine, Knowledge]],
+    pipelines: Mapping[str, Pipeline],
     figures: Mapping[str, Figures],
     since: datetime | None = None,
     until: datetime | None = None,
@@ -46,7 +46,8 @@ def replay_patient(
         fig.patients += 1
     history = History(resources)
     labs: dict[str, list[LabValue]] | None = None  # every lab result, read only for a patient with an order replayed
-    engine, knowledge = next(iter(engines.values()))
+    first = next(iter(pipelines.values()))
+    engine, knowledge = first.engine, first.knowledge
     named = medications.of(history.medication_references)  # the Medications its orders name
     own = list(named.values())
     for order in history.orders:
@@ -63,14 +64,15 @@ def replay_patient(
         if when is None or not signed:
             continue
         try:
-            parsed = parse_request(_request(patient, order, history.encounter_of(order)), SERVICE_ID, ("order-sign",))
-            if not any(may_concern_a_rule(parsed, e) for e, _ in engines.values()):
+            parsed = parse_request(_request(patient, order, history.encounter_of(order)), SIGN.id, SIGN.hooks)
+            if not any(each.concerns(parsed, SIGN.hook) for each in pipelines.values()):
                 continue
             as_of = [*history.as_of(order, when), *own]
             results = {}
-            for label, (each, each_knowledge) in engines.items():
+            for label, each in pipelines.items():
                 gated: Counter[str] = Counter()
-                results[label] = each.evaluate(build_record(parsed, as_of, (), each_knowledge, when), gated), gated
+                found = each.findings(each.record(parsed, as_of, (), when), gated)
+                results[label] = (*each.apart(found, _itself), gated)
             kind, wasting = _kind(parsed, named, engine)
         except (*READ_ERRORS, ProtocolError):
             for fig in figures.values():
@@ -79,8 +81,9 @@ def replay_patient(
         if labs is None:
             labs = every_lab_value(history.observations, knowledge)
         events = event_outcomes(when, kind == "magnesium", wasting, labs.get("magnesium", []), knowledge, history_end)
-        for label, (findings, gated) in results.items():
+        for label, (findings, silent, gated) in results.items():
             _count(figures[label], when, kind, findings, gated)
+            figures[label].silent_by_rule.update(f.rule_id for f in silent)
             _count_outcomes(figures[label], events, findings, when, labs, history_end)
     return len(history.orders)
 
@@ -148,6 +151,10 @@ def _count_outcomes(
             figures.labs_drawn[key] += asked.drawn
 
 
+def _itself(finding: Finding) -> Finding:
+    return finding
+
+
 def _name(entry: Any) -> str:
     return " ".join((entry.name or entry.reference).split())[:80]
 
@@ -167,4 +174,4 @@ def _request(patient: str, order: Mapping[str, Any], encounter: Mapping[str, Any
     }
     if encounter is not None:  # the live service reads the setting from the hook's encounter
         context["encounterId"] = encounter["id"]
-    return {"hook": "order-sign", "hookInstance": f"simulate-{draft['id']}"[:100], "context": context}
+    return {"hook": SIGN.hook.name, "hookInstance": f"simulate-{draft['id']}"[:100], "context": context}

@@ -258,6 +258,15 @@ def _rule_row(fig: Figures, rule: str, cards: int) -> str:
     )
 
 
+def _silent(fig: Figures) -> str:
+    """Rules in `mode: silent` (or `silent: true`): raised and recorded as the live service would, not
+    counted as cards."""
+    if not fig.silent_by_rule:
+        return ""
+    held = ", ".join(f"{escape(rule)} {n:,}" for rule, n in sorted(fig.silent_by_rule.items()))
+    return f"\n  <dt>Held back: silent rules</dt><dd>{held} (not among the cards above)</dd>"
+
+
 def _kinds_table(fig: Figures) -> str:
     rows = "".join(
         f"<tr><td>{escape(KINDS[kind])}</td><td class=num>{row['orders_replayed']:,}</td>"
@@ -347,7 +356,7 @@ def _section(label: str, fig: Figures) -> str:
   <dt>Cards per 100 orders</dt><dd>{_per100(fig.cards, n)} ({fig.cards:,} cards / {n:,} orders replayed)</dd>
   <dt>Orders with any card</dt><dd>{_share(fig.orders_with_card, n):.1%} ({fig.orders_with_card:,} / {n:,})</dd>
   <dt>Orders with a critical card</dt><dd>{_share(fig.orders_with_critical, n):.1%}
-  ({fig.orders_with_critical:,} / {n:,})</dd>
+  ({fig.orders_with_critical:,} / {n:,})</dd>{_silent(fig)}
 </dl>
 {_kinds_table(fig)}
 {_outcome_table(fig)}

@@ -14,9 +14,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from ..clinical.engine import RuleEngine
 from ..config import Settings
 from ..knowledge.model import Knowledge
+from ..pipeline import Pipeline
 from ..record.dates import parse_datetime
 from .figures import Figures
 from .partition import Medications, is_partition, partition, pool_context, read_manifest, shard_patients
@@ -38,8 +38,9 @@ def simulate(
     """Figures per configuration (the first is the site's, a second one is --compare), and what was
     read (the `input` of figures.json, which the merge checks against the manifest)."""
     out.mkdir(parents=True, exist_ok=True)
-    global _KNOWLEDGE
+    global _KNOWLEDGE, _SILENT
     _KNOWLEDGE = {label: s.knowledge() for label, s in configs.items()}  # once, before the workers fork
+    _SILENT = {label: s.silent for label, s in configs.items()}
     if is_partition(source):
         part, manifest = source, read_manifest(source)
         number, count = shard or (0, manifest["shards"])
@@ -68,10 +69,10 @@ def simulate(
     started = time.monotonic()
     total = row["orders"]
     if len(jobs) <= 1:
-        _init(done, _KNOWLEDGE)
+        _init(done, _KNOWLEDGE, _SILENT)
         results = [_replay_group(*job, report=_reporter(progress, done, total, started)) for job in jobs]
     else:
-        with context.Pool(len(jobs), initializer=_init, initargs=(done, _KNOWLEDGE)) as pool:
+        with context.Pool(len(jobs), initializer=_init, initargs=(done, _KNOWLEDGE, _SILENT)) as pool:
             pending = pool.starmap_async(_replay_group, jobs)
             while not pending.ready():
                 _report(progress, done.value, total, started)
@@ -101,11 +102,12 @@ def simulate(
 
 _DONE: Any = None
 _KNOWLEDGE: dict[str, Knowledge] = {}  # per configuration, loaded by the parent, handed to each worker
+_SILENT: dict[str, bool] = {}  # per configuration: every rule silent (`silent: true`)
 
 
-def _init(done: Any, knowledge: dict[str, Knowledge]) -> None:
-    global _DONE, _KNOWLEDGE
-    _DONE, _KNOWLEDGE = done, knowledge
+def _init(done: Any, knowledge: dict[str, Knowledge], silent: dict[str, bool]) -> None:
+    global _DONE, _KNOWLEDGE, _SILENT
+    _DONE, _KNOWLEDGE, _SILENT = done, knowledge, silent
 
 
 def _replay_group(
@@ -118,14 +120,14 @@ def _replay_group(
     report: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Figures], Counter[str]]:
     medications = Medications([part / name for name in manifest_shared])
-    engines = {label: (RuleEngine(k), k) for label, k in _KNOWLEDGE.items()}
+    pipelines = {label: Pipeline(k, _SILENT.get(label, False)) for label, k in _KNOWLEDGE.items()}
     figures = {label: Figures() for label in _KNOWLEDGE}
     read: Counter[str] = Counter()
     for bucket in buckets:
         for patient, bodies in shard_patients(bucket):
             resources = [orjson.loads(body) for body in bodies]
             read.update(r["resourceType"] for r in resources)
-            scanned = replay_patient(patient, resources, medications, engines, figures, since, until, history_end)
+            scanned = replay_patient(patient, resources, medications, pipelines, figures, since, until, history_end)
             with _DONE.get_lock():
                 _DONE.value += scanned
             if report:

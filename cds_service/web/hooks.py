@@ -1,0 +1,43 @@
+"""The CDS Hooks endpoints: discovery and the hook call (the EHR's JWT required)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, request
+
+from .. import metrics
+from ..access import view
+from ..cards.explain import issued_row
+from ..feedback.recorder import CardRecorder
+from ..instrumentation import annotate
+from ..service import CdsService
+from .edge import json_body, json_response
+
+
+def hooks(service: CdsService, recorder: CardRecorder) -> Blueprint:
+    blueprint = Blueprint("hooks", __name__)
+
+    @blueprint.get("/cds-services")
+    @view("discovery")
+    def discovery() -> Response:
+        return json_response(service.describe(g.issuer.iss if g.issuer else None))
+
+    @blueprint.post("/cds-services/<service_id>")
+    @view("service")
+    def call_service(service_id: str) -> Response:
+        body = json_body()
+        base_url = service.settings.public_base_url or request.host_url.rstrip("/")
+        answer = service.call(service_id, body, issuer=g.issuer, base_url=base_url)
+        annotate(service=service_id, hook=body["hook"], cards=len(answer.issued), rules=sorted(set(answer.rules)))
+        for each in answer.issued:
+            metrics.child(metrics.CARDS_ISSUED, service_id, each.rule_id, each.card.indicator.value).inc()
+        for item in answer.held:
+            metrics.CARDS_HELD_BACK.labels(service_id, item.issued.rule_id, item.reason.value).inc()
+        if answer.held:
+            annotate(held_back=len(answer.held))
+        hook, instance = body["hook"], str(body["hookInstance"])
+        rows = [issued_row(each, service_id, hook, instance) for each in answer.issued]
+        rows += [issued_row(item.issued, service_id, hook, instance, item.reason.value) for item in answer.held]
+        recorder.record(rows)
+        return json_response(answer.response)
+
+    return blueprint
