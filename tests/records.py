@@ -16,6 +16,7 @@ def patient_record(
     """The first order is in scope, the others are drafts of the same signing."""
     return PatientRecord(
         hook="order-sign",
+        reviewing=False,
         now=now,
         patient_id="p",
         patient_known=True,

@@ -45,3 +45,18 @@ def test_the_legacy_id_answers_both_order_hooks_unlisted(knowledge):
     assert [h.name for h in legacy.hooks] == ["order-select", "order-sign"]
     assert LEGACY_ID not in {s["id"] for s in registry.discovery()["services"]}
     assert {registry.for_hook(h).hook.name for h in HOOKS.values()} == set(HOOKS)
+
+
+def test_no_code_outside_the_registry_branches_on_a_hook_name():
+    """What a hook means is asked of its descriptor (Hook.orders_drafted, selected_only, ...; on the record,
+    `reviewing`), never of its name: a hook's name as a string literal appears in protocol/services.py only."""
+    package = Path(__file__).parents[1] / "cds_service"
+    names = [f'"{hook}"' for hook in HOOKS] + [f"'{hook}'" for hook in HOOKS]
+    found = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "services.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if any(name in line for name in names)
+    ]
+    assert found == []

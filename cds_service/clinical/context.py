@@ -80,7 +80,7 @@ class RuleContext:
     def order_word(self) -> str:
         """What the card calls the medication it is about: an order at order time, therapy already running
         when a chart opens."""
-        return "Medication" if self.record.hook == "patient-view" else "Order"
+        return "Medication" if self.record.reviewing else "Order"
 
     def known_name(self, order: MedicationEntry) -> str:
         """The name the order was read by (its own, else the RxNorm name of its code), else the drug's."""

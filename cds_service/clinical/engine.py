@@ -106,7 +106,7 @@ class RuleEngine:
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
         if not any(p.in_scope for p in magnesium) and not any(p.in_scope for p in partners):
             return []  # nothing this service speaks about among the orders in scope
-        if record.hook == "patient-view" and not magnesium:
+        if record.reviewing and not magnesium:
             return []  # the review speaks only about patients on a magnesium product
         runnable = self.enabled if gated is not None else self._runnable(judged, record)
         if not any(not rules.isdisjoint(runnable) for _, rules in self.families):
@@ -133,12 +133,12 @@ class RuleEngine:
                 if self._judged(finding, judged, restricted):
                     if finding.order.reference in restricted:
                         finding = replace(finding, audit=(*finding.audit, restricted[finding.order.reference][0]))
-                    findings.setdefault(finding.key, _stamped(finding, judged, record.hook == "patient-view"))
+                    findings.setdefault(finding.key, _stamped(finding, judged, record.reviewing))
                 elif gated is not None and finding.rule_id in self.enabled:  # a rule switched off is not "held back"
                     gated[finding.rule_id] += 1
         kept = keeping_what_yielders_knew(list(findings.values()), self.knowledge)
         out = _each_lab_once(one_card_per_concern(kept))
-        if record.hook == "patient-view":  # no edits of orders that are not in front of the clinician
+        if record.reviewing:  # no edits of orders that are not in front of the clinician
             out = [replace(f, suggestions=tuple(s for s in f.suggestions if s.kind == "order-lab")) for f in out]
         return out
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..jsonutil import items
 from ..protocol.request import HookRequest
+from ..protocol.services import HOOKS
 from .local import run_query
 from .templates import FHIR_ID, resolve
 
@@ -59,6 +60,8 @@ def request_from_bundle(
     user_id: str = "Practitioner/cds-service-evaluate",
     hook_instance: str | None = None,
 ) -> dict[str, Any]:
+    if hook not in HOOKS:
+        raise BundleError(f"unknown hook '{hook}' (known: {', '.join(HOOKS)})")
     entries = bundle_resources(bundle)
     patients = [(url, r) for url, r in entries if r.get("resourceType") == "Patient"]
     if len(patients) != 1:
@@ -76,7 +79,8 @@ def request_from_bundle(
     if wanted - {r.get("id") for _, r in drafts} - {u for u, _ in drafts}:
         missing = sorted(wanted - {r.get("id") for _, r in drafts} - {u for u, _ in drafts})
         raise BundleError(f"no order with id {', '.join(missing)} in the bundle")
-    if hook == "patient-view":
+    spec = HOOKS[hook]
+    if not spec.orders_drafted:
         drafts = []  # the chart opens: the active medications are what is judged
     elif not drafts:
         raise BundleError("no draft orders: name them with --order ID or give them status 'draft'")
@@ -89,7 +93,7 @@ def request_from_bundle(
         if r.get("resourceType") == "Medication" and ({f"Medication/{r.get('id')}", url} & referenced)
     ]
     context: dict[str, Any] = {"userId": user_id, "patientId": patient["id"]}
-    if hook != "patient-view":
+    if spec.orders_drafted:
         context["draftOrders"] = {
             "resourceType": "Bundle",
             "type": "collection",
@@ -98,7 +102,7 @@ def request_from_bundle(
     encounter = _current_encounter(entries, patient["id"])
     if encounter:
         context["encounterId"] = encounter
-    if hook == "order-select":
+    if spec.selected_only:
         context["selections"] = [f"{r['resourceType']}/{r.get('id')}" for _, r in drafts]
     body: dict[str, Any] = {"hook": hook, "hookInstance": hook_instance or str(uuid.uuid4()), "context": context}
     pool = [r for _, r in entries if id(r) not in draft_ids]

@@ -30,6 +30,10 @@ class HookRequest:
         """What the hook means (protocol/services.py): code asks it, not the hook's name."""
         return HOOKS[self.hook]
 
+    @property
+    def orders_drafted(self) -> bool:
+        return self.spec.orders_drafted
+
     def in_scope(self, resource: Mapping[str, Any]) -> bool:
         """order-select speaks about the selected orders only; order-sign about every draft order."""
         if not self.spec.selected_only:

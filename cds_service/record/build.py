@@ -47,10 +47,11 @@ def build_record(
             (in_scope if request.in_scope(resource) else other_drafts).append(entry)
     draft_refs = {e.reference for e in (*in_scope, *other_drafts)}
     active = [e for e in _active_medications(by_type, medications, unreadable) if e.reference not in draft_refs]
-    if request.hook == "patient-view":  # the chart opens: the therapy already running is what is judged
+    if not request.orders_drafted:  # the chart opens: the therapy already running is what is judged
         in_scope, active = active, []
     return PatientRecord(
         hook=request.hook,
+        reviewing=not request.orders_drafted,
         now=now,
         patient_id=request.patient_id,
         patient_known=patient is not None,

@@ -14,7 +14,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
     if "magnesium" in ctx.record.draft_lab_orders:
         return []  # a serum magnesium is already being ordered in this session
     continuing = [p for p in ctx.magnesium if p.entry.origin == "active" and not p.in_scope]
-    if ctx.record.hook == "patient-view":
+    if ctx.record.reviewing:
         continuing = list(ctx.magnesium)  # every product is a running therapy: overdue, never a "new start"
     findings = []
     for product in ctx.magnesium:
