@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+import orjson
 
 from ..jsonutil import items
 from .dates import parse_datetime
-from .dosage import read_dosage
+from .dosage import Dosage, read_dosage
 from .model import Coding, ConditionEntry, MedicationEntry
 
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
@@ -46,7 +48,72 @@ def parse_medication(
     rtype = resource.get("resourceType")
     if rtype not in MEDICATION_TYPES:
         return None
-    medication = _resolve_medication(resource, medications)
+    meaning = _meaning_of(resource, _resolve_medication(resource, medications))
+    when = resource.get("authoredOn") if rtype == "MedicationRequest" else resource.get("effectiveDateTime")
+    return MedicationEntry(
+        reference=f"{rtype}/{resource['id']}" if _str(resource.get("id")) else f"{rtype}/(no id: {position or '?'})",
+        resource_type=rtype,
+        origin=origin,
+        status=_str(resource.get("status")),
+        name=meaning.name,
+        codings=meaning.codings,
+        ingredient_codings=meaning.ingredient_codings,
+        ingredient_names=meaning.ingredient_names,
+        route_codings=meaning.route_codings,
+        route_text=meaning.route_text,
+        authored_on=parse_datetime(when),
+        resource=resource,
+        strengths=meaning.strengths,
+        dosage=meaning.dosage,
+        form_text=meaning.form_text,
+        category_codings=meaning.category_codings,
+        reasons=meaning.reasons,
+        prior_prescription=_str(_dict(resource.get("priorPrescription")).get("reference")),
+    )
+
+
+class Meaning(NamedTuple):
+    """What an order says about its drug: the same for every patient it is written for."""
+
+    name: str
+    codings: tuple[Coding, ...]
+    ingredient_codings: tuple[Coding, ...]
+    ingredient_names: tuple[str, ...]
+    route_codings: tuple[Coding, ...]
+    route_text: str
+    strengths: tuple[tuple[str, float, str], ...]
+    dosage: Dosage | None
+    form_text: str
+    category_codings: tuple[Coding, ...]
+    reasons: tuple[ConditionEntry, ...]
+
+
+# The elements a meaning is read from; the rest (id, status, dates, subject, requester, ...) is per patient.
+MEANING_ELEMENTS = (
+    "resourceType", "medicationCodeableConcept", "medicationReference", "contained", "dosageInstruction",
+    "dosage", "category", "reasonCode",
+)  # fmt: skip
+_MEANINGS: dict[bytes, Meaning] = {}
+MAX_MEANINGS = 4096  # a formulary's orders repeat across patients and calls; a full cache starts again
+
+
+def _meaning_of(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> Meaning:
+    """Read once per content: the same drug, dose and route ordered for the next patient is not read
+    again (the key is the order's meaning elements and its resolved Medication, as JSON)."""
+    try:
+        key = orjson.dumps([*(resource.get(name) for name in MEANING_ELEMENTS), medication])
+    except TypeError:  # not plain JSON (a lone surrogate): read it, do not keep it
+        return _read_meaning(resource, medication)
+    meaning = _MEANINGS.get(key)
+    if meaning is None:
+        if len(_MEANINGS) >= MAX_MEANINGS:
+            _MEANINGS.clear()
+        meaning = _MEANINGS[key] = _read_meaning(resource, medication)
+    return meaning
+
+
+def _read_meaning(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> Meaning:
+    rtype = resource.get("resourceType")
     concept = resource.get("medicationCodeableConcept")
     codings = codings_of(concept)
     name = concept_text(concept) or _reference_display(resource, medication)
@@ -69,26 +136,18 @@ def parse_medication(
     dosages = resource.get("dosageInstruction") if rtype == "MedicationRequest" else resource.get("dosage")
     dosage = _first(dosages) if isinstance(_first(dosages), dict) else None
     route = dosage.get("route") if dosage is not None else None
-    when = resource.get("authoredOn") if rtype == "MedicationRequest" else resource.get("effectiveDateTime")
-    return MedicationEntry(
-        reference=f"{rtype}/{resource['id']}" if _str(resource.get("id")) else f"{rtype}/(no id: {position or '?'})",
-        resource_type=rtype,
-        origin=origin,
-        status=_str(resource.get("status")),
+    return Meaning(
         name=name or (ingredient_names[0] if ingredient_names else ""),
         codings=codings,
         ingredient_codings=tuple(ingredient_codings),
         ingredient_names=tuple(ingredient_names),
         route_codings=codings_of(route),
         route_text=concept_text(route),
-        authored_on=parse_datetime(when),
-        resource=resource,
         strengths=tuple(strengths),
         dosage=read_dosage(dosage) if dosage is not None else None,
         form_text=_form_text(resource),
         category_codings=tuple(c for concept in _concepts(resource.get("category")) for c in codings_of(concept)),
         reasons=tuple(_reason(concept) for concept in items(resource.get("reasonCode")) if type(concept) is dict),
-        prior_prescription=_str(_dict(resource.get("priorPrescription")).get("reference")),
     )
 
 
