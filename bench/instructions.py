@@ -72,9 +72,14 @@ def drive(stage: str, calls: int, case: str) -> None:
 
     parsed = [parse(raw) for raw in raws]
     service.call(SERVICE_ID, fastjson.loads(raws[-1]))  # warm: every lazy table and cache loaded
-    request = parse_request(parsed[0], SERVICE_ID, service.hooks[SERVICE_ID])
-    templates = templates_for(service.discovery, service.listed_id(request.hook), request.hook)
-    data = gather(request, templates, service.settings, None, None)
+    if hasattr(service, "registry"):  # the service registry (issue 25) and typed settings sections
+        request = parse_request(parsed[0], SERVICE_ID, service.service(SERVICE_ID).hooks)
+        templates, fhir = service.registry.prefetch, service.settings.fhir
+    else:  # an older tree, for A/B runs
+        request = parse_request(parsed[0], SERVICE_ID, service.hooks[SERVICE_ID])
+        templates = templates_for(service.discovery, service.listed_id(request.hook), request.hook)
+        fhir = service.settings
+    data = gather(request, templates, fhir, None, None)
     record = build_record(request, data.resources, data.gaps, service.knowledge, NOW)
     findings = service.engine.evaluate(record)
     client = service.settings.client(None)
@@ -84,7 +89,7 @@ def drive(stage: str, calls: int, case: str) -> None:
         elif stage == "call":
             service.call(SERVICE_ID, parsed[i])
         elif stage == "gather":
-            gather(request, templates, service.settings, None, None)
+            gather(request, templates, fhir, None, None)
         elif stage == "record":
             build_record(request, data.resources, data.gaps, service.knowledge, NOW)
         elif stage == "engine":

@@ -61,3 +61,32 @@ def test_every_golden_order_reads_as_a_fresh_reading_does():
         assert (entry.name, entry.codings, entry.dosage, entry.strengths, entry.reasons) == (
             fresh.name, fresh.codings, fresh.dosage, fresh.strengths, fresh.reasons,
         )  # fmt: skip
+
+
+def test_an_engine_that_has_seen_every_golden_order_answers_as_a_fresh_one(tmp_path):
+    """The engine remembers how an order of a given content is matched and read (and its elemental Mg a
+    day) across calls and patients: one service answering every golden request twice, in two orders,
+    gives each request the findings a service that saw nothing before gives it."""
+    from cds_service.config import settings_from_mapping
+    from cds_service.service import CdsService
+
+    from .conftest import FIXTURE_NOW, SERVICE_FOR, load_json, scenario_cases
+
+    def settings():
+        return settings_from_mapping({"data_dir": str(tmp_path)}, now=FIXTURE_NOW)
+
+    cases = scenario_cases()
+    bodies = {case: load_json(SCENARIOS / case[0] / f"request.{case[1]}.json") for case in cases}
+    warm = CdsService(settings())
+    seen = {}
+    for case in (*cases, *reversed(cases)):
+        answer = warm.call(SERVICE_FOR[case[1]], bodies[case])
+        seen.setdefault(case, []).append([(c["summary"], c["indicator"]) for c in answer.response["cards"]])
+    fresh = CdsService(settings())
+    for case in cases:  # each as if first seen: nothing remembered, by the engine or the record layer
+        fresh.engine._sides.clear()
+        fresh.engine._doses.clear()
+        medications._MEANINGS.clear()
+        answer = fresh.call(SERVICE_FOR[case[1]], bodies[case])
+        expected = [(c["summary"], c["indicator"]) for c in answer.response["cards"]]
+        assert seen[case] == [expected, expected], case

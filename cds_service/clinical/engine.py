@@ -19,7 +19,7 @@ from ..record.model import MedicationEntry, PatientRecord
 from ..record.order_reading import OrderReading, Setting, encounter_setting, read_order
 from .concerns import one_card_per_concern
 from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
-from .dose import daily_elemental_mg
+from .dose import DailyDose, daily_elemental_mg
 from .drugs import DrugHit, DrugMatcher
 from .findings import Finding, SuggestedAction
 from .magnesium_level import read_magnesium_level
@@ -56,6 +56,10 @@ class RuleEngine:
             )
             for side in ("magnesium", "partner")
         }
+        # How an order of a given content is matched and read, and its elemental Mg a day: the same for
+        # every patient it is written for (MedicationEntry.content), so worked out once per content.
+        self._sides: dict[tuple[bytes, Setting], Sides | None] = {}
+        self._doses: dict[bytes, DailyDose] = {}
 
     def speaks_about(self, entry: MedicationEntry) -> bool:
         """Whether some enabled rule could speak about this order: a magnesium product or a partner drug
@@ -66,12 +70,29 @@ class RuleEngine:
         # A partner counts only through an enabled rule of its class (a statin while depletion-statin is off: no).
         return read[0] is not None or any(self.knowledge.enabled(hit.drug_class.rule) for hit in read[1])
 
-    def _judged_sides(
-        self, entry: MedicationEntry, encounter: Setting
-    ) -> tuple[ProductMatch | None, list[DrugHit], OrderReading] | None:
+    def _judged_sides(self, entry: MedicationEntry, encounter: Setting) -> Sides | None:
         """The order as a magnesium product and as partner drugs, each kept only when read by a route
         some rule judges; None when it is neither. A combination (omeprazole with magnesium hydroxide)
         is both."""
+        if not entry.content:
+            return self._read_sides(entry, encounter)
+        key = (entry.content, encounter)
+        if key not in self._sides:
+            if len(self._sides) >= MAX_CONTENTS:
+                self._sides.clear()
+            self._sides[key] = self._read_sides(entry, encounter)
+        return self._sides[key]
+
+    def _daily_dose(self, entry: MedicationEntry, match: ProductMatch) -> DailyDose:
+        if not entry.content:
+            return daily_elemental_mg(entry, match, self.knowledge.magnesium)
+        if entry.content not in self._doses:
+            if len(self._doses) >= MAX_CONTENTS:
+                self._doses.clear()
+            self._doses[entry.content] = daily_elemental_mg(entry, match, self.knowledge.magnesium)
+        return self._doses[entry.content]
+
+    def _read_sides(self, entry: MedicationEntry, encounter: Setting) -> Sides | None:
         match = self.magnesium.match(entry)
         hits = self.drugs.match_all(entry)
         if match is None and not hits:
@@ -81,7 +102,7 @@ class RuleEngine:
             match = None
         if hits and reading.route not in self.judged_routes["partner"]:
             hits = []
-        return match, hits, reading
+        return match, tuple(hits), reading
 
     def evaluate(self, record: PatientRecord, gated: Counter[str] | None = None) -> list[Finding]:
         """The findings for a record; `gated`, when given, counts per rule the findings the gating table
@@ -98,11 +119,11 @@ class RuleEngine:
                 continue
             match, hits, reading = read
             if match is not None:
-                judged[entry.reference] = JudgedOrder("magnesium", reading, entry, tuple(hits))
-                dose = daily_elemental_mg(entry, match, self.knowledge.magnesium)
+                judged[entry.reference] = JudgedOrder("magnesium", reading, entry, hits)
+                dose = self._daily_dose(entry, match)
                 magnesium.append(MagnesiumProduct(entry, match, in_scope, reading, dose))
             if hits:
-                judged.setdefault(entry.reference, JudgedOrder("partner", reading, entry, tuple(hits)))
+                judged.setdefault(entry.reference, JudgedOrder("partner", reading, entry, hits))
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
         if not any(p.in_scope for p in magnesium) and not any(p.in_scope for p in partners):
             return []  # nothing this service speaks about among the orders in scope
@@ -207,6 +228,8 @@ class RuleEngine:
 
 
 Restriction = tuple[str, frozenset[str]]  # the line on the card, the rules that judge the product
+Sides = tuple[ProductMatch | None, tuple[DrugHit, ...], OrderReading]  # as a magnesium product, as partner drugs
+MAX_CONTENTS = 4096  # order contents remembered (a formulary's worth); a full memory starts again
 
 
 @dataclass(frozen=True, slots=True)

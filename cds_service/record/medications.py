@@ -48,7 +48,7 @@ def parse_medication(
     rtype = resource.get("resourceType")
     if rtype not in MEDICATION_TYPES:
         return None
-    meaning = _meaning_of(resource, _resolve_medication(resource, medications))
+    content, meaning = _meaning_of(resource, _resolve_medication(resource, medications))
     when = resource.get("authoredOn") if rtype == "MedicationRequest" else resource.get("effectiveDateTime")
     return MedicationEntry(
         reference=f"{rtype}/{resource['id']}" if _str(resource.get("id")) else f"{rtype}/(no id: {position or '?'})",
@@ -69,6 +69,7 @@ def parse_medication(
         category_codings=meaning.category_codings,
         reasons=meaning.reasons,
         prior_prescription=_str(_dict(resource.get("priorPrescription")).get("reference")),
+        content=content,
     )
 
 
@@ -97,19 +98,20 @@ _MEANINGS: dict[bytes, Meaning] = {}
 MAX_MEANINGS = 4096  # a formulary's orders repeat across patients and calls; a full cache starts again
 
 
-def _meaning_of(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> Meaning:
+def _meaning_of(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> tuple[bytes, Meaning]:
     """Read once per content: the same drug, dose and route ordered for the next patient is not read
-    again (the key is the order's meaning elements and its resolved Medication, as JSON)."""
+    again. The content (the order's meaning elements and its resolved Medication, as JSON) is returned
+    with it, the key the engine remembers its matching by; b"" when it is not plain JSON."""
     try:
         key = orjson.dumps([*(resource.get(name) for name in MEANING_ELEMENTS), medication])
     except TypeError:  # not plain JSON (a lone surrogate): read it, do not keep it
-        return _read_meaning(resource, medication)
+        return b"", _read_meaning(resource, medication)
     meaning = _MEANINGS.get(key)
     if meaning is None:
         if len(_MEANINGS) >= MAX_MEANINGS:
             _MEANINGS.clear()
         meaning = _MEANINGS[key] = _read_meaning(resource, medication)
-    return meaning
+    return key, meaning
 
 
 def _read_meaning(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> Meaning:
