@@ -8,9 +8,10 @@ the card record keeps the part of it that says nothing about the patient (`for_t
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from ..clinical.findings import Finding
 from ..record.model import PatientRecord
@@ -52,7 +53,7 @@ def for_the_record(card: Card) -> str | None:
         "read_as": explained.get("read_as", []),
         "data_gaps": sorted({g["topic"] for g in explained.get("data_gaps", ())}),
     }
-    return json.dumps(kept, sort_keys=True, separators=(",", ":"))
+    return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS).decode()  # compact, sorted: as json.dumps was
 
 
 def issued_row(
