@@ -1,5 +1,5 @@
 """Flask app factory: the components built once, and one blueprint per concern (web/: hooks,
-feedback, health; pages/: the rule pages). Each view declares its own access (web/access.py)."""
+feedback, health; pages/: the rule pages). Each view declares its own access (access.py)."""
 
 from __future__ import annotations
 

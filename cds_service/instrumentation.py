@@ -39,7 +39,7 @@ def install(app: Flask, service_ids: Container[str]) -> None:
     def finish(response: Response) -> Response:
         started = getattr(g, "started", None)
         seconds = time.perf_counter() - started if started else 0.0
-        endpoint = metric_name()  # as its view declares it (web/access.py)
+        endpoint = metric_name()  # as its view declares it (access.py)
         wanted = (request.view_args or {}).get("service_id")
         service = wanted if wanted in service_ids else ("unknown" if wanted else "")
         status = str(response.status_code)

@@ -1,4 +1,4 @@
-"""Access is declared at each view (web/access.py): every route of the app says whether it needs the
+"""Access is declared at each view (access.py): every route of the app says whether it needs the
 EHR's JWT or is open, and only the probes and the rule pages are open."""
 
 from __future__ import annotations
