@@ -6,17 +6,31 @@ messages name the line and column: what a client sees never depends on which par
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
 
 
-def loads(raw: bytes, parse_constant: Any = None) -> Any:
-    """Parse a body; raises what `json.loads` raises (ValueError, RecursionError) for bad JSON."""
+def loads(raw: bytes) -> Any:
+    """Parse a body; raises what `json.loads` raises (ValueError, RecursionError) for bad JSON. A number
+    no float can hold (1e400) is refused as orjson refuses it, and so are NaN and Infinity (not JSON,
+    RFC 8259): the standard parser would read them as inf and nan, which no FHIR value is."""
     try:
-        return orjson.loads(raw)  # NaN and Infinity are not JSON: orjson refuses them too
+        return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw, parse_constant=parse_constant)
+        return json.loads(raw, parse_constant=_not_a_number, parse_float=_finite)
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def dumps(value: Any, default: Any = None) -> bytes:

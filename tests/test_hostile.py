@@ -7,6 +7,7 @@ import copy
 import json
 import logging
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -99,6 +100,33 @@ def test_nan_and_infinity_are_not_json(client_once):
         )
         response = client_once.post(ENDPOINTS[0], data=body, content_type="application/json")
         assert response.status_code == 400 and "not a JSON number" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def test_a_number_no_float_can_hold_is_refused(client_once):
+    """1e400 parses as inf in the standard library: refused like NaN (a FHIR value is finite)."""
+    body = json.dumps(VALID).replace('"intent"', '"x": 1e400, "intent"', 1)
+    response = client_once.post(ENDPOINTS[0], data=body, content_type="application/json")
+    assert response.status_code == 400 and "out of range" in response.get_json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    "repeat",
+    [
+        {"count": 2, "frequency": 1, "period": 1e308, "periodUnit": "a"},
+        {"count": 2, "frequency": 5e-324, "period": 1, "periodUnit": "a"},
+        {"count": 1e308, "frequency": 1e308, "period": 1e-308, "periodUnit": "s"},
+    ],
+)
+def test_extreme_timings_are_read_not_crashed_on(client_once, repeat):
+    """A course's length from count / doses a day: a period or frequency at the edge of a float gives no
+    length (it raised ZeroDivisionError, a 500, after the one-table rewrite)."""
+    body = copy.deepcopy(VALID)
+    for entry in body["context"]["draftOrders"]["entry"]:
+        resource = entry["resource"]
+        if resource.get("resourceType") == "MedicationRequest":
+            resource["dosageInstruction"] = [{"timing": {"repeat": repeat}}]
+    response = client_once.post(ENDPOINTS[0], json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
 
 
 def test_deep_huge_and_many(client_once):

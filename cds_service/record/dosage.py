@@ -6,6 +6,7 @@ one table of time units; the clinical layer never reads a dosage's JSON.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -84,8 +85,9 @@ class Dosage:
             frequency = self.frequency if self.frequency is not None else 1.0
             period = self.period if self.period is not None and self.period > 0 else 1.0
             seconds = SECONDS.get(self.period_unit)
-            if seconds is not None and frequency:
-                return self.count / (frequency * DAY_SECONDS / (period * seconds))
+            per_day = frequency * DAY_SECONDS / (period * seconds) if seconds is not None and frequency else 0.0
+            if per_day > 0 and math.isfinite(per_day):  # a period of 1e308 years is no course: no length
+                return self.count / per_day
         return None
 
     def course_total(self, per_dose: float, per_day: float, unit: str) -> str:
