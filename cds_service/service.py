@@ -26,7 +26,7 @@ from .protocol.errors import ProtocolError
 from .protocol.prefetch3 import for_cds_hooks_3
 from .protocol.request import parse_request
 from .protocol.schemas import validate
-from .protocol.services import ServiceDescriptor, ServiceRegistry
+from .protocol.services import HOOKS, ServiceDescriptor, ServiceRegistry
 from .record.model import DataGap
 from .security import TrustedIssuer
 
@@ -131,7 +131,7 @@ class CdsService:
 
     def listed_id(self, hook: str) -> str:
         """The discovery id that answers this hook."""
-        return next(s.id for s in self.registry.listed() if s.hook.name == hook)
+        return self.registry.for_hook(HOOKS[hook]).id
 
     def describe(self, issuer: str | None = None) -> Mapping[str, Any]:
         """Discovery as this client should see it: 3.0 prefetch templates where its profile asks."""

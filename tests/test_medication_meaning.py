@@ -1,4 +1,4 @@
-"""An order's meaning (drug, codes, ingredients, dose, route, category, reasons) is read once per content:
+"""An order's meaning (drug, codes, ingredients, dose, route, category) is read once per content:
 the same order written for the next patient is not read again, and what comes back is what a fresh
 reading gives."""
 
@@ -53,13 +53,13 @@ def test_every_golden_order_reads_as_a_fresh_reading_does():
         meds = {f"Medication/{r['id']}": r for r in resources if r.get("resourceType") == "Medication"}
         orders += [(r, meds) for r in resources if r.get("resourceType") in medications.MEDICATION_TYPES]
     assert len(orders) > 100
-    medications._MEANINGS.clear()
+    medications._KEYED.clear()
     for resource, meds in (*orders, *orders):  # the second pass is served from the cache
         entry = parse_medication(resource, "active", meds)
         assert entry is not None
         fresh = _read_meaning(resource, _resolve_medication(resource, meds))
-        assert (entry.name, entry.codings, entry.dosage, entry.strengths, entry.reasons) == (
-            fresh.name, fresh.codings, fresh.dosage, fresh.strengths, fresh.reasons,
+        assert (entry.name, entry.codings, entry.dosage, entry.strengths, entry.category_codings) == (
+            fresh.name, fresh.codings, fresh.dosage, fresh.strengths, fresh.category_codings,
         )  # fmt: skip
 
 
@@ -86,7 +86,7 @@ def test_an_engine_that_has_seen_every_golden_order_answers_as_a_fresh_one(tmp_p
     for case in cases:  # each as if first seen: nothing remembered, by the engine or the record layer
         fresh.engine._sides.clear()
         fresh.engine._doses.clear()
-        medications._MEANINGS.clear()
+        medications._KEYED.clear()
         answer = fresh.call(SERVICE_FOR[case[1]], bodies[case])
         expected = [(c["summary"], c["indicator"]) for c in answer.response["cards"]]
         assert seen[case] == [expected, expected], case

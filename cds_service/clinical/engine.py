@@ -58,7 +58,7 @@ class RuleEngine:
         }
         # How an order of a given content is matched and read, and its elemental Mg a day: the same for
         # every patient it is written for (MedicationEntry.content), so worked out once per content.
-        self._sides: dict[tuple[bytes, Setting], Sides | None] = {}
+        self._sides: dict[tuple[bytes, Setting], tuple[Sides | None]] = {}
         self._doses: dict[bytes, DailyDose] = {}
 
     def speaks_about(self, entry: MedicationEntry) -> bool:
@@ -77,20 +77,22 @@ class RuleEngine:
         if not entry.content:
             return self._read_sides(entry, encounter)
         key = (entry.content, encounter)
-        if key not in self._sides:
+        found = self._sides.get(key)  # one lookup: another thread may clear the memory meanwhile
+        if found is None:
             if len(self._sides) >= MAX_CONTENTS:
                 self._sides.clear()
-            self._sides[key] = self._read_sides(entry, encounter)
-        return self._sides[key]
+            found = self._sides[key] = (self._read_sides(entry, encounter),)  # kept in a 1-tuple: None is an answer
+        return found[0]
 
     def _daily_dose(self, entry: MedicationEntry, match: ProductMatch) -> DailyDose:
         if not entry.content:
             return daily_elemental_mg(entry, match, self.knowledge.magnesium)
-        if entry.content not in self._doses:
+        dose = self._doses.get(entry.content)
+        if dose is None:
             if len(self._doses) >= MAX_CONTENTS:
                 self._doses.clear()
-            self._doses[entry.content] = daily_elemental_mg(entry, match, self.knowledge.magnesium)
-        return self._doses[entry.content]
+            dose = self._doses[entry.content] = daily_elemental_mg(entry, match, self.knowledge.magnesium)
+        return dose
 
     def _read_sides(self, entry: MedicationEntry, encounter: Setting) -> Sides | None:
         match = self.magnesium.match(entry)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from typing import Any
 import orjson
 
 from .. import metrics
+from ..cards.builder import new_uuid
 from ..cards.model import Card, Coding, Held, HeldBack, Indicator, IssuedCard, Source
 from ..clinical.findings import Finding
 from ..config import MemorySettings
@@ -179,7 +179,7 @@ class CardMemory:
         if counts[SNOOZED]:
             parts.append(f"{counts[SNOOZED]} snoozed for this patient")
         return Card(
-            uuid=str(uuid.uuid4()),
+            uuid=new_uuid(),
             summary=f"{counts['held_back']} magnesium alert(s) not repeated: {', '.join(parts)}"[:139],
             indicator=Indicator.INFO,
             detail="Card memory held these back; a changed dose or new results would show them again.",

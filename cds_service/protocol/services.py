@@ -136,7 +136,7 @@ class ServiceRegistry:
         return [s for s in self.by_id.values() if s.listed]
 
     def for_hook(self, hook: Hook) -> ServiceDescriptor:
-        """The listed service of a hook (where a call to the legacy id takes its templates from)."""
+        """The listed service of a hook (the one `cds-service evaluate` calls for it)."""
         return next(s for s in self.listed() if s.hook == hook)
 
     def discovery(self) -> dict[str, Any]:

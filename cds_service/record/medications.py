@@ -67,14 +67,14 @@ def parse_medication(
         dosage=meaning.dosage,
         form_text=meaning.form_text,
         category_codings=meaning.category_codings,
-        reasons=meaning.reasons,
+        reasons=tuple(_reason(concept) for concept in items(resource.get("reasonCode")) if type(concept) is dict),
         prior_prescription=_str(_dict(resource.get("priorPrescription")).get("reference")),
         content=content,
     )
 
 
 class Meaning(NamedTuple):
-    """What an order says about its drug: the same for every patient it is written for."""
+    """What an order says about its drug, dose and route: equal for equal orders, whoever they are for."""
 
     name: str
     codings: tuple[Coding, ...]
@@ -86,32 +86,34 @@ class Meaning(NamedTuple):
     dosage: Dosage | None
     form_text: str
     category_codings: tuple[Coding, ...]
-    reasons: tuple[ConditionEntry, ...]
 
 
-# The elements a meaning is read from; the rest (id, status, dates, subject, requester, ...) is per patient.
+# The elements a meaning is read from. The rest (id, status, dates, subject, requester, the reason for
+# the order) is read on every call. The dosage is kept whole, free text (patientInstruction) and bounds
+# dates included: a cache entry holds no patient id, but can hold such text until it is cleared.
 MEANING_ELEMENTS = (
     "resourceType", "medicationCodeableConcept", "medicationReference", "contained", "dosageInstruction",
-    "dosage", "category", "reasonCode",
+    "dosage", "category",
 )  # fmt: skip
-_MEANINGS: dict[bytes, Meaning] = {}
+_KEYED: dict[bytes, tuple[bytes, Meaning]] = {}
 MAX_MEANINGS = 4096  # a formulary's orders repeat across patients and calls; a full cache starts again
 
 
 def _meaning_of(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> tuple[bytes, Meaning]:
     """Read once per content: the same drug, dose and route ordered for the next patient is not read
     again. The content (the order's meaning elements and its resolved Medication, as JSON) is returned
-    with it, the key the engine remembers its matching by; b"" when it is not plain JSON."""
+    with it, the key the engine remembers its matching by; b"" when it is not plain JSON. Two threads
+    reading one new content at once both read it; either reading is the same."""
     try:
         key = orjson.dumps([*(resource.get(name) for name in MEANING_ELEMENTS), medication])
     except TypeError:  # not plain JSON (a lone surrogate): read it, do not keep it
         return b"", _read_meaning(resource, medication)
-    meaning = _MEANINGS.get(key)
-    if meaning is None:
-        if len(_MEANINGS) >= MAX_MEANINGS:
-            _MEANINGS.clear()
-        meaning = _MEANINGS[key] = _read_meaning(resource, medication)
-    return key, meaning
+    found = _KEYED.get(key)
+    if found is None:
+        if len(_KEYED) >= MAX_MEANINGS:
+            _KEYED.clear()
+        found = _KEYED[key] = (key, _read_meaning(resource, medication))  # this key kept: one copy of its bytes
+    return found
 
 
 def _read_meaning(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> Meaning:
@@ -149,7 +151,6 @@ def _read_meaning(resource: Mapping[str, Any], medication: Mapping[str, Any] | N
         dosage=read_dosage(dosage) if dosage is not None else None,
         form_text=_form_text(resource),
         category_codings=tuple(c for concept in _concepts(resource.get("category")) for c in codings_of(concept)),
-        reasons=tuple(_reason(concept) for concept in items(resource.get("reasonCode")) if type(concept) is dict),
     )
 
 

@@ -79,8 +79,8 @@ class MedicationEntry:
     category_codings: tuple[Coding, ...] = ()  # MedicationRequest.category: inpatient, outpatient, ...
     reasons: tuple[ConditionEntry, ...] = ()  # reasonCode, each read as a condition named on the order
     prior_prescription: str | None = None  # the reference of the order this one renews
-    # What the order says about its drug (record/medications.py MEANING_ELEMENTS and its Medication) as
-    # JSON: equal for the same order written for another patient, b"" when unknown. A key, never read.
+    # What the order says about its drug, dose and route (record/medications.py MEANING_ELEMENTS and its
+    # Medication) as JSON: equal for equal orders, whoever they are for; b"" when unknown. A key, never read.
     content: bytes = field(default=b"", repr=False, compare=False)
 
     @classmethod
