@@ -15,7 +15,6 @@ def patient_record(
 ) -> PatientRecord:
     """The first order is in scope, the others are drafts of the same signing."""
     return PatientRecord(
-        hook="order-sign",
         reviewing=False,
         now=now,
         patient_id="p",

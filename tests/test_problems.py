@@ -16,7 +16,6 @@ ICD10, SNOMED = "http://hl7.org/fhir/sid/icd-10-cm", "http://snomed.info/sct"
 
 def record(*conditions: ConditionEntry) -> PatientRecord:
     return PatientRecord(
-        hook="order-sign",
         reviewing=False,
         now=datetime(2026, 11, 15, tzinfo=UTC),
         patient_id="p",

@@ -11,9 +11,9 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
+from ..knowledge.model import LOINC
 from ..record.model import PatientRecord
 
-LOINC = "http://loinc.org"
 _CHECKED_SHAPES: set[tuple[str, bool, bool]] = set()
 # The lab each suggestion orders (LOINC codes from shared/reference/terminology.md, VERIFIED).
 LAB_ORDER_CODES = {

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from ..knowledge.model import Knowledge
 from ..record.dates import day
+from ..record.labs import creatinine_window_days
 from ..record.model import ConditionEntry, LabValue, PatientRecord
 from .formulas import bedside_schwartz, body_mass_index, ckd_epi_2021, cockcroft_gault, dosing_weight
 from .problems import Problems, code_match, how_found
@@ -371,7 +372,7 @@ def detect_creatinine_rise(record: PatientRecord, knowledge: Knowledge) -> Creat
     if len(series) < 2:
         return None
     latest, now_value = series[0]
-    akd_days = spec.value("akd_days") if "akd_days" in spec.parameters else 7
+    akd_days = creatinine_window_days(knowledge)  # the window the record read creatinine for
     best: CreatinineRise | None = None
     best_delta = 0.0
     for earlier, then_value in series[1:]:

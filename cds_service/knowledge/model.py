@@ -79,6 +79,9 @@ class RuleSpec:
         return self.parameters[name].value
 
 
+LOINC = "http://loinc.org"  # the code system of every lab code in labs.yaml
+
+
 @dataclass(frozen=True, slots=True)
 class Analyte:
     name: str

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ..knowledge.model import LOINC
+
 if TYPE_CHECKING:
     from ..knowledge.model import Knowledge
 
-LOINC = "http://loinc.org"
 VERSION = "2.0.0"
 LEGACY_ID = "magnesium-order-check"  # the wave-1 id: answers both order hooks, unlisted
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..knowledge.model import Knowledge
+from ..knowledge.model import LOINC, Knowledge
 from .call import HookCall
 from .dates import parse_date, parse_datetime
 from .fhir_types import Observation
@@ -50,7 +50,6 @@ def build_record(
     if not request.orders_drafted:  # the chart opens: the therapy already running is what is judged
         in_scope, active = active, []
     return PatientRecord(
-        hook=request.hook,
         reviewing=not request.orders_drafted,
         now=now,
         patient_id=request.patient_id,
@@ -146,6 +145,6 @@ def _draft_lab_orders(drafts: Iterable[Mapping[str, Any]], knowledge: Knowledge)
         if resource.get("resourceType") == "ServiceRequest":
             for coding in codings_of(resource.get("code")):
                 analyte = knowledge.loinc_to_analyte.get(coding.code or "")
-                if analyte and coding.system == "http://loinc.org":
+                if analyte and coding.system == LOINC:
                     found.add(analyte)
     return frozenset(found)

@@ -6,13 +6,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from ..knowledge.model import Analyte, Knowledge
+from ..knowledge.model import LOINC, Analyte, Knowledge
 from .dates import parse_datetime, parse_datetime_text
 from .fhir_types import Observation, Quantity
 from .model import LabValue
 from .units import to_canonical, ucum_unit, ucum_unit_of
 
-LOINC = "http://loinc.org"
 USABLE_STATUSES = frozenset({"final", "amended", "corrected"})
 COMPARATORS = frozenset({"<", "<=", ">=", ">"})
 FUTURE_TOLERANCE = timedelta(hours=12)
@@ -94,8 +93,9 @@ def lab_series(
 
 
 def creatinine_window_days(knowledge: Knowledge) -> float:
-    """How far before the newest creatinine the creatinine-rise rule looks (its AKD window, 7 days
-    by default): results older than that are read by no rule."""
+    """How far before the newest creatinine the creatinine-rise rule looks (renal-unstable's akd_days,
+    90 in rules.yaml; 7, the AKI week, if a site's table has none): older results are read by no rule.
+    The rule reads its window here too (clinical/renal_function.py), so the two cannot part."""
     spec = knowledge.rules.get("renal-unstable")
     return spec.value("akd_days") if spec is not None and "akd_days" in spec.parameters else 7
 

@@ -129,7 +129,6 @@ class DataGap:
 
 @dataclass(frozen=True, slots=True)
 class PatientRecord:
-    hook: str
     reviewing: bool  # the chart opened (patient-view): the therapy running is judged, nothing is being ordered
     now: datetime
     patient_id: str

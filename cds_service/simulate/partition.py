@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ..knowledge.model import Knowledge
+from ..knowledge.model import LOINC, Knowledge
 from ..record.dates import parse_datetime
 from ..record.labs import effective_time
 from .source import NDJSON_SUFFIXES, expected_bytes, export_files, parse_object, patient_of, read_bundle, read_lines
@@ -44,7 +44,6 @@ PATIENT_TYPES = frozenset(
 SHARED_FILE = "medications"
 BUCKET_EXPORT_BYTES = 64 * 2**20  # of the export per bucket (most of an export is Observations no rule reads)
 MAX_OPEN_FILES = 512
-LOINC = "http://loinc.org"
 TYPE_OF = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
 CODE = re.compile(rb'"code"\s*:\s*"([^"]*)"')  # every coding's code: a rule's LOINC code is one of them
 
