@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..knowledge.model import Drug, DrugClass, Knowledge
+from ..memo import Memo
 from ..record.model import MedicationEntry
 from .matching import ATC, RXNORM, words_of
 
@@ -28,7 +29,7 @@ class DrugMatcher:
         self._atc: list[tuple[str, Drug]] = []
         self._products = knowledge.magnesium.rxnorm_products  # RxCUI -> its partner drugs, by name
         self._by_name: dict[str, list[Drug]] = {}
-        self._word_of_name: dict[str, str | None] = {}
+        self._word_of_name: Memo[str, str | None] = Memo(NAME_CACHE_SIZE)
         for drug_class in self._classes.values():
             for drug in drug_class.drugs:
                 self._by_name.setdefault(drug.name, []).append(drug)
@@ -65,13 +66,7 @@ class DrugMatcher:
 
     def _named_word(self, text: str) -> str | None:
         """The first word of a name that names a partner drug; remembered per name (formularies repeat)."""
-        if text in self._word_of_name:
-            return self._word_of_name[text]
-        found = next((word for word in words_of(text) if word in self._by_word), None)
-        if len(self._word_of_name) >= NAME_CACHE_SIZE:
-            self._word_of_name.clear()
-        self._word_of_name[text] = found
-        return found
+        return self._word_of_name.get(text, lambda: next((w for w in words_of(text) if w in self._by_word), None))
 
     def _hits(self, drugs: list[Drug], how: str) -> list[DrugHit]:
         return [DrugHit(drug, self._classes[drug.class_id], how) for drug in drugs]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from ..knowledge.anatomy import MAX_FACTS
 from ..knowledge.loader import KnowledgeError
 from ..knowledge.model import Gate, GateSide, Knowledge
+from ..memo import Memo
 from ..record.model import MedicationEntry, PatientRecord
 from ..record.order_reading import OrderReading, Setting, encounter_setting, read_order
 from .concerns import one_card_per_concern
@@ -58,8 +59,8 @@ class RuleEngine:
         }
         # How an order of a given content is matched and read, and its elemental Mg a day: the same for
         # every patient it is written for (MedicationEntry.content), so worked out once per content.
-        self._sides: dict[tuple[bytes, Setting], tuple[Sides | None]] = {}
-        self._doses: dict[bytes, DailyDose] = {}
+        self._sides: Memo[tuple[bytes, Setting], Sides | None] = Memo(MAX_CONTENTS)
+        self._doses: Memo[bytes, DailyDose] = Memo(MAX_CONTENTS)
 
     def speaks_about(self, entry: MedicationEntry) -> bool:
         """Whether some enabled rule could speak about this order: a magnesium product or a partner drug
@@ -76,23 +77,12 @@ class RuleEngine:
         is both."""
         if not entry.content:
             return self._read_sides(entry, encounter)
-        key = (entry.content, encounter)
-        found = self._sides.get(key)  # one lookup: another thread may clear the memory meanwhile
-        if found is None:
-            if len(self._sides) >= MAX_CONTENTS:
-                self._sides.clear()
-            found = self._sides[key] = (self._read_sides(entry, encounter),)  # kept in a 1-tuple: None is an answer
-        return found[0]
+        return self._sides.get((entry.content, encounter), lambda: self._read_sides(entry, encounter))
 
     def _daily_dose(self, entry: MedicationEntry, match: ProductMatch) -> DailyDose:
         if not entry.content:
             return daily_elemental_mg(entry, match, self.knowledge.magnesium)
-        dose = self._doses.get(entry.content)
-        if dose is None:
-            if len(self._doses) >= MAX_CONTENTS:
-                self._doses.clear()
-            dose = self._doses[entry.content] = daily_elemental_mg(entry, match, self.knowledge.magnesium)
-        return dose
+        return self._doses.get(entry.content, lambda: daily_elemental_mg(entry, match, self.knowledge.magnesium))
 
     def _read_sides(self, entry: MedicationEntry, encounter: Setting) -> Sides | None:
         match = self.magnesium.match(entry)

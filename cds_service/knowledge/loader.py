@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from ..memo import Memo
 from .anatomy import TemplateError, check_texts
 from .model import (
     Analyte,
@@ -81,18 +82,13 @@ def _yaml(text: str) -> Any:
 
 # Knowledge is immutable, and the same tables with the same overrides build the same one: built once
 # per process (the config checks it at start, then the service uses it; the tests build hundreds of apps).
-_BUILT: dict[str, Knowledge] = {}
-_BUILT_MAX = 64
+_BUILT: Memo[str, Knowledge] = Memo(64)
 
 
 def load_knowledge(overrides: Mapping[str, Any] | None = None) -> Knowledge:
     """Validated knowledge with a site's `rules`, `renal_function`, `lab_lookbacks` and `gating` overrides."""
     key = json.dumps(overrides or {}, sort_keys=True, default=repr)
-    if key not in _BUILT:
-        if len(_BUILT) >= _BUILT_MAX:
-            _BUILT.clear()
-        _BUILT[key] = _load(overrides)
-    return _BUILT[key]
+    return _BUILT.get(key, lambda: _load(overrides))
 
 
 def _load(overrides: Mapping[str, Any] | None) -> Knowledge:

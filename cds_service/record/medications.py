@@ -8,6 +8,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 
 from ..jsonutil import items
+from ..memo import Memo
 from .dates import parse_datetime
 from .dosage import Dosage, read_dosage
 from .model import Coding, ConditionEntry, MedicationEntry
@@ -95,8 +96,7 @@ MEANING_ELEMENTS = (
     "resourceType", "medicationCodeableConcept", "medicationReference", "contained", "dosageInstruction",
     "dosage", "category",
 )  # fmt: skip
-_KEYED: dict[bytes, tuple[bytes, Meaning]] = {}
-MAX_MEANINGS = 4096  # a formulary's orders repeat across patients and calls; a full cache starts again
+_KEYED: Memo[bytes, tuple[bytes, Meaning]] = Memo(4096)  # a formulary's orders repeat across patients and calls
 
 
 def _meaning_of(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> tuple[bytes, Meaning]:
@@ -108,12 +108,7 @@ def _meaning_of(resource: Mapping[str, Any], medication: Mapping[str, Any] | Non
         key = orjson.dumps([*(resource.get(name) for name in MEANING_ELEMENTS), medication])
     except TypeError:  # not plain JSON (a lone surrogate): read it, do not keep it
         return b"", _read_meaning(resource, medication)
-    found = _KEYED.get(key)
-    if found is None:
-        if len(_KEYED) >= MAX_MEANINGS:
-            _KEYED.clear()
-        found = _KEYED[key] = (key, _read_meaning(resource, medication))  # this key kept: one copy of its bytes
-    return found
+    return _KEYED.get(key, lambda: (key, _read_meaning(resource, medication)))  # the key kept: one copy of its bytes
 
 
 def _read_meaning(resource: Mapping[str, Any], medication: Mapping[str, Any] | None) -> Meaning:
