@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from ..immutable import immutable
 from ..knowledge.anatomy import FIELDS, NAME_FIELDS, NAME_FLOOR, SUMMARY_LIMIT, clip, fill, placeholders, shorten
 from ..knowledge.model import Knowledge, RuleSpec
 from ..knowledge.suggestions import SUGGESTIONS
@@ -25,7 +25,7 @@ from .renal_function import RenalAssessment
 from .treatment import TreatmentContext
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class MagnesiumProduct:
     entry: MedicationEntry
     match: ProductMatch
@@ -34,7 +34,7 @@ class MagnesiumProduct:
     dose: DailyDose  # elemental magnesium per day, computed once per request (dose, monitoring, trace rules)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PartnerDrug:
     entry: MedicationEntry
     hit: DrugHit
@@ -42,7 +42,7 @@ class PartnerDrug:
     reading: OrderReading
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RuleContext:
     record: PatientRecord
     knowledge: Knowledge

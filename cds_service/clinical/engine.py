@@ -9,9 +9,10 @@ orders, and every card says how its orders were read.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from ..immutable import immutable
 from ..knowledge.anatomy import MAX_FACTS
 from ..knowledge.loader import KnowledgeError
 from ..knowledge.model import Gate, GateSide, Knowledge
@@ -224,7 +225,7 @@ Sides = tuple[ProductMatch | None, tuple[DrugHit, ...], OrderReading]  # as a ma
 MAX_CONTENTS = 4096  # order contents remembered (a formulary's worth); a full memory starts again
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class JudgedOrder:
     """One order as the engine judges it: which side it is on (magnesium product or partner drug), how it
     was read, and its partner hits."""

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any, Literal
 
+from ..immutable import immutable
 from ..record.model import MedicationEntry
 
 SuggestionKind = Literal["remove-order", "order-lab", "update-order"]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SuggestedAction:
     kind: SuggestionKind
     label: str
@@ -23,7 +24,7 @@ class SuggestedAction:
     resource: Mapping[str, Any] | None = None  # the whole updated resource, for update-order
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Finding:
     """One rule's verdict about one order (or, merged, about every product of one concern).
 

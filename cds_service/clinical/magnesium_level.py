@@ -7,9 +7,9 @@ context, the card's "Found:" line and the replay's outcome report ask this modul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ..immutable import immutable
 from ..knowledge.model import Knowledge
 from ..record.model import LabValue, PatientRecord
 
@@ -29,7 +29,7 @@ def is_high(lab: LabValue, knowledge: Knowledge) -> bool:
     return lab.value is not None and lab.value > limits(lab, knowledge)[1] and lab.comparator not in ("<", "<=")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class MagnesiumLevel:
     """The newest serum magnesium on record and what it says; each rule asks it within its own lookback."""
 

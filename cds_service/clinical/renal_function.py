@@ -11,9 +11,10 @@ its tier as "last known, recheck". An unknown unit is never guessed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
+from ..immutable import immutable
 from ..knowledge.model import Knowledge
 from ..record.dates import day
 from ..record.labs import creatinine_window_days
@@ -24,7 +25,7 @@ from .problems import Problems, code_match, how_found
 EGFR_UNIT = "mL/min/1.73 m²"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class CreatinineRise:
     earlier: LabValue
     latest: LabValue
@@ -32,7 +33,7 @@ class CreatinineRise:
     criterion: str = "KDIGO AKI criteria"  # or KDIGO AKD (a rise within 7-90 days)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RenalAssessment:
     value: float | None = None
     unit: str = "mL/min"

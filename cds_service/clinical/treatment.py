@@ -8,15 +8,14 @@ obstetric therapeutic range.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..immutable import immutable
 from ..knowledge.model import Knowledge
 from ..record.model import ConditionEntry, LabValue, MedicationEntry
 from .magnesium_level import MagnesiumLevel
 from .problems import Problems, code_match, how_found, text_match
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class TreatmentContext:
     low_magnesium: LabValue | None  # the latest usable level in the lookback, when it is low
     hypomagnesaemia: ConditionEntry | None  # on the problem list

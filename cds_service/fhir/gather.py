@@ -5,11 +5,11 @@ an OperationOutcome is an error for that key."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import FhirSettings
+from ..immutable import immutable
 from ..protocol.errors import ProtocolError
 from ..protocol.prefetch3 import DRAFT_MEDICATIONS
 from ..protocol.request import HookRequest
@@ -43,7 +43,7 @@ OPTIONAL_KEYS = frozenset({"encounter"})
 Resource = Mapping[str, Any] | Observation
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class GatheredData:
     resources: tuple[Resource, ...]
     gaps: tuple[DataGap, ...]

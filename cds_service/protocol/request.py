@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ..immutable import immutable
 from .errors import ProtocolError
 from .services import HOOKS, ORDER_HOOKS, Hook
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class HookRequest:
     service_id: str
     hook: str

@@ -6,22 +6,23 @@ Built once per request from raw FHIR JSON; the clinical layer reads only this, n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
+from ..immutable import immutable
 from .dates import age_in_years, day
 from .dosage import Dosage
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Coding:
     system: str | None
     code: str | None
     display: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class LabValue:
     """One lab result. `value` is in the analyte's canonical unit, or None when the unit is unknown."""
 
@@ -56,7 +57,7 @@ class LabValue:
         return f"{self.reported()} on {day(self.when)}"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class MedicationEntry:
     """A MedicationRequest or MedicationStatement, with its medication resolved to names and codes."""
 
@@ -107,7 +108,7 @@ class MedicationEntry:
         return "(no id" not in self.reference
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ConditionEntry:
     reference: str
     codings: tuple[Coding, ...]
@@ -119,7 +120,7 @@ class ConditionEntry:
         return self.text or next((c.display for c in self.codings if c.display), "") or self.reference
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class DataGap:
     """Data that could not be obtained: which part of the record and why (shown on cards)."""
 
@@ -127,7 +128,7 @@ class DataGap:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PatientRecord:
     reviewing: bool  # the chart opened (patient-view): the therapy running is judged, nothing is being ordered
     now: datetime
