@@ -53,6 +53,11 @@ class RuleContext:
     mg_level: MagnesiumLevel  # the latest serum magnesium, low or high decided once
     problems: Problems  # the problem list, each condition set looked up once
     runnable: frozenset[str]  # the rules that may speak (on, and admitting an order in scope): the rest cost nothing
+    # Magnesium products only some rules judge (a trace-magnesium combination, a drug's magnesium salt, an
+    # excipient), by order reference: the line their cards say about it, and those rules (the engine's).
+    restricted: Mapping[str, Restriction]
+    # How each magnesium product or partner drug was read, by order reference (a combination: as magnesium).
+    readings: Mapping[str, OrderReading]
 
     def runs(self, rule_id: str) -> bool:
         return rule_id in self.runnable
@@ -90,8 +95,7 @@ class RuleContext:
         return next((p.hit.drug.name for p in self.partners if p.entry is order), "")
 
     def reading_of(self, order: MedicationEntry) -> OrderReading | None:
-        read: tuple[MagnesiumProduct | PartnerDrug, ...] = (*self.magnesium, *self.partners)
-        return next((p.reading for p in read if p.entry is order), None)
+        return self.readings.get(order.reference)
 
     def _lab_suggestion(
         self, spec: RuleSpec, order: MedicationEntry, analyte: str, due: str | None
@@ -176,12 +180,45 @@ class RuleContext:
             suggestions=(*extra_suggestions, *(self.suggestions(spec, order, drug, keys) if spec_suggestions else ())),
             override_reasons=spec.override_reasons,
             partner=partner,
-            audit=(*found, f"{self.order_word}: {drug} ({order.reference}); {recognised}", *said, *gaps),
+            audit=(
+                *found,
+                f"{self.order_word}: {drug} ({order.reference}); {recognised}",
+                *said,
+                *gaps,
+                *self._read_as_lines(order, partner),
+            ),
+            read_as=self._read_as(order, partner),
             variant=chosen.name if chosen else None,
             summary_template=template,
             fields=fields,
             merge_key=merge_key,
         )
+
+    def _read_as_lines(self, order: MedicationEntry, partner: MedicationEntry | None) -> tuple[str, ...]:
+        """The card says how its orders were read, so a misreading is visible to the clinician (when the
+        chart opens they are medications already running, not orders); first, for a product only some
+        rules judge, why."""
+        restriction = self.restricted.get(order.reference)
+        lines = [restriction[0]] if restriction is not None else []
+        for label, entry in zip(self._labels(), (order, partner), strict=True):
+            reading = self.readings.get(entry.reference) if entry is not None else None
+            if entry is not None and reading is not None:
+                lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
+        return tuple(lines)
+
+    def _read_as(
+        self, order: MedicationEntry, partner: MedicationEntry | None
+    ) -> tuple[tuple[str, str, str, str], ...]:
+        """(which order, route class, use, setting) of each of the card's orders, for the record of cards."""
+        out = []
+        for label, entry in zip(self._labels(), (order, partner), strict=True):
+            reading = self.readings.get(entry.reference) if entry is not None else None
+            if reading is not None:
+                out.append((label.lower(), reading.route, reading.use, reading.setting))
+        return tuple(out)
+
+    def _labels(self) -> tuple[str, str]:
+        return ("This medication", "Other medication") if self.record.reviewing else ("This order", "Other order")
 
     # The facts any rule's template may name, besides the fields its family fills (family.py).
     STANDARD_FACTS = frozenset({"renal", "renal_note", "renal_missing", "treatment", "rise", "mg_latest"})
@@ -229,6 +266,9 @@ class RuleContext:
                 if lab is not None:
                     out.append(lab)
         return [s for s in out if not (s.lab and s.lab in self.record.draft_lab_orders)]
+
+
+Restriction = tuple[str, frozenset[str]]  # the line on the card, the rules that judge the product
 
 
 def update_with_instruction(order: MedicationEntry, instruction: str, label: str) -> SuggestedAction:

@@ -20,7 +20,7 @@ from ..memo import Memo
 from ..record.model import MedicationEntry, PatientRecord
 from ..record.order_reading import OrderReading, Setting, encounter_setting, read_order
 from .concerns import one_card_per_concern
-from .context import MagnesiumProduct, PartnerDrug, RuleContext, short_name
+from .context import MagnesiumProduct, PartnerDrug, Restriction, RuleContext
 from .dose import DailyDose, daily_elemental_mg
 from .drugs import DrugHit, DrugMatcher
 from .findings import Finding, SuggestedAction
@@ -127,6 +127,7 @@ class RuleEngine:
             return []
         mg_level = read_magnesium_level(record, self.knowledge)
         problems = Problems(record, self.knowledge)
+        restricted = self._restricted_products(magnesium)
         ctx = RuleContext(
             record=record,
             knowledge=self.knowledge,
@@ -137,23 +138,22 @@ class RuleEngine:
             mg_level=mg_level,
             problems=problems,
             runnable=runnable,
+            restricted=restricted,
+            readings={ref: order.reading for ref, order in judged.items()},
         )
-        restricted = self._restricted_products(ctx)
         findings: dict[tuple[str, str, str], Finding] = {}
         for family, rules in self.families:
             if rules.isdisjoint(runnable):
                 continue  # every rule of the family is off or admits no order in scope
             for finding in family.evaluate(ctx):
                 if self._judged(finding, judged, restricted):
-                    if finding.order.reference in restricted:
-                        finding = replace(finding, audit=(*finding.audit, restricted[finding.order.reference][0]))
-                    findings.setdefault(finding.key, _stamped(finding, judged, record.reviewing))
+                    findings.setdefault(finding.key, finding)
                 elif gated is not None and finding.rule_id in self.enabled:  # a rule switched off is not "held back"
                     gated[finding.rule_id] += 1
         kept = keeping_what_yielders_knew(list(findings.values()), self.knowledge)
         out = _each_lab_once(one_card_per_concern(kept))
         if record.reviewing:  # no edits of orders that are not in front of the clinician
-            out = [replace(f, suggestions=tuple(s for s in f.suggestions if s.kind == "order-lab")) for f in out]
+            out = [_only_lab_orders(f) for f in out]
         return out
 
     def _runnable(self, judged: dict[str, JudgedOrder], record: PatientRecord) -> frozenset[str]:
@@ -181,13 +181,13 @@ class RuleEngine:
         about = {e.reference for e in (finding.order, finding.partner) if e is not None}
         return all(finding.rule_id in restricted[ref][1] for ref in about & restricted.keys())
 
-    def _restricted_products(self, ctx: RuleContext) -> dict[str, Restriction]:
+    def _restricted_products(self, magnesium: list[MagnesiumProduct]) -> dict[str, Restriction]:
         """Magnesium products only some rules judge, with the line the card says about it: combination products
         giving less magnesium a day than the gating table's threshold, and magnesium that is no supplement."""
         limit = self.knowledge.trace_below_mg_per_day
         kinds = self.knowledge.not_a_supplement
         out: dict[str, Restriction] = {}
-        for product in ctx.magnesium:
+        for product in magnesium:
             dose, match = product.dose, product.match
             kind = magnesium_kind(match, self.knowledge.magnesium)
             if kind in kinds:
@@ -220,7 +220,6 @@ class RuleEngine:
         return all(_admitted(gate, r, finding.rule_id) for r in read)
 
 
-Restriction = tuple[str, frozenset[str]]  # the line on the card, the rules that judge the product
 Sides = tuple[ProductMatch | None, tuple[DrugHit, ...], OrderReading]  # as a magnesium product, as partner drugs
 MAX_CONTENTS = 4096  # order contents remembered (a formulary's worth); a full memory starts again
 
@@ -302,17 +301,10 @@ def keeping_what_yielders_knew(findings: list[Finding], knowledge: Knowledge) ->
     return [out[id(f)] for f, _ in kept]
 
 
-def _stamped(finding: Finding, judged: dict[str, JudgedOrder], review: bool = False) -> Finding:
-    """The card says how its orders were read, so a misreading is visible to the clinician (at
-    patient-view, `review`, they are medications already running, not orders)."""
-    lines, read_as = [], []
-    labels = ("This medication", "Other medication") if review else ("This order", "Other order")
-    for label, entry in zip(labels, (finding.order, finding.partner), strict=True):
-        if entry is not None and entry.reference in judged:
-            reading = judged[entry.reference].reading
-            lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
-            read_as.append((label.lower(), reading.route, reading.use, reading.setting))
-    return replace(finding, audit=(*finding.audit, *lines), read_as=tuple(read_as))
+def _only_lab_orders(finding: Finding) -> Finding:
+    """When the chart opens, no edits of orders that are not in front of the clinician: lab orders only."""
+    kept = tuple(s for s in finding.suggestions if s.kind == "order-lab")
+    return finding if kept == finding.suggestions else replace(finding, suggestions=kept)
 
 
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}

@@ -11,6 +11,7 @@ from ..immutable import immutable
 from ..record.model import MedicationEntry
 
 SuggestionKind = Literal["remove-order", "order-lab", "update-order"]
+ReadAs = tuple[str, str, str, str]  # (which order, route class, use, setting)
 
 
 @immutable
@@ -48,7 +49,7 @@ class Finding:
     summary_template: str = ""  # kept so a card merged across products can name them all
     fields: Mapping[str, Any] = field(default_factory=dict, compare=False)
     also: tuple[MedicationEntry, ...] = ()  # other products this card speaks about (one card per concern)
-    read_as: tuple[tuple[str, str, str, str], ...] = ()  # (which order, route class, use, setting), for the record
+    read_as: tuple[ReadAs, ...] = ()  # how each of its orders was read, for the record of cards
 
     merge_key: str = ""  # what else, besides rule and order, makes this card distinct (e.g. the partner drug)
 
