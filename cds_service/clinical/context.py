@@ -328,14 +328,19 @@ def fit_name(template: str, name: str, **fields: Any) -> str:
     every other field is clipped to its bound (knowledge/anatomy.py), as the load-time check assumed."""
     names = {"drug": " ".join(name.split())}
     names.update({k: " ".join(str(fields[k]).split()) for k in NAME_FIELDS if k in fields})
-    others = {k: clip(v, FIELDS[k]) if k in FIELDS else v for k, v in fields.items() if k not in names}
+    # Only the fields the summary names are clipped (a family fills more, for its other texts).
+    others = {
+        k: clip(fields[k], FIELDS[k]) if k in FIELDS else fields[k] for k in placeholders(template) if k not in names
+    }
     limits = dict.fromkeys(names, 48)
     while True:
         shortened = {k: short_name(v, limits[k]) for k, v in names.items()}
-        summary = template.format(**{**others, **shortened})
+        summary = template.format(**others, **shortened)
         over = len(summary) - SUMMARY_LIMIT
+        if over <= 0:
+            return summary
         longest = max(names, key=lambda k: len(shortened[k]))
-        if over <= 0 or limits[longest] <= NAME_FLOOR:
+        if limits[longest] <= NAME_FLOOR:
             return summary
         limits[longest] = max(NAME_FLOOR, len(shortened[longest]) - over)
 
