@@ -1,6 +1,7 @@
 """The body decoded once with its Observation bundles typed (record/fhir_types.py) gives the answer
-the dict path gives, for the typical request and for bundles that do not fit the typed shape (each
-such bundle is read as dicts, the others stay typed)."""
+the dict path gives, for the typical request and for bundles that do not fit the typed shape (a bundle
+whose status, dates or entries do not fit is read as dicts, the others stay typed; an Observation whose
+code, value or range does not fit is read as dicts alone, when it is read)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,35 @@ def _same_id_twice(body: dict[str, Any]) -> None:
     _string_value(body)  # the magnesium bundle falls back to dicts, renal stays typed
 
 
-CHANGES = [lambda body: None, _string_value, _no_value, _outcome_entry, _numeric_status, _same_id_twice]
+def _string_range(body: dict[str, Any]) -> None:
+    _first_observation(body, "magnesium")["referenceRange"] = [{"low": {"value": "0.7"}}]
+
+
+def _coding_not_a_list(body: dict[str, Any]) -> None:
+    observation = _first_observation(body, "magnesium")
+    observation["code"]["coding"] = observation["code"]["coding"][0]
+
+
+def _numeric_code(body: dict[str, Any]) -> None:
+    _first_observation(body, "renal")["code"]["coding"][0]["code"] = 2160
+
+
+def _null_code(body: dict[str, Any]) -> None:
+    _first_observation(body, "magnesium")["code"] = None
+
+
+CHANGES = [
+    lambda body: None,
+    _string_value,
+    _no_value,
+    _outcome_entry,
+    _numeric_status,
+    _same_id_twice,
+    _string_range,
+    _coding_not_a_list,
+    _numeric_code,
+    _null_code,
+]
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +109,40 @@ def test_typed_and_dict_paths_answer_alike(service: CdsService, change: Any) -> 
     assert _without_uuids(service.call(SERVICE_ID, typed).response) == _without_uuids(by_dicts)
 
 
-def test_a_bundle_that_does_not_fit_is_read_as_dicts_and_the_others_stay_typed() -> None:
+def test_a_bundle_whose_status_does_not_fit_is_read_as_dicts_and_the_others_stay_typed() -> None:
+    body = workload.request()
+    _numeric_status(body)
+    decoded = decode_body(json.dumps(body).encode())
+    assert decoded is not None
+    assert type(decoded["prefetch"]["weight"]) is dict
+    assert type(decoded["prefetch"]["renal"]) is TypedBundle
+
+
+def test_a_value_that_does_not_fit_keeps_its_bundle_typed() -> None:
+    """The value is read only for the results a rule reads: its bundle stays typed, and that one
+    Observation is read as dicts (test_typed_and_dict_paths_answer_alike: the same answer)."""
     body = workload.request()
     _string_value(body)
     decoded = decode_body(json.dumps(body).encode())
     assert decoded is not None
-    assert type(decoded["prefetch"]["magnesium"]) is dict
-    assert type(decoded["prefetch"]["renal"]) is TypedBundle
+    assert type(decoded["prefetch"]["magnesium"]) is TypedBundle
+
+
+def test_a_value_out_of_range_in_a_result_read_is_that_result_unreadable(service: CdsService) -> None:
+    """1e400 where a lab value belongs: that Observation is reported unreadable and not used; the
+    request is answered (it was a 400 for the whole request while every value was decoded up front)."""
+    body = workload.request()
+    _first_observation(body, "magnesium")["valueQuantity"]["value"] = 0.123456789  # the newest: it is read
+    raw = json.dumps(body).replace("0.123456789", "1e400").encode()
+    decoded = decode_body(raw)
+    assert decoded is not None
+    cards = service.call(SERVICE_ID, decoded).response["cards"]
+    assert cards
+    for card in cards:  # each card's explanation says what was not used
+        evidence = card["extension"]["mg-cds.explanation"]["evidence"]
+        assert (
+            "Not available: unreadable resources (1 Observation did not follow FHIR R4 and were not used)" in evidence
+        )
 
 
 @pytest.mark.parametrize("raw", [b"", b"[1]", b'{"a": NaN}', b'{"a": "\\ud800"}', b"{" * 2000 + b"}" * 2000])

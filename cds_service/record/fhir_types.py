@@ -25,17 +25,6 @@ from msgspec import UNSET, UnsetType
 # collector need not track them (200 Observations are ~1,000 objects a call: 20 % of the decode).
 
 
-class Coding(msgspec.Struct, gc=False):
-    system: str | None = None
-    code: str | None = None
-    display: str | None = None
-
-
-class CodeableConcept(msgspec.Struct, gc=False):
-    coding: list[Coding] = []
-    text: str | None = None
-
-
 class Quantity(msgspec.Struct, gc=False):
     value: float | None = None
     comparator: str | None = None
@@ -53,17 +42,26 @@ class ReferenceRange(msgspec.Struct, gc=False):
     high: Quantity | None = None
 
 
+ABSENT = msgspec.Raw()  # an element the JSON does not have
+
+
 class Observation(msgspec.Struct, tag_field="resourceType", tag="Observation", gc=False):
-    """An Observation as the lab reading (record/labs.py) reads it."""
+    """An Observation as the lab reading (record/labs.py) reads it.
+
+    Its code, value and reference range are kept as their JSON text (`msgspec.Raw`, a slice of the body):
+    the code is looked up by that text (a chart's codes repeat), and the value and range are decoded only
+    for the few results a rule reads (the newest of each analyte, the recent creatinine and eGFR), by
+    `quantity` and `reference_ranges`. An element that does not fit its type then makes that one
+    Observation read as dicts, not its bundle."""
 
     id: str | None = None
     status: str | None = None
-    code: CodeableConcept | None = None
+    code: msgspec.Raw = ABSENT
     effectiveDateTime: str | None = None
     effectivePeriod: Period | None = None
     issued: str | None = None
-    valueQuantity: Quantity | None = None
-    referenceRange: list[ReferenceRange] = []
+    valueQuantity: msgspec.Raw = ABSENT
+    referenceRange: msgspec.Raw = ABSENT
 
 
 class ObservationEntry(msgspec.Struct, gc=False):
@@ -103,6 +101,8 @@ _FIELDS = _HookBody.__struct_fields__
 _TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ANY = msgspec.json.Decoder()
 _OBSERVATIONS = msgspec.json.Decoder(ObservationBundle)
+_QUANTITY = msgspec.json.Decoder(Quantity | None)
+_RANGES = msgspec.json.Decoder(list[ReferenceRange] | None)
 
 
 def decode_body(raw: bytes) -> dict[str, Any] | None:
@@ -155,3 +155,19 @@ def typed_resources(value: Any) -> list[Observation] | None:
     if type(value) is TypedBundle:
         return [entry.resource for entry in value.typed.entry]
     return None
+
+
+def quantity(raw: msgspec.Raw) -> Quantity | None:
+    """An Observation's valueQuantity; msgspec.ValidationError when it is not a Quantity."""
+    return _QUANTITY.decode(raw) if raw else None
+
+
+def reference_ranges(raw: msgspec.Raw) -> list[ReferenceRange]:
+    """An Observation's referenceRange; msgspec.ValidationError when it is not a list of ranges."""
+    return (_RANGES.decode(raw) or []) if raw else []
+
+
+def as_json(raw: msgspec.Raw) -> Any:
+    """An element kept raw, as plain JSON values (what the dict path reads); None when absent.
+    msgspec.ValidationError (a ValueError) when it holds a number out of range."""
+    return _ANY.decode(raw) if raw else None

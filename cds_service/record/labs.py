@@ -6,9 +6,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, time, timedelta
 from typing import Any
 
+import msgspec
+
 from ..knowledge.model import LOINC, Analyte, Knowledge
+from ..memo import Memo
+from . import fhir_types
 from .dates import parse_datetime, parse_datetime_text
-from .fhir_types import Observation, Quantity
+from .fhir_types import Observation, Quantity, as_json
 from .model import LabValue
 from .units import to_canonical, ucum_unit, ucum_unit_of
 
@@ -40,13 +44,18 @@ def lab_series(
     latest_allowed = now + FUTURE_TOLERANCE
     candidates: dict[str, list[Candidate]] = {}
     to_analyte = knowledge.loinc_to_analyte
+    codes: dict[bytes, tuple[str, str | None]] = {}  # a typed code's JSON text -> (LOINC code, analyte)
     # Runs once per Observation (10,000 in a long chart): typed ones (fhir_types) are read by attribute;
     # dicts (a bundle that did not fit the typed shape, or a caller's own) as before.
     for obs in observations:
         if isinstance(obs, Observation):  # a C type check, as cheap as `type(obs) is`
             if obs.status not in USABLE_STATUSES:
                 continue
-            code, analyte_name = _typed_analyte_code(obs, to_analyte)
+            code_text = bytes(obs.code)  # a copy: no memo may keep the request's body alive
+            known = codes.get(code_text)
+            if known is None:
+                known = codes[code_text] = _typed_analyte_code(code_text, to_analyte)
+            code, analyte_name = known
             if analyte_name is None:
                 continue
             text = obs.effectiveDateTime  # a str or None already: straight to the cached parser
@@ -150,16 +159,38 @@ def _analyte_code(obs: Mapping[str, Any], to_analyte: Mapping[str, str]) -> tupl
     return "", None
 
 
-def _typed_analyte_code(obs: Observation, to_analyte: Mapping[str, str]) -> tuple[str, str | None]:
-    """`_analyte_code` for a typed Observation."""
-    if obs.code is None:
+def _typed_analyte_code(text: bytes, to_analyte: Mapping[str, str]) -> tuple[str, str | None]:
+    """`_analyte_code` for a typed Observation, whose code is still its JSON text: read once per text."""
+    if not text:
         return "", None
-    for coding in obs.code.coding:
-        code = coding.code
-        analyte = to_analyte.get(code) if code is not None else None
-        if analyte and code is not None and coding.system == LOINC:
+    for system, code in _CODINGS.get(text, lambda: _codings(text)):
+        analyte = to_analyte.get(code)
+        if analyte and system == LOINC:
             return code, analyte
     return "", None
+
+
+# A chart's Observation codes repeat (every magnesium result has the same one): each code's JSON text is
+# read once. The text is a CodeableConcept: codes and their displays (a free-text `text` at most).
+_CODINGS: Memo[bytes, tuple[tuple[str | None, str], ...]] = Memo(4096)
+
+
+def _codings(text: bytes) -> tuple[tuple[str | None, str], ...]:
+    """(system, code) of each coding with a code, as `_analyte_code` reads them from dicts; () for a code
+    that is not JSON a CodeableConcept can be (a number out of range)."""
+    try:
+        concept = as_json(msgspec.Raw(text))
+    except ValueError:
+        return ()
+    codings = concept.get("coding") if type(concept) is dict else None
+    if type(codings) is not list:
+        return ()
+    out = []
+    for coding in codings:
+        if type(coding) is dict and type(coding.get("code")) is str:
+            system = coding.get("system")
+            out.append((system if type(system) is str else None, coding["code"]))
+    return tuple(out)
 
 
 def _typed_effective_time(obs: Observation) -> datetime | None:
@@ -200,17 +231,27 @@ def _lab_value(
 def _typed_lab_value(
     obs: Observation, code: str, analyte_name: str, when: datetime, knowledge: Knowledge
 ) -> LabValue | None:
-    """`_lab_value` for a typed Observation (its fields already of their FHIR types)."""
-    quantity = obs.valueQuantity
+    """`_lab_value` for a typed Observation: its value and range decoded now, typed; one that does not
+    fit (a string where the value belongs) is read as dicts, as the dict path reads it."""
+    try:
+        quantity = fhir_types.quantity(obs.valueQuantity)
+        ranges = fhir_types.reference_ranges(obs.referenceRange) if quantity is not None else []
+    except msgspec.ValidationError:
+        as_dict = {
+            "id": obs.id,
+            "valueQuantity": as_json(obs.valueQuantity),
+            "referenceRange": as_json(obs.referenceRange),
+        }
+        return _lab_value(as_dict, code, analyte_name, when, knowledge)
     if quantity is None or quantity.value is None:
         return None
     analyte = knowledge.analytes[analyte_name]
     unit = ucum_unit_of(quantity.system, quantity.code, quantity.unit, knowledge.unit_aliases)
     comparator = quantity.comparator if quantity.comparator in COMPARATORS else None
     low = high = None
-    if obs.referenceRange:
-        low = _typed_bound(obs.referenceRange[0].low, analyte, knowledge)
-        high = _typed_bound(obs.referenceRange[0].high, analyte, knowledge)
+    if ranges:
+        low = _typed_bound(ranges[0].low, analyte, knowledge)
+        high = _typed_bound(ranges[0].high, analyte, knowledge)
     shown_unit = quantity.unit or quantity.code or "(no unit)"
     return _lab(analyte, code, obs.id, when, quantity.value, unit, shown_unit, comparator, low, high)
 
