@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cds_service.cards.resources import _valid_r4, valid_medication_request
 
@@ -60,3 +62,41 @@ def test_missing_subject_is_invalid_as_a_whole() -> None:
 def test_a_bad_per_patient_element_is_caught_after_a_good_one_was_remembered() -> None:
     assert valid_medication_request(dict(ORDER)) is True
     assert valid_medication_request({**ORDER, "subject": {"reference": ["Patient/p1"]}}) is False
+
+
+# Per-patient elements as EHRs send them and as they should not: ids, references of every shape the
+# Reference type has (and unknown keys, wrong types, lists, nulls), dates and dateTimes right and wrong.
+_TEXT = st.one_of(
+    st.sampled_from(["p1", "Patient/p1", "Practitioner/d-2.x", "", " ", "a b", "\u00e9", "2026-11-15", "x" * 65]),
+    st.text(max_size=12),
+)
+_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-5, 20261115), _TEXT)
+_REFERENCE = st.dictionaries(
+    st.sampled_from(["reference", "display", "type", "identifier", "id", "extension", "unknown"]),
+    st.one_of(_SCALAR, st.lists(_SCALAR, max_size=2), st.dictionaries(st.sampled_from(["value", "system"]), _SCALAR)),
+    max_size=3,
+)
+_WHEN = st.one_of(
+    st.sampled_from(
+        ["2026", "2026-11", "2026-11-15", "2026-02-30", "2026-11-15T10:00:00Z", "2026-11-15T10:00:00+01:00",
+         "2026-11-15T10:00:00", "2026-11-15T24:00:00Z", "2016-12-31T23:59:60Z", "2026-11-15T10:00:00.1234567Z"]
+    ),
+    _SCALAR,
+)  # fmt: skip
+_ELEMENTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _TEXT,
+        "subject": st.one_of(_REFERENCE, _SCALAR),
+        "encounter": st.one_of(_REFERENCE, st.lists(_REFERENCE, max_size=2), _SCALAR),
+        "requester": _REFERENCE,
+        "authoredOn": _WHEN,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ELEMENTS)
+def test_generated_per_patient_elements_get_the_whole_orders_verdict(change: dict[str, Any]) -> None:
+    order = {**ORDER, **change}
+    assert valid_medication_request(order) is _valid_r4(order)

@@ -48,13 +48,13 @@ class CardBuilder:
     ) -> list[IssuedCard]:
         """Each finding with its card. `pages_base_url`: where the service's rule pages are served; each
         card's source links to its rule's."""
-        valid_orders: dict[str, bool] = {}  # each EHR order is checked once per request
+        valid_orders = ValidOrders()  # each EHR order, and each of its per-patient elements, checked once per request
         if client is not None:
             findings = [_applicable(f, client) for f in findings]
         return [IssuedCard(f, self.card(f, record, valid_orders, pages_base_url)) for f in findings]
 
     def card(
-        self, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool], pages_base_url: str | None = None
+        self, finding: Finding, record: PatientRecord, valid_orders: ValidOrders, pages_base_url: str | None = None
     ) -> Card:
         spec = self.knowledge.rule(finding.rule_id)
         page = rule_url(pages_base_url, finding.rule_id) if pages_base_url else None
@@ -64,7 +64,7 @@ class CardBuilder:
         built = (self.suggestion(a, finding, record, valid_orders) for a in finding.suggestions)
         suggestions = tuple(s for s in built if s is not None)
         dropped = [a for a in finding.suggestions if a.kind == "update-order" and a.order is not None]
-        if any(not valid_orders.get(a.order.reference, True) for a in dropped if a.order is not None):
+        if any(not valid_orders.orders.get(a.order.reference, True) for a in dropped if a.order is not None):
             do += " (Apply by hand: the EHR's draft order cannot take a one-click update.)"
         reasons = override_codings(self.knowledge, finding.override_reasons) if finding.override_reasons else []
         return Card(
@@ -85,7 +85,7 @@ class CardBuilder:
         return evidence_words(finding.evidence, local)
 
     def suggestion(
-        self, action: SuggestedAction, finding: Finding, record: PatientRecord, valid_orders: dict[str, bool]
+        self, action: SuggestedAction, finding: Finding, record: PatientRecord, valid_orders: ValidOrders
     ) -> Suggestion | None:
         if action.order is not None and not action.order.has_id:
             return None  # an order without an id cannot be deleted or updated by reference
@@ -100,9 +100,10 @@ class CardBuilder:
         elif action.kind == "update-order" and action.resource is not None and action.order is not None:
             # The update adds only Dosage strings to the EHR's own order: the order's validity decides.
             order = action.order
-            if order.reference not in valid_orders:
-                valid_orders[order.reference] = valid_medication_request(dict(action.resource))
-            if not valid_orders[order.reference]:
+            if order.reference not in valid_orders.orders:
+                verdict = valid_medication_request(dict(action.resource), valid_orders.elements)
+                valid_orders.orders[order.reference] = verdict
+            if not valid_orders.orders[order.reference]:
                 log.info("update suggestion for rule %s dropped: the order is not valid R4", finding.rule_id)
                 return None  # the Do line still states the advice; an EHR cannot apply an invalid update
             actions = (Action("update", label, resource=action.resource),)
@@ -128,6 +129,14 @@ class CardBuilder:
                     found.append(Link(_short(src.citation), src.url))
             links = self._links_cache[key] = tuple(found)
         return links
+
+
+class ValidOrders:
+    """What one request found about the R4 validity of the EHR's orders its suggestions update."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, bool] = {}  # by order reference
+        self.elements: dict[tuple[str, bytes], bool] = {}  # per-patient elements (cards/resources.py)
 
 
 def _applicable(finding: Finding, client: ClientProfile) -> Finding:
