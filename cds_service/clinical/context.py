@@ -17,11 +17,12 @@ from ..record.order_reading import OrderReading
 from . import facts
 from .dose import DailyDose
 from .drugs import DrugHit
-from .findings import Finding, SuggestedAction
+from .findings import Finding, ReadAs, SuggestedAction
 from .magnesium_level import MagnesiumLevel
 from .matching import ProductMatch
 from .problems import Problems
 from .renal_function import RenalAssessment
+from .texts import TextPlans
 from .treatment import TreatmentContext
 
 
@@ -58,6 +59,8 @@ class RuleContext:
     restricted: Mapping[str, Restriction]
     # How each magnesium product or partner drug was read, by order reference (a combination: as magnesium).
     readings: Mapping[str, OrderReading]
+    texts: TextPlans  # the rules' texts, planned once per rule, variant and summary case (the engine's)
+    gap_lines: tuple[str, ...]  # "Not available: ..." for each data gap, in every card's audit trail
 
     def runs(self, rule_id: str) -> bool:
         return rule_id in self.runnable
@@ -151,71 +154,59 @@ class RuleContext:
         indicator, texts and suggestions but keeps the rule id, so feedback, metrics and EHR override
         memory stay per rule. `sources` replaces the rule's (an interaction cites its partner drug's own)."""
         spec = self.knowledge.rule(rule_id)
-        chosen = spec.variants[variant] if variant else None
-        texts = {**spec.text, **(chosen.text if chosen else {})}
+        plan = self.texts.plan(rule_id, variant, summary_key)
         name = order.name or self.known_name(order) or recognised
         drug = short_name(name)
-        suffix = summary_key.removeprefix("summary")
-        template = texts[summary_key]
-        parts = {part: texts.get(f"{part}{suffix}") or texts[part] for part in ("found", "do", "why")}
         values: dict[str, Any] = {**fields, "drug": drug}
-        for needed in (*placeholders(parts["found"]), *placeholders(parts["do"])):
+        for needed in plan.needed:
             if needed not in values:
                 values[needed] = self.standard_fact(needed, fields)
-        gaps = tuple(f"Not available: {g.topic} ({g.reason})" for g in self.record.gaps)
-        said = (f"Said as: {chosen.when}",) if chosen else ()
-        keys = chosen.suggestions if chosen else spec.suggestions
+        read_lines, read_as = self._how_read(order, partner)
         return Finding(
             rule_id=rule_id,
-            indicator=(chosen.indicator if chosen else None) or indicator or spec.indicator,
+            indicator=plan.indicator or indicator or spec.indicator,
             order=order,
-            summary=fit_name(template, name, **fields),
-            facts=tuple(f for f in (fill(line, values) for line in parts["found"].split("\n")) if f),
-            do=fill(parts["do"], values) or parts["do"],
-            why=parts["why"],
+            summary=fit_name(plan.summary, name, **fields),
+            facts=tuple(f for f in (fill(line, values) for line in plan.found_lines) if f),
+            do=fill(plan.do, values) or plan.do,
+            why=plan.why,
             evidence=spec.evidence,
-            sources=tuple(
-                dict.fromkeys((*(spec.sources if sources is None else sources), *(chosen.sources if chosen else ())))
+            sources=plan.sources if sources is None else tuple(dict.fromkeys((*sources, *plan.variant_sources))),
+            suggestions=(
+                *extra_suggestions,
+                *(self.suggestions(spec, order, drug, plan.suggestions) if spec_suggestions else ()),
             ),
-            suggestions=(*extra_suggestions, *(self.suggestions(spec, order, drug, keys) if spec_suggestions else ())),
             override_reasons=spec.override_reasons,
             partner=partner,
             audit=(
                 *found,
                 f"{self.order_word}: {drug} ({order.reference}); {recognised}",
-                *said,
-                *gaps,
-                *self._read_as_lines(order, partner),
+                *plan.said,
+                *self.gap_lines,
+                *read_lines,
             ),
-            read_as=self._read_as(order, partner),
-            variant=chosen.name if chosen else None,
-            summary_template=template,
+            read_as=read_as,
+            variant=plan.variant,
+            summary_template=plan.summary,
             fields=fields,
             merge_key=merge_key,
         )
 
-    def _read_as_lines(self, order: MedicationEntry, partner: MedicationEntry | None) -> tuple[str, ...]:
+    def _how_read(
+        self, order: MedicationEntry, partner: MedicationEntry | None
+    ) -> tuple[tuple[str, ...], tuple[ReadAs, ...]]:
         """The card says how its orders were read, so a misreading is visible to the clinician (when the
-        chart opens they are medications already running, not orders); first, for a product only some
-        rules judge, why."""
+        chart opens they are medications already running, not orders), and first, for a product only
+        some rules judge, why; and the record of cards keeps (which order, route class, use, setting)."""
         restriction = self.restricted.get(order.reference)
         lines = [restriction[0]] if restriction is not None else []
+        read_as = []
         for label, entry in zip(self._labels(), (order, partner), strict=True):
             reading = self.readings.get(entry.reference) if entry is not None else None
             if entry is not None and reading is not None:
                 lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
-        return tuple(lines)
-
-    def _read_as(
-        self, order: MedicationEntry, partner: MedicationEntry | None
-    ) -> tuple[tuple[str, str, str, str], ...]:
-        """(which order, route class, use, setting) of each of the card's orders, for the record of cards."""
-        out = []
-        for label, entry in zip(self._labels(), (order, partner), strict=True):
-            reading = self.readings.get(entry.reference) if entry is not None else None
-            if reading is not None:
-                out.append((label.lower(), reading.route, reading.use, reading.setting))
-        return tuple(out)
+                read_as.append((label.lower(), reading.route, reading.use, reading.setting))
+        return tuple(lines), tuple(read_as)
 
     def _labels(self) -> tuple[str, str]:
         return ("This medication", "Other medication") if self.record.reviewing else ("This order", "Other order")
@@ -269,6 +260,10 @@ class RuleContext:
 
 
 Restriction = tuple[str, frozenset[str]]  # the line on the card, the rules that judge the product
+
+
+def gap_lines(record: PatientRecord) -> tuple[str, ...]:
+    return tuple(f"Not available: {g.topic} ({g.reason})" for g in record.gaps)
 
 
 def update_with_instruction(order: MedicationEntry, instruction: str, label: str) -> SuggestedAction:

@@ -20,7 +20,7 @@ from ..memo import Memo
 from ..record.model import MedicationEntry, PatientRecord
 from ..record.order_reading import OrderReading, Setting, encounter_setting, read_order
 from .concerns import one_card_per_concern
-from .context import MagnesiumProduct, PartnerDrug, Restriction, RuleContext
+from .context import MagnesiumProduct, PartnerDrug, Restriction, RuleContext, gap_lines
 from .dose import DailyDose, daily_elemental_mg
 from .drugs import DrugHit, DrugMatcher
 from .findings import Finding, SuggestedAction
@@ -30,6 +30,7 @@ from .problems import Problems
 from .renal_function import assess_renal_function
 from .rules import FAMILIES
 from .rules.family import declarations
+from .texts import TextPlans
 from .treatment import read_treatment
 
 
@@ -45,6 +46,7 @@ class RuleEngine:
         self.reading_table = knowledge.order_reading
         # What each family says it does, checked against rules.yaml (KnowledgeError at start otherwise).
         self.declared = declarations(FAMILIES, knowledge, RuleContext.STANDARD_FACTS)
+        self.texts = TextPlans(knowledge)
         self.families = tuple((f, frozenset(f.speaks_for(knowledge))) for f in FAMILIES)
         self.enabled = frozenset(r for r in knowledge.rules if knowledge.enabled(r))
         # Route classes some enabled rule judges, per side: a product read otherwise (a bath, an eye
@@ -140,6 +142,8 @@ class RuleEngine:
             runnable=runnable,
             restricted=restricted,
             readings={ref: order.reading for ref, order in judged.items()},
+            texts=self.texts,
+            gap_lines=gap_lines(record),
         )
         findings: dict[tuple[str, str, str], Finding] = {}
         for family, rules in self.families:
