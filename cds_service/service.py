@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from .clinical.findings import Finding
 from .config import Settings
 from .fhir.client import FhirFetcher
 from .fhir.gather import gather
+from .immutable import immutable
 from .memory import CardMemory, MemoryStore
 from .memory.memory import EXTENSION as MEMORY_EXTENSION
 from .pipeline import Pipeline
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 DATA_GAPS_EXTENSION = "mg-cds.data-gaps"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Answer:
     """What one call said: the cards returned (each with its finding), the service's own notes, the
     cards held back and the response's extensions."""

@@ -1,4 +1,4 @@
-"""A CDS Hooks 2.0 card as typed, frozen values, and the finding it was issued for.
+"""A CDS Hooks 2.0 card as typed, immutable values (`@immutable`), and the finding it was issued for.
 
 Cards are built once by the builder, pass through silent mode, card memory and the recorder as
 these values, and become JSON only at the edge (the HTTP view, `cds-service evaluate`): `as_json`.
@@ -8,11 +8,11 @@ The JSON keeps the order of the CDS Hooks specification's card table.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from ..clinical.findings import Finding
+from ..immutable import immutable
 
 
 class Indicator(StrEnum):
@@ -23,7 +23,7 @@ class Indicator(StrEnum):
     CRITICAL = "critical"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Coding:
     system: str
     code: str
@@ -33,7 +33,7 @@ class Coding:
         return {"code": self.code, "system": self.system, "display": self.display}
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Link:
     label: str
     url: str
@@ -43,7 +43,7 @@ class Link:
         return {"label": self.label, "url": self.url, "type": self.type}
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Source:
     label: str
     topic: Coding | None = None  # the rule: its id is the code
@@ -58,7 +58,7 @@ class Source:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Action:
     type: str  # create | update | delete
     description: str
@@ -74,7 +74,7 @@ class Action:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Suggestion:
     label: str
     uuid: str
@@ -90,7 +90,7 @@ class Suggestion:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Card:
     uuid: str
     summary: str
@@ -127,7 +127,7 @@ class Card:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class IssuedCard:
     """A finding and the card issued for it, carried together from the builder to the edge."""
 
@@ -147,7 +147,7 @@ class HeldBack(StrEnum):
     SNOOZED = "snoozed"  # card memory: overridden with a snooze reason
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Held:
     """A card the rules raised that was kept from the EHR, and why."""
 

@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..cards.model import Card, Coding, Held, HeldBack, Indicator, IssuedCard, S
 from ..clinical.findings import Finding
 from ..config import MemorySettings
 from ..feedback.store import override_reason_of
+from ..immutable import immutable
 from ..knowledge.model import Knowledge
 from ..protocol.services import Hook
 from ..record.model import MedicationEntry, PatientRecord
@@ -43,7 +44,7 @@ CARD_DAYS = 7.0  # how long a returned card's subject is kept for feedback that 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Remembered:
     """What memory made of one call's cards."""
 
@@ -53,7 +54,7 @@ class Remembered:
     counts: dict[str, int] | None  # the response extension; None: nothing to say, or the database failed
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _Subject:
     shown: str  # the select -> sign key
     snooze: str  # the (patient, rule, product) key
