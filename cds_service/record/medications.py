@@ -68,7 +68,7 @@ def parse_medication(
         dosage=meaning.dosage,
         form_text=meaning.form_text,
         category_codings=meaning.category_codings,
-        reasons=tuple(_reason(concept) for concept in items(resource.get("reasonCode")) if type(concept) is dict),
+        reasons=_reasons(resource.get("reasonCode")),
         prior_prescription=_str(_dict(resource.get("priorPrescription")).get("reference")),
         content=content,
     )
@@ -105,7 +105,7 @@ def _meaning_of(resource: Mapping[str, Any], medication: Mapping[str, Any] | Non
     with it, the key the engine remembers its matching by; b"" when it is not plain JSON. Two threads
     reading one new content at once both read it; either reading is the same."""
     try:
-        key = orjson.dumps([*(resource.get(name) for name in MEANING_ELEMENTS), medication])
+        key = orjson.dumps([*map(resource.get, MEANING_ELEMENTS), medication])
     except TypeError:  # not plain JSON (a lone surrogate): read it, do not keep it
         return b"", _read_meaning(resource, medication)
     return _KEYED.get(key, lambda: (key, _read_meaning(resource, medication)))  # the key kept: one copy of its bytes
@@ -164,6 +164,12 @@ def _form_text(resource: Mapping[str, Any]) -> str:
 def _concepts(value: Any) -> list[Any]:
     """A list of CodeableConcepts, or the one object some EHRs send where R4 has a list."""
     return [value] if isinstance(value, dict) else items(value)
+
+
+def _reasons(value: Any) -> tuple[ConditionEntry, ...]:
+    if not value:  # most orders give none: no generator to build
+        return ()
+    return tuple(_reason(concept) for concept in items(value) if type(concept) is dict)
 
 
 def _reason(concept: Mapping[str, Any]) -> ConditionEntry:
