@@ -17,6 +17,7 @@ from ..clinical.findings import Finding, SuggestedAction
 from ..config import ClientProfile
 from ..knowledge.anatomy import SUMMARY_LIMIT, clip, evidence_words, render_detail, shorten
 from ..knowledge.model import Knowledge
+from ..memo import Memo
 from ..pages.links import rule_url
 from ..record.model import PatientRecord
 from .explain import EXTENSION, explanation
@@ -36,8 +37,11 @@ class CardBuilder:
         self.topic_system = topic_system
         self.source_label = source_label
         self.source_url = source_url
-        # Card parts fixed by a rule's sources, built on first use (dict writes are atomic under the GIL).
-        self._links_cache: dict[tuple[tuple[str, ...], str | None], tuple[Link, ...]] = {}
+        # Card parts fixed by a rule and where its page is, built on first use. The page's base URL is the
+        # caller's host, so these memories are bounded; override reasons come from the knowledge alone.
+        self._links: Memo[tuple[tuple[str, ...], str | None], tuple[Link, ...]] = Memo(4096)
+        self._source: Memo[tuple[str, str | None], tuple[str | None, Source]] = Memo(1024)
+        self._reasons: dict[tuple[str, ...], tuple[Coding, ...]] = {}
 
     def cards(
         self,
@@ -56,17 +60,18 @@ class CardBuilder:
     def card(
         self, finding: Finding, record: PatientRecord, valid_orders: ValidOrders, pages_base_url: str | None = None
     ) -> Card:
-        spec = self.knowledge.rule(finding.rule_id)
-        page = rule_url(pages_base_url, finding.rule_id) if pages_base_url else None
-        topic = Coding(self.topic_system, finding.rule_id, spec.title)
-        source = Source(self.source_label, topic, self.source_url or page)
+        page, source = self._source.get(
+            (finding.rule_id, pages_base_url), lambda: self._source_of(finding, pages_base_url)
+        )
         do = finding.do
         built = (self.suggestion(a, finding, record, valid_orders) for a in finding.suggestions)
         suggestions = tuple(s for s in built if s is not None)
         dropped = [a for a in finding.suggestions if a.kind == "update-order" and a.order is not None]
         if any(not valid_orders.orders.get(a.order.reference, True) for a in dropped if a.order is not None):
             do += " (Apply by hand: the EHR's draft order cannot take a one-click update.)"
-        reasons = override_codings(self.knowledge, finding.override_reasons) if finding.override_reasons else []
+        reasons = self._reasons.get(finding.override_reasons)
+        if reasons is None:
+            reasons = self._reasons[finding.override_reasons] = self._override_reasons(finding.override_reasons)
         return Card(
             uuid=new_uuid(),
             summary=fit_summary(finding.summary),
@@ -74,10 +79,20 @@ class CardBuilder:
             detail=render_detail(finding.facts, do, finding.why, self.evidence(finding)),
             source=source,
             suggestions=suggestions,
-            override_reasons=tuple(Coding(r["system"], r["code"], r["display"]) for r in reasons),
+            override_reasons=reasons,
             links=self.links(finding, page),
             extension={EXTENSION: explanation(finding, record)},
         )
+
+    def _source_of(self, finding: Finding, pages_base_url: str | None) -> tuple[str | None, Source]:
+        """The rule's page and the card's source: the same for every card of a rule at one base URL."""
+        page = rule_url(pages_base_url, finding.rule_id) if pages_base_url else None
+        topic = Coding(self.topic_system, finding.rule_id, self.knowledge.rule(finding.rule_id).title)
+        return page, Source(self.source_label, topic, self.source_url or page)
+
+    def _override_reasons(self, codes: tuple[str, ...]) -> tuple[Coding, ...]:
+        reasons = override_codings(self.knowledge, codes) if codes else []
+        return tuple(Coding(r["system"], r["code"], r["display"]) for r in reasons)
 
     def evidence(self, finding: Finding) -> str:
         """The grade in words; a rule resting on the service's own choice says 'local policy'."""
@@ -111,24 +126,23 @@ class CardBuilder:
 
     def links(self, finding: Finding, page: str | None) -> tuple[Link, ...]:
         """One link per published source, labelled by its citation; the service's own policy links to
-        the rule's page, labelled 'Local policy: <what it says>' (built once per source list)."""
-        key = (finding.sources, page)
-        links = self._links_cache.get(key)
-        if links is None:
-            found: list[Link] = []
-            seen: set[str] = set()
-            for sid in finding.sources:
-                src = self.knowledge.sources[sid]
-                if src.local_policy:
-                    if page and page not in seen:
-                        seen.add(page)
-                        claim = src.claim or src.citation
-                        found.append(Link(_short(f"Local policy: {claim}"), page))
-                elif src.url and src.url not in seen:
-                    seen.add(src.url)
-                    found.append(Link(_short(src.citation), src.url))
-            links = self._links_cache[key] = tuple(found)
-        return links
+        the rule's page, labelled 'Local policy: <what it says>' (built once per source list and page)."""
+        return self._links.get((finding.sources, page), lambda: self._links_of(finding.sources, page))
+
+    def _links_of(self, sources: tuple[str, ...], page: str | None) -> tuple[Link, ...]:
+        found: list[Link] = []
+        seen: set[str] = set()
+        for sid in sources:
+            src = self.knowledge.sources[sid]
+            if src.local_policy:
+                if page and page not in seen:
+                    seen.add(page)
+                    claim = src.claim or src.citation
+                    found.append(Link(_short(f"Local policy: {claim}"), page))
+            elif src.url and src.url not in seen:
+                seen.add(src.url)
+                found.append(Link(_short(src.citation), src.url))
+        return tuple(found)
 
 
 class ValidOrders:
