@@ -182,6 +182,8 @@ class RuleEngine:
         combination, a drug's magnesium salt, an excipient), one of those rules."""
         if finding.rule_id not in self.enabled or not self._gated_in(finding, judged):
             return False
+        if not restricted:  # most calls: no product only some rules judge
+            return True
         about = {e.reference for e in (finding.order, finding.partner) if e is not None}
         return all(finding.rule_id in restricted[ref][1] for ref in about & restricted.keys())
 
