@@ -64,6 +64,7 @@ class RuleEngine:
         # every patient it is written for (MedicationEntry.content), so worked out once per content.
         self._sides: Memo[tuple[bytes, Setting], Sides | None] = Memo(MAX_CONTENTS)
         self._doses: Memo[bytes, DailyDose] = Memo(MAX_CONTENTS)
+        self._admitted: Memo[tuple[str, str, tuple[bytes, Setting]], bool] = Memo(8 * MAX_CONTENTS)
 
     def speaks_about(self, entry: MedicationEntry) -> bool:
         """Whether some enabled rule could speak about this order: a magnesium product or a partner drug
@@ -78,9 +79,10 @@ class RuleEngine:
         """The order as a magnesium product and as partner drugs, each kept only when read by a route
         some rule judges; None when it is neither. A combination (omeprazole with magnesium hydroxide)
         is both."""
-        if not entry.content:
+        key = _key(entry, encounter)
+        if key is None:
             return self._read_sides(entry, encounter)
-        return self._sides.get((entry.content, encounter), lambda: self._read_sides(entry, encounter))
+        return self._sides.get(key, lambda: self._read_sides(entry, encounter))
 
     def _daily_dose(self, entry: MedicationEntry, match: ProductMatch) -> DailyDose:
         if not entry.content:
@@ -114,11 +116,11 @@ class RuleEngine:
                 continue
             match, hits, reading = read
             if match is not None:
-                judged[entry.reference] = JudgedOrder("magnesium", reading, entry, hits)
+                judged[entry.reference] = JudgedOrder("magnesium", reading, entry, hits, _key(entry, encounter))
                 dose = self._daily_dose(entry, match)
                 magnesium.append(MagnesiumProduct(entry, match, in_scope, reading, dose))
             if hits:
-                judged.setdefault(entry.reference, JudgedOrder("partner", reading, entry, hits))
+                judged.setdefault(entry.reference, JudgedOrder("partner", reading, entry, hits, _key(entry, encounter)))
                 partners.extend(PartnerDrug(entry, hit, in_scope, reading) for hit in hits)
         if not any(p.in_scope for p in magnesium) and not any(p.in_scope for p in partners):
             return []  # nothing this service speaks about among the orders in scope
@@ -169,7 +171,7 @@ class RuleEngine:
         out = set()
         for rule_id in self.enabled:
             gate = self.knowledge.gates.get(rule_id)
-            if gate is None or any(_admitted(gate, r, rule_id) for r in orders):
+            if gate is None or any(self._admits(gate, r, rule_id) for r in orders):
                 out.add(rule_id)
             elif gate.drafted_together is not None:
                 together = gate.drafted_together
@@ -223,7 +225,14 @@ class RuleEngine:
         together = gate.drafted_together
         if together is not None and len(read) == 2 and all(_drafted(r, together) for r in read):
             return True
-        return all(_admitted(gate, r, finding.rule_id) for r in read)
+        return all(self._admits(gate, r, finding.rule_id) for r in read)
+
+    def _admits(self, gate: Gate, judged: JudgedOrder, rule_id: str) -> bool:
+        """`_admitted`, remembered per rule and order content: a rule's gating row judges the order as it
+        was read, and the reading is the same for every patient the order is written for."""
+        if judged.content is None:
+            return _admitted(gate, judged, rule_id)
+        return self._admitted.get((rule_id, judged.side, judged.content), lambda: _admitted(gate, judged, rule_id))
 
 
 Sides = tuple[ProductMatch | None, tuple[DrugHit, ...], OrderReading]  # as a magnesium product, as partner drugs
@@ -239,6 +248,11 @@ class JudgedOrder:
     reading: OrderReading
     entry: MedicationEntry
     hits: tuple[DrugHit, ...] = ()
+    content: tuple[bytes, Setting] | None = None  # what its reading follows from (`_judged_sides`); None: unknown
+
+
+def _key(entry: MedicationEntry, encounter: Setting) -> tuple[bytes, Setting] | None:
+    return (entry.content, encounter) if entry.content else None
 
 
 def _admitted(gate: Gate, judged: JudgedOrder, rule_id: str) -> bool:
