@@ -65,6 +65,7 @@ class RuleEngine:
         self._sides: Memo[tuple[bytes, Setting], Sides | None] = Memo(MAX_CONTENTS)
         self._doses: Memo[bytes, DailyDose] = Memo(MAX_CONTENTS)
         self._admitted: Memo[tuple[str, str, tuple[bytes, Setting]], bool] = Memo(8 * MAX_CONTENTS)
+        self._runnables: Memo[tuple[object, ...], frozenset[str]] = Memo(MAX_CONTENTS)
 
     def speaks_about(self, entry: MedicationEntry) -> bool:
         """Whether some enabled rule could speak about this order: a magnesium product or a partner drug
@@ -167,6 +168,14 @@ class RuleEngine:
         is about an order in scope, and `_gated_in` asks that row to admit it (or two magnesium drafts to
         be drafted together)."""
         in_scope = {e.reference for e in record.orders_in_scope}
+        # What the answer follows from: each order's side, content (its reading), origin and whether it is
+        # in scope; the same for every patient given the same orders.
+        if any(j.content is None for j in judged.values()):
+            return self._work_out_runnable(judged, in_scope)
+        key = tuple((j.side, j.content, j.entry.origin, ref in in_scope) for ref, j in judged.items())
+        return self._runnables.get(key, lambda: self._work_out_runnable(judged, in_scope))
+
+    def _work_out_runnable(self, judged: dict[str, JudgedOrder], in_scope: set[str]) -> frozenset[str]:
         orders = [r for ref, r in judged.items() if ref in in_scope]
         out = set()
         for rule_id in self.enabled:
