@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, time, timedelta
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -129,18 +130,18 @@ def _newest_first(found: list[Candidate], whole_series: bool) -> Iterator[Candid
     often needs only the newest: it is found without sorting, and the rest sorted only if it has
     no value."""
     if whole_series or len(found) == 1:
-        found.sort(key=_when, reverse=True)
+        found.sort(key=_WHEN, reverse=True)
         yield from found
         return
-    newest = max(range(len(found)), key=lambda i: found[i][0])  # the first of equal times, as sort keeps
+    times = [candidate[0] for candidate in found]
+    newest = times.index(max(times))  # the first of equal times, as the stable sort keeps it
     yield found[newest]
     rest = found[:newest] + found[newest + 1 :]
-    rest.sort(key=_when, reverse=True)
+    rest.sort(key=_WHEN, reverse=True)
     yield from rest
 
 
-def _when(item: Candidate) -> datetime:
-    return item[0]
+_WHEN = itemgetter(0)  # a candidate's time
 
 
 def _analyte_code(obs: Mapping[str, Any], to_analyte: Mapping[str, str]) -> tuple[str, str | None]:
