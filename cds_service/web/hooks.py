@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, g
 
 from .. import metrics
 from ..access import view
@@ -10,7 +10,7 @@ from ..cards.explain import issued_row
 from ..feedback.recorder import CardRecorder
 from ..instrumentation import annotate
 from ..service import CdsService
-from .edge import json_body, json_response
+from .edge import base_url, json_body, json_response
 
 
 def hooks(service: CdsService, recorder: CardRecorder) -> Blueprint:
@@ -25,8 +25,8 @@ def hooks(service: CdsService, recorder: CardRecorder) -> Blueprint:
     @view("service")
     def call_service(service_id: str) -> Response:
         body = json_body()
-        base_url = service.settings.public_base_url or request.host_url.rstrip("/")
-        answer = service.call(service_id, body, issuer=g.issuer, base_url=base_url)
+        pages = base_url(service.settings.public_base_url)
+        answer = service.call(service_id, body, issuer=g.issuer, base_url=pages)
         annotate(service=service_id, hook=body["hook"], cards=len(answer.issued), rules=sorted(set(answer.rules)))
         for each in answer.issued:
             metrics.child(metrics.CARDS_ISSUED, service_id, each.rule_id, each.card.indicator.value).inc()
