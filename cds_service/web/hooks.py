@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response, g
 
 from .. import metrics
 from ..access import view
-from ..cards.explain import issued_row
+from ..cards.explain import card_row
 from ..feedback.recorder import CardRecorder
 from ..instrumentation import annotate
 from ..service import CdsService
@@ -34,10 +36,10 @@ def hooks(service: CdsService, recorder: CardRecorder) -> Blueprint:
             metrics.CARDS_HELD_BACK.labels(service_id, item.issued.rule_id, item.reason.value).inc()
         if answer.held:
             annotate(held_back=len(answer.held))
-        hook, instance = body["hook"], str(body["hookInstance"])
-        rows = [issued_row(each, service_id, hook, instance) for each in answer.issued]
-        rows += [issued_row(item.issued, service_id, hook, instance, item.reason.value) for item in answer.held]
-        recorder.record(rows)
+        hook, instance, now = body["hook"], str(body["hookInstance"]), datetime.now(UTC)
+        rows = [card_row(each, service_id, hook, instance, now) for each in answer.issued]
+        rows += [card_row(item.issued, service_id, hook, instance, now, item.reason.value) for item in answer.held]
+        recorder.record(rows)  # built and written by the recorder's thread
         return json_response(answer.response)
 
     return blueprint
