@@ -30,8 +30,8 @@ def hooks(service: CdsService, recorder: CardRecorder) -> Blueprint:
         pages = base_url(service.settings.public_base_url)
         answer = service.call(service_id, body, issuer=g.issuer, base_url=pages)
         annotate(service=service_id, hook=body["hook"], cards=len(answer.issued), rules=sorted(set(answer.rules)))
-        for each in answer.issued:
-            metrics.child(metrics.CARDS_ISSUED, service_id, each.rule_id, each.card.indicator.value).inc()
+        for each in answer.issued:  # the indicator is a StrEnum: its label is its value, as str() gives it
+            metrics.child(metrics.CARDS_ISSUED, service_id, each.finding.rule_id, each.card.indicator).inc()
         for item in answer.held:
             metrics.CARDS_HELD_BACK.labels(service_id, item.issued.rule_id, item.reason.value).inc()
         if answer.held:
