@@ -8,6 +8,11 @@ times and one that does it 0 times, and prints the difference per call (start-up
 loading cancel out). Stages: parse (the body's bytes to what the service reads, as the HTTP view
 parses it), call (the whole
 `CdsService.call`), gather, record, engine, cards (each on the inputs the previous stage made).
+Two more, not in the default list, count a whole served call outside the engine, as bench/budget.py
+times it: `served` (a post through Flask's test client to the real app at the production log level,
+with `CdsService.call` answering the response it gave once, its card rows written by the recorder's
+thread before the count ends) and `baseline` (the same post to bench/baseline_app.py):
+`--stages served,baseline`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 STAGES = ("parse", "call", "gather", "record", "engine", "cards")
+HTTP_STAGES = ("served", "baseline")
 SERVICE_ID = "magnesium-order-sign"
 
 
@@ -41,6 +47,9 @@ def _body(case: str) -> bytes:
 
 def drive(stage: str, calls: int, case: str) -> None:
     """Inside valgrind: prepare, then run one stage `calls` times (fresh bodies for first sight)."""
+    if stage in HTTP_STAGES:
+        drive_http(stage, calls, case)
+        return
     from workload import NOW
 
     from cds_service import fastjson
@@ -96,6 +105,44 @@ def drive(stage: str, calls: int, case: str) -> None:
             service.engine.evaluate(record)
         elif stage == "cards":
             service.cards.cards(findings, record, client, "http://localhost")
+
+
+def drive_http(stage: str, calls: int, case: str) -> None:
+    """A served call through Flask's test client: the real app with its engine free, or the baseline."""
+    import logging.config
+
+    from workload import NOW
+
+    from cds_service import fastjson
+    from cds_service.app import create_app
+    from cds_service.config import Settings, StoreSettings
+    from cds_service.logs import logging_config
+
+    raw = _body(case)
+    path = f"/cds-services/{SERVICE_ID}"
+    with tempfile.TemporaryDirectory() as tmp:
+        if stage == "baseline":
+            import baseline_app
+
+            client = baseline_app.app.test_client()
+            recorder = None
+        else:
+            sys.stderr = open(os.path.join(tmp, "service.log"), "w")  # noqa: SIM115 (the log line, written)
+            logging.config.dictConfig(logging_config("INFO"))
+            app = create_app(Settings(now=NOW, store=StoreSettings(data_dir=Path(tmp))))
+            service = app.extensions["cds_service"]
+            answer = service.call(SERVICE_ID, fastjson.loads(raw), base_url="http://localhost")
+            service.call = lambda *args, **kwargs: answer
+            client, recorder = app.test_client(), app.extensions["card_recorder"]
+        for _ in range(2):  # warm: lazy imports, the first metric children, the recorder's thread
+            client.post(path, data=raw, content_type="application/json")
+        if recorder is not None:
+            recorder.flush()
+        for _ in range(calls):
+            client.post(path, data=raw, content_type="application/json")
+        if recorder is not None:
+            recorder.flush()  # the rows written: the writer's share of the call counted too
+            recorder.close()
 
 
 def _count(stage: str, calls: int, case: str) -> int:

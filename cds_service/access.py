@@ -30,7 +30,8 @@ def view(name: str, access: Access = Access.TOKEN) -> Callable[[F], F]:
 
 
 def _current_view() -> object | None:
-    return current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    endpoint = request.endpoint  # one trip through the request proxy, not two
+    return current_app.view_functions.get(endpoint) if endpoint else None
 
 
 def access_of_request() -> Access:

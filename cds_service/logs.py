@@ -22,7 +22,10 @@ QUOTE_LIMIT = 40  # the most a log line quotes of anything a caller sent (a head
 
 def clip(value: object, limit: int = QUOTE_LIMIT) -> str:
     """A caller's value shortened for a log line: never more than `limit` characters, printable only."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(value)[: limit + 1])
+    text = str(value)
+    if len(text) <= limit and text.isprintable():  # the common case, as the loop below would give it
+        return text
+    text = "".join(ch if ch.isprintable() else "?" for ch in text[: limit + 1])
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

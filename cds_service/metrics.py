@@ -72,7 +72,7 @@ STORE_ERRORS = Counter("cds_store_errors_total", "Database operations that faile
 CARDS_UNRECORDED = Counter(
     "cds_cards_unrecorded_total",
     "Cards issued whose record was lost, by reason "
-    "(queue_full, spool_full, spool_unwritable, spool_unreadable, no_spool)",
+    "(queue_full, spool_full, spool_unwritable, spool_unreadable, no_spool, unbuildable)",
     ["reason"],
 )
 CARDS_SPOOLED = Counter(

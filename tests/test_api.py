@@ -348,3 +348,13 @@ def test_compiled_and_reference_validators_agree():
         bodies.append(broken)
     for body in bodies:
         assert fast_validator("request").is_valid(body) == validator("request").is_valid(body), body.get("hook")
+
+
+def test_rule_page_links_follow_each_callers_host(client):
+    """With no public_base_url, a card's source links to its rule's page where the caller reached the
+    service: worked out once per scheme and host, never one host's URL given to another."""
+    for base in ("http://ehr-a.example:8080", "https://ehr-b.example", "http://ehr-a.example:8080"):
+        response = client.post(URL, json=BASE, base_url=base)
+        assert response.status_code == 200
+        urls = [c["source"]["url"] for c in response.get_json()["cards"]]
+        assert urls and all(u.startswith(f"{base}/rules/") for u in urls), (base, urls)

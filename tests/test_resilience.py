@@ -140,6 +140,27 @@ def _now():
     return datetime.now(UTC)
 
 
+def test_a_row_that_cannot_be_built_is_counted_and_logged_and_the_others_are_written(make_app, caplog):
+    """Rows a hook call queues are built by the writer's thread: one that fails there is lost alone,
+    counted and logged by its error's type, and the writer goes on."""
+    app = make_app()
+    recorder, store = app.extensions["card_recorder"], app.extensions["feedback_store"]
+
+    class Broken:
+        def row(self):
+            raise KeyError("a value that must not reach the log")
+
+    before = metric("cds_cards_unrecorded_total", reason="unbuildable")
+    with caplog.at_level(logging.ERROR, logger="cds_service.feedback"):
+        recorder.record([_row("built-1") | {"issued_at": _now()}, Broken(), _row("built-2") | {"issued_at": _now()}])
+        assert recorder.flush(timeout=5)
+        recorder.record([_row("built-3") | {"issued_at": _now()}])
+        assert recorder.flush(timeout=5)
+    assert cards_in(store) == {"built-1", "built-2", "built-3"}
+    assert metric("cds_cards_unrecorded_total", reason="unbuildable") - before == 1
+    assert any("could not be built" in r.getMessage() for r in caplog.records)
+
+
 def test_a_spool_that_cannot_be_written_counts_and_logs_every_lost_card(make_app, tmp_path, caplog):
     app = make_app()
     recorder = app.extensions["card_recorder"]

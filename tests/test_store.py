@@ -292,3 +292,39 @@ def test_the_card_record_keeps_how_orders_were_read_and_nothing_about_the_patien
         {"order": "other order", "route": "enteral", "use": "long-term", "setting": "unknown"},
     ]
     assert not re.search(r"/|\d{4}-\d{2}|mg|[Cc]iprofloxacin|glycinate", rows[cards[0]["uuid"]])
+
+
+def test_a_hook_calls_cards_are_recorded_as_returned_with_how_their_orders_were_read(make_app):
+    """Each card returned is one row: its ids and codes, the call's time, and of its explanation only
+    how the orders were read, the variant and which data were missing (built by the recorder's thread)."""
+    app = make_app()
+    request = load_json(SCENARIOS / "renal-contraindicated-cg" / "request.order-sign.json")
+    before = datetime.now(UTC)
+    response = app.test_client().post("/cds-services/magnesium-order-sign", json=request)
+    after = datetime.now(UTC)
+    assert response.status_code == 200
+    cards = response.get_json()["cards"]
+    assert cards
+    recorder, store = app.extensions["card_recorder"], app.extensions["feedback_store"]
+    assert recorder.flush(timeout=scaled(10))
+    with store.engine.connect() as conn:
+        rows = {r.card_uuid: r for r in conn.execute(select(CardIssued))}
+    assert set(rows) == {c["uuid"] for c in cards}
+    for returned in cards:
+        row = rows[returned["uuid"]]
+        explained = returned["extension"]["mg-cds.explanation"]
+        kept = {
+            "variant": explained.get("variant"),
+            "read_as": explained.get("read_as", []),
+            "data_gaps": sorted({g["topic"] for g in explained.get("data_gaps", ())}),
+        }
+        assert (row.service_id, row.hook, row.hook_instance) == ("magnesium-order-sign", "order-sign",
+                                                                 request["hookInstance"])  # fmt: skip
+        assert (row.rule_id, row.indicator, row.held_back) == (
+            returned["source"]["topic"]["code"],
+            returned["indicator"],
+            None,
+        )
+        assert row.explanation == json.dumps(kept, sort_keys=True, separators=(",", ":"))
+        issued_at = row.issued_at if row.issued_at.tzinfo else row.issued_at.replace(tzinfo=UTC)
+        assert before <= issued_at <= after

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -119,3 +120,22 @@ def test_off_the_hook_call_makes_no_spans(make_app, spans):
     )
     assert response.status_code == 200
     assert spans.get_finished_spans() == ()
+
+
+def test_a_provider_set_globally_after_the_start_gets_the_spans(make_app, monkeypatch):
+    """With no provider of ours, traces follow one set later through the API (as an agent's
+    `opentelemetry-instrument` would): the hooks ask each call, nothing is decided once at the start."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_tracer", None)
+    monkeypatch.setattr(tracing, "_api_tracer", None, raising=False)
+    client = make_app().test_client()
+    request = load_json(SCENARIOS / SCENARIO / "request.order-sign.json")
+    assert client.post(f"/cds-services/{SERVICE_FOR['order-sign']}", json=request).status_code == 200
+    assert not tracing.on()
+    # What trace.set_tracer_provider does, undone after the test (the API sets it once per process).
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    assert client.post(f"/cds-services/{SERVICE_FOR['order-sign']}", json=request).status_code == 200
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names.count("cds.hook") == 1 and {"cds.prefetch", "cds.engine", "cds.store"} <= set(names), names

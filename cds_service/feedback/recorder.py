@@ -2,7 +2,10 @@
 fails with it. While the database is down, rows wait in memory (bounded) and are retried with
 backoff; a graceful stop (gunicorn's worker_exit hook calls close()) flushes them, and what still
 cannot reach the database goes to the local spool file, replayed at the next start. Every record
-that is lost on the way is counted (`cds_cards_unrecorded_total`, by reason) and logged."""
+that is lost on the way is counted (`cds_cards_unrecorded_total`, by reason) and logged.
+
+A hook call may queue rows still to be built (`RowToBuild`, cards/explain.CardRow): the writer's
+thread builds them when it takes them, so the call does not wait for that either."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from .. import metrics, tracing
 from .spool import CardSpool
@@ -28,13 +31,22 @@ STORE_PROBE_SECONDS = 15.0  # idle: ping the store this often, so `cds_store_up`
 WARN_EVERY_SECONDS = 60.0
 
 
+class RowToBuild(Protocol):
+    """A row whose mapping is built when it is written (by the writer's thread, or for the spool)."""
+
+    def row(self) -> Mapping[str, Any]: ...
+
+
+Row = Mapping[str, Any] | RowToBuild
+
+
 class CardRecorder:
     def __init__(self, store: FeedbackStore, spool: CardSpool | None = None, max_pending: int = 50_000) -> None:
         self.store = store
         self.spool = spool
         self.max_pending = max_pending
-        self._pending: list[Mapping[str, Any]] = []
-        self._in_flight: list[Mapping[str, Any]] = []
+        self._pending: list[Row] = []
+        self._in_flight: list[Row] = []
         self._closing = False
         self._hurry = 0  # flush() bumps it: a writer sleeping in backoff retries soon
         self._cond = threading.Condition()
@@ -47,7 +59,7 @@ class CardRecorder:
             with self._cond:
                 self._start_if_needed()
 
-    def record(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def record(self, rows: Sequence[Row]) -> None:
         """Queue rows for `cards_issued`; never blocks on the database."""
         if not rows:
             return
@@ -61,7 +73,7 @@ class CardRecorder:
         if closing:  # a call answered after the stop began: straight to the spool
             self._spool(list(rows), "after the stop")
 
-    def _queue(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def _queue(self, rows: Sequence[Row]) -> None:
         """Add to the queue, the lock held."""
         self._start_if_needed()
         room = self.max_pending - len(self._pending)
@@ -100,8 +112,9 @@ class CardRecorder:
             self._spool(left, "at shutdown")
         return flushed
 
-    def _spool(self, rows: list[Mapping[str, Any]], when: str) -> None:
-        written, lost = self.spool.append(rows) if self.spool else (0, len(rows))
+    def _spool(self, rows: list[Row], when: str) -> None:
+        built = _built(rows)
+        written, lost = self.spool.append(built) if self.spool else (0, len(built))
         if written:
             log.warning(
                 "%s: %d card(s) issued could not reach the store and were spooled to %s (replayed at the next start)",
@@ -140,22 +153,25 @@ class CardRecorder:
             if not ready:
                 self._probe()
                 continue
+            rows = _built(batch)
+            with self._cond:
+                self._in_flight = list(rows)  # built: a stop spools these rows as they are
             try:
-                with tracing.span("cds.store", **_store_span("write-cards", len(batch))):
-                    self.store.record_cards(batch)  # its own trace: no hook call waits for it
+                with tracing.span("cds.store", **_store_span("write-cards", len(rows))):
+                    self.store.record_cards(rows)  # its own trace: no hook call waits for it
             except StoreUnavailable as exc:
                 failures += 1
                 metrics.STORE_ERRORS.labels("record_cards").inc()
                 self._probe()  # a store that answers again may first need its schema
                 if time.monotonic() - warned_at > WARN_EVERY_SECONDS:  # one line a minute, not one per retry
                     warned_at = time.monotonic()
-                    kept = len(batch) + len(self._pending)
+                    kept = len(rows) + len(self._pending)
                     log.warning("store unavailable (%s): %d card(s) kept for retry", exc, kept)
                 with self._cond:
                     self._in_flight = []
                     if self._closing:
                         return  # close() has spooled this batch
-                    self._pending[:0] = batch
+                    self._pending[:0] = rows
                     self._cond.notify_all()
                     hurried = self._hurry
                     limit = MAX_HURRIED_BACKOFF_SECONDS if hurried else MAX_BACKOFF_SECONDS
@@ -181,6 +197,22 @@ class CardRecorder:
             self.store.ping()
             if self.spool and self.spool.path.exists():
                 self.spool.replay(self.store)
+
+
+def _built(rows: Sequence[Row]) -> list[Mapping[str, Any]]:
+    """Each row as the mapping the store and the spool take; one that cannot be built is logged (its
+    error's type and place, never a value) and counted lost, and the others are kept."""
+    built: list[Mapping[str, Any]] = []
+    for row in rows:
+        if isinstance(row, Mapping):
+            built.append(row)
+            continue
+        try:
+            built.append(row.row())
+        except Exception:
+            log.exception("a card record could not be built: 1 card(s) not recorded")
+            metrics.CARDS_UNRECORDED.labels("unbuildable").inc()
+    return built
 
 
 def _store_span(operation: str, rows: int) -> dict[str, str | int]:

@@ -12,12 +12,15 @@ from ..config import Settings
 from ..instrumentation import annotate
 from ..logs import clip
 from ..security import JwtRejected, TokenVerifier
-from .edge import unauthorized
+from .edge import base_url, unauthorized
 
 log = logging.getLogger("cds_service")
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
 # A reverse proxy on this host makes every caller look like loopback; these headers give it away.
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Host", "X-Forwarded-Proto")
+# The same headers as WSGI names them (PEP 3333): looked up in the environ, not through werkzeug's
+# case-insensitive header view, which rebuilds each name on every lookup.
+PROXY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in PROXY_HEADERS)
 
 
 def install_jwt_check(app: Flask, settings: Settings, verifier: TokenVerifier) -> None:
@@ -29,14 +32,15 @@ def install_jwt_check(app: Flask, settings: Settings, verifier: TokenVerifier) -
         if request.method == "OPTIONS" or access_of_request() is Access.OPEN:
             return None
         if not settings.security.trusted_issuers:
-            proxied = any(h in request.headers for h in PROXY_HEADERS)
+            environ = request.environ
+            proxied = any(key in environ for key in PROXY_ENVIRON_KEYS)
             if request.remote_addr in LOOPBACK and not proxied:
                 return None
             reason = "proxied call without trusted issuers" if proxied else "no trusted issuers configured"
             log.warning("unsigned call refused: %s (configure security.trusted_issuers)", reason)
             metrics.JWT_REJECTIONS.labels(reason).inc()
             return unauthorized()
-        audience = (settings.public_base_url or request.host_url.rstrip("/")) + request.path
+        audience = base_url(settings.public_base_url) + request.path
         try:
             g.issuer, _claims = verifier.verify(request.headers.get("Authorization"), audience)
         except JwtRejected as exc:

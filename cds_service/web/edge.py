@@ -11,11 +11,23 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .. import fastjson
+from ..memo import Memo
 from ..protocol.errors import ProtocolError, operation_outcome
 from ..record.fhir_types import decode_body
 
 JSON_TYPES = ("application/json", "application/fhir+json")
 CHALLENGE = 'Bearer realm="cds-services"'  # RFC 7235 3.1: a 401 says which scheme; never why
+# (scheme, Host) -> the URL werkzeug builds from them; bounded: the Host header is the caller's.
+_HOST_URLS: Memo[tuple[str, str], str] = Memo(64)
+
+
+def base_url(public_base_url: str | None) -> str:
+    """Where the caller reached this service, without the final slash: `public_base_url` when set,
+    else the request's scheme and host (`request.host_url`). Worked out once per scheme and host:
+    werkzeug builds host_url anew on every request, as an IRI (percent-decoding, IDNA)."""
+    if public_base_url:
+        return public_base_url
+    return _HOST_URLS.get((request.scheme, request.host), lambda: request.host_url.rstrip("/"))
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, request
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, g
 
 from .. import metrics
 from ..access import view
-from ..cards.explain import issued_row
+from ..cards.explain import card_row
 from ..feedback.recorder import CardRecorder
 from ..instrumentation import annotate
 from ..service import CdsService
-from .edge import json_body, json_response
+from .edge import base_url, json_body, json_response
 
 
 def hooks(service: CdsService, recorder: CardRecorder) -> Blueprint:
@@ -25,19 +27,22 @@ def hooks(service: CdsService, recorder: CardRecorder) -> Blueprint:
     @view("service")
     def call_service(service_id: str) -> Response:
         body = json_body()
-        base_url = service.settings.public_base_url or request.host_url.rstrip("/")
-        answer = service.call(service_id, body, issuer=g.issuer, base_url=base_url)
-        annotate(service=service_id, hook=body["hook"], cards=len(answer.issued), rules=sorted(set(answer.rules)))
-        for each in answer.issued:
-            metrics.child(metrics.CARDS_ISSUED, service_id, each.rule_id, each.card.indicator.value).inc()
+        answer = service.call(service_id, body, issuer=g.issuer, base_url=base_url(service.settings.public_base_url))
+        hook, instance = body["hook"], str(body["hookInstance"])
+        # Let the request's objects go before the response is built: alive, they are most of what the
+        # collector would walk on the way (a collection per call where a third of one is left; bench/README).
+        del body
+        annotate(service=service_id, hook=hook, cards=len(answer.issued), rules=sorted(set(answer.rules)))
+        for each in answer.issued:  # the indicator is a StrEnum: its label is its value, as str() gives it
+            metrics.child(metrics.CARDS_ISSUED, service_id, each.finding.rule_id, each.card.indicator).inc()
         for item in answer.held:
             metrics.CARDS_HELD_BACK.labels(service_id, item.issued.rule_id, item.reason.value).inc()
         if answer.held:
             annotate(held_back=len(answer.held))
-        hook, instance = body["hook"], str(body["hookInstance"])
-        rows = [issued_row(each, service_id, hook, instance) for each in answer.issued]
-        rows += [issued_row(item.issued, service_id, hook, instance, item.reason.value) for item in answer.held]
-        recorder.record(rows)
+        now = datetime.now(UTC)
+        rows = [card_row(each, service_id, hook, instance, now) for each in answer.issued]
+        rows += [card_row(item.issued, service_id, hook, instance, now, item.reason.value) for item in answer.held]
+        recorder.record(rows)  # built and written by the recorder's thread
         return json_response(answer.response)
 
     return blueprint
