@@ -100,3 +100,11 @@ _ELEMENTS = st.fixed_dictionaries(
 def test_generated_per_patient_elements_get_the_whole_orders_verdict(change: dict[str, Any]) -> None:
     order = {**ORDER, **change}
     assert valid_medication_request(order) is _valid_r4(order)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"[!-~]{1,256}", fullmatch=True), st.sampled_from(["subject", "encounter", "requester"]))
+def test_a_plain_reference_taken_as_valid_is_valid_to_the_model(reference: str, name: str) -> None:
+    """The shortcut for {"reference": "<printable ASCII, no space>"} agrees with the Reference model."""
+    assert _valid_r4({**ORDER, name: {"reference": reference}}) is True
+    assert valid_medication_request({**ORDER, name: {"reference": reference}}) is True
