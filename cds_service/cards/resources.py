@@ -76,7 +76,7 @@ def valid_medication_request(resource: dict[str, Any], checked: dict[tuple[str, 
 
     Validation costs ~0.3 ms per order and the same drafts come back for every patient who gets
     them, so it is split in two: the order with its per-patient elements (PER_PATIENT) replaced by
-    valid stand-ins, its verdict remembered per content (no patient's data in the key); and those
+    valid stand-ins, its verdict remembered per content (those elements not in the key); and those
     elements themselves, each checked by its field's type (~25 us for the five; checked inside a whole
     MedicationRequest it was ~65, and remembering that verdict kept patient ids in memory). The two
     verdicts together are the verdict on the whole order, because fhir.resources' MedicationRequest
