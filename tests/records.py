@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from cds_service.record.model import LabValue, MedicationEntry, PatientRecord
+from cds_service.record.model import ConditionEntry, LabValue, MedicationEntry, PatientRecord
 
 NOW = datetime(2026, 11, 15, tzinfo=UTC)
 
 
 def patient_record(
-    *orders: MedicationEntry, labs: Mapping[str, tuple[LabValue, ...]] | None = None, now: datetime = NOW
+    *orders: MedicationEntry,
+    labs: Mapping[str, tuple[LabValue, ...]] | None = None,
+    conditions: tuple[ConditionEntry, ...] = (),
+    now: datetime = NOW,
 ) -> PatientRecord:
     """The first order is in scope, the others are drafts of the same signing."""
     return PatientRecord(
@@ -27,5 +30,5 @@ def patient_record(
         other_drafts=orders[1:],
         active_medications=(),
         labs=labs or {},
-        conditions=(),
+        conditions=conditions,
     )

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from cds_service.clinical.problems import find_condition, how_found
 from cds_service.knowledge import KnowledgeError, load_knowledge
 from cds_service.record.model import Coding, ConditionEntry, PatientRecord
 
+from .records import patient_record
+
 KNOWLEDGE = load_knowledge()
 ICD10, SNOMED = "http://hl7.org/fhir/sid/icd-10-cm", "http://snomed.info/sct"
 
 
 def record(*conditions: ConditionEntry) -> PatientRecord:
-    return PatientRecord(
-        reviewing=False,
-        now=datetime(2026, 11, 15, tzinfo=UTC),
-        patient_id="p",
-        patient_known=True,
-        birth_date=None,
-        sex="male",
-        user_id=None,
-        encounter_id=None,
-        orders_in_scope=(),
-        other_drafts=(),
-        active_medications=(),
-        labs={},
-        conditions=conditions,
-    )
+    return patient_record(conditions=conditions)
 
 
 def problem(text: str, *codings: tuple[str, str]) -> ConditionEntry:
