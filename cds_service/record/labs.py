@@ -147,42 +147,26 @@ _WHEN = itemgetter(0)  # a candidate's time
 def _analyte_code(obs: Mapping[str, Any], to_analyte: Mapping[str, str]) -> tuple[str, str | None]:
     """The LOINC code of the Observation that names an analyte a rule reads (the code looked up first:
     most Observations are of analytes no rule reads)."""
-    code_block = obs.get("code")
-    codings = code_block.get("coding") if type(code_block) is dict else None
-    if type(codings) is not list:
-        return "", None
-    for coding in codings:
-        if type(coding) is dict:
-            code = coding.get("code")
-            analyte = to_analyte.get(code) if type(code) is str else None
-            if analyte and coding.get("system") == LOINC:
-                return str(code), analyte
-    return "", None
+    return _analyte_of(_coded(obs.get("code")), to_analyte)
 
 
 def _typed_analyte_code(text: bytes, to_analyte: Mapping[str, str]) -> tuple[str, str | None]:
     """`_analyte_code` for a typed Observation, whose code is still its JSON text: read once per text."""
     if not text:
         return "", None
-    for system, code in _CODINGS.get(text, lambda: _codings(text)):
+    return _analyte_of(_CODINGS.get(text, lambda: _codings(text)), to_analyte)
+
+
+def _analyte_of(codings: tuple[tuple[str | None, str], ...], to_analyte: Mapping[str, str]) -> tuple[str, str | None]:
+    for system, code in codings:
         analyte = to_analyte.get(code)
         if analyte and system == LOINC:
             return code, analyte
     return "", None
 
 
-# A chart's Observation codes repeat (every magnesium result has the same one): each code's JSON text is
-# read once. The text is a CodeableConcept: codes and their displays (a free-text `text` at most).
-_CODINGS: Memo[bytes, tuple[tuple[str | None, str], ...]] = Memo(4096)
-
-
-def _codings(text: bytes) -> tuple[tuple[str | None, str], ...]:
-    """(system, code) of each coding with a code, as `_analyte_code` reads them from dicts; () for a code
-    that is not JSON a CodeableConcept can be (a number out of range)."""
-    try:
-        concept = as_json(msgspec.Raw(text))
-    except ValueError:
-        return ()
+def _coded(concept: Any) -> tuple[tuple[str | None, str], ...]:
+    """(system, code) of each coding with a code, in a CodeableConcept as parsed JSON."""
     codings = concept.get("coding") if type(concept) is dict else None
     if type(codings) is not list:
         return ()
@@ -192,6 +176,20 @@ def _codings(text: bytes) -> tuple[tuple[str | None, str], ...]:
             system = coding.get("system")
             out.append((system if type(system) is str else None, coding["code"]))
     return tuple(out)
+
+
+# A chart's Observation codes repeat (every magnesium result has the same one): each code's JSON text is
+# read once. The text is a CodeableConcept: codes and their displays (a free-text `text` at most).
+_CODINGS: Memo[bytes, tuple[tuple[str | None, str], ...]] = Memo(4096)
+
+
+def _codings(text: bytes) -> tuple[tuple[str | None, str], ...]:
+    """`_coded` of a typed Observation's code text; () for one that is not JSON a CodeableConcept can be
+    (a number out of range)."""
+    try:
+        return _coded(as_json(msgspec.Raw(text)))
+    except ValueError:
+        return ()
 
 
 def _typed_effective_time(obs: Observation) -> datetime | None:
