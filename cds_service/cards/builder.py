@@ -10,7 +10,6 @@ entries it used go to the `mg-cds.explanation` extension, never into the text.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 
 from ..clinical.findings import Finding, SuggestedAction
@@ -19,6 +18,7 @@ from ..knowledge.anatomy import SUMMARY_LIMIT, clip, evidence_words, render_deta
 from ..knowledge.model import Knowledge
 from ..memo import Memo
 from ..pages.links import rule_url
+from ..random_ids import new_uuid
 from ..record.model import PatientRecord
 from .explain import EXTENSION, explanation
 from .model import Action, Card, Coding, Indicator, IssuedCard, Link, Source, Suggestion
@@ -167,13 +167,3 @@ def fit_summary(text: str) -> str:
 def _short(citation: str) -> str:
     """A link label within its limit, cut at a word (never inside a number: '20-2…')."""
     return shorten(citation, LINK_LABEL_LIMIT)
-
-
-def new_uuid() -> str:
-    """A random (version 4) UUID's text from 16 random bytes: what `str(uuid.uuid4())` gives, at a
-    fifth of its cost (two per card)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40
-    raw[8] = raw[8] & 0x3F | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

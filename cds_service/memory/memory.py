@@ -26,7 +26,6 @@ from typing import Any
 import orjson
 
 from .. import metrics
-from ..cards.builder import new_uuid
 from ..cards.model import Card, Coding, Held, HeldBack, Indicator, IssuedCard, Source
 from ..clinical.findings import Finding
 from ..config import MemorySettings
@@ -34,6 +33,7 @@ from ..feedback.store import override_reason_of
 from ..immutable import immutable
 from ..knowledge.model import Knowledge
 from ..protocol.services import Hook
+from ..random_ids import new_uuid
 from ..record.model import MedicationEntry, PatientRecord
 from .store import MemoryStore, MemoryUnavailable
 
