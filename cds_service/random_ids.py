@@ -44,12 +44,14 @@ def random_bytes(count: int) -> bytes:
 
 
 def new_uuid() -> str:
-    """A random (version 4) UUID's text: what `str(uuid.uuid4())` gives."""
-    raw = bytearray(random_bytes(16))
-    raw[6] = raw[6] & 0x0F | 0x40
-    raw[8] = raw[8] & 0x3F | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A random (version 4) UUID's text: what `str(uuid.uuid4())` gives. The version digit is 4, and the
+    variant digit's two high bits are 10 (8, 9, a or b): set in the text, not in the bytes."""
+    h = random_bytes(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+# A hex digit with its two high bits set to 10, as RFC 9562 asks of the variant.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
 
 
 def new_request_id() -> str:
