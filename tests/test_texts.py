@@ -3,11 +3,16 @@ rule's, a summary case's Found/Do/Why over the plain ones, sources and suggestio
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from cds_service.clinical.texts import TextPlans
 from cds_service.knowledge import load_knowledge
-from cds_service.knowledge.anatomy import placeholders
+from cds_service.knowledge.anatomy import clip, placeholders
+from cds_service.record.dates import day
 
 pytestmark = pytest.mark.unit
 KNOWLEDGE = load_knowledge()
@@ -38,3 +43,31 @@ def test_a_variant_replaces_the_rules_texts_and_adds_its_sources() -> None:
 def test_a_plan_is_made_once() -> None:
     plans = TextPlans(KNOWLEDGE)
     assert plans.plan("mg-low", None, "summary") is plans.plan("mg-low", None, "summary")
+
+
+@given(
+    st.one_of(
+        st.text(st.sampled_from(" a\tb\n\xa0\u2028\x85é…"), max_size=30),
+        st.text(max_size=30),
+        st.floats(allow_nan=False),
+        st.integers(),
+    ),
+    st.integers(1, 40),
+)
+@example("a  b", 10)
+@example(" a", 5)
+@example("a ", 5)
+@example("a\tb", 5)
+@example("a\xa0b", 5)
+def test_clip_gives_what_joining_the_words_and_cutting_gives(value: object, limit: int) -> None:
+    """clip's shortcut for a value already on one line must not change its answer."""
+    text = " ".join(str(value).split())
+    expected = text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    assert clip(value, limit) == expected
+
+
+def test_card_dates_are_day_english_month_year_in_any_locale() -> None:
+    assert day(datetime(2026, 12, 3, 23, 59, tzinfo=UTC)) == "3 Dec 2026"
+    assert [day(date(2025, month, 28)).split()[1] for month in range(1, 13)] == [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]  # fmt: skip

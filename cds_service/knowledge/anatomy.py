@@ -76,7 +76,13 @@ def placeholders(template: str) -> tuple[str, ...]:
 
 
 def clip(value: object, limit: int) -> str:
-    text = " ".join(str(value).split())
+    """The value's text on one line, its whitespace runs made one space, cut to `limit` with an ellipsis."""
+    text = value if type(value) is str else str(value)
+    # Already one line, single-spaced and short (the common case): what the join below would give. Every
+    # whitespace character that str.split() splits on but the space is not printable.
+    if len(text) <= limit and text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

@@ -56,6 +56,10 @@ def _safe_replace_year(day: date, year: int) -> date:
         return day.replace(year=year, day=28)
 
 
+MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def day(when: datetime | date) -> str:
-    """'3 Dec 2026', as cards show dates: unambiguous in every locale, unlike 03/12/2026."""
-    return f"{when.day} {when:%b %Y}"
+    """'3 Dec 2026', as cards show dates: unambiguous in every locale, unlike 03/12/2026. The month's
+    name is always English (cards are), whatever locale the process runs in: not `%b`."""
+    return f"{when.day} {MONTHS[when.month]} {when.year}"
