@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -61,6 +62,11 @@ class RuleContext:
     readings: Mapping[str, OrderReading]
     texts: TextPlans  # the rules' texts, planned once per rule, variant and summary case (the engine's)
     gap_lines: tuple[str, ...]  # "Not available: ..." for each data gap, in every card's audit trail
+    # The standard facts said so far in this call, by name and lookback: each is the same for every
+    # finding that names it (this call's record), so it is written once.
+    said: dict[tuple[str, object], str] = field(default_factory=dict)
+    # How each order was read, as a card's audit line and record (label, order reference): written once.
+    read_lines: dict[tuple[str, str], tuple[str, ReadAs] | None] = field(default_factory=dict)
 
     def runs(self, rule_id: str) -> bool:
         return rule_id in self.runnable
@@ -202,10 +208,23 @@ class RuleContext:
         lines = [restriction[0]] if restriction is not None else []
         read_as = []
         for label, entry in zip(self._labels(), (order, partner), strict=True):
-            reading = self.readings.get(entry.reference) if entry is not None else None
-            if entry is not None and reading is not None:
-                lines.append(f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}")
-                read_as.append((label.lower(), reading.route, reading.use, reading.setting))
+            if entry is None:
+                continue
+            key = (label, entry.reference)
+            said = self.read_lines.get(key, _UNSAID)
+            if said is _UNSAID:
+                reading = self.readings.get(entry.reference)
+                said = self.read_lines[key] = (
+                    None
+                    if reading is None
+                    else (
+                        f"{label} ({short_name(reading.name or entry.reference, 40)}) read as: {reading.shown()}",
+                        (label.lower(), reading.route, reading.use, reading.setting),
+                    )
+                )
+            if said is not None:
+                lines.append(said[0])
+                read_as.append(said[1])
         return tuple(lines), tuple(read_as)
 
     def _labels(self) -> tuple[str, str]:
@@ -216,6 +235,13 @@ class RuleContext:
 
     def standard_fact(self, name: str, fields: Mapping[str, Any]) -> str:
         """A fact any rule's template may name; '' when it has nothing to say (the line is left out)."""
+        key = (name, fields.get("lookback") if name == "mg_latest" else None)
+        said = self.said.get(key)
+        if said is None:
+            said = self.said[key] = self._standard_fact(name, fields)
+        return said
+
+    def _standard_fact(self, name: str, fields: Mapping[str, Any]) -> str:
         if name == "renal":
             return facts.renal(self.renal)
         if name == "renal_note":
@@ -259,6 +285,7 @@ class RuleContext:
         return [s for s in out if not (s.lab and s.lab in self.record.draft_lab_orders)]
 
 
+_UNSAID: Any = object()  # read_lines has no entry yet (None there: the order has no reading)
 Restriction = tuple[str, frozenset[str]]  # the line on the card, the rules that judge the product
 
 
@@ -305,7 +332,7 @@ def repaired(resource: Any) -> dict[str, Any]:
     update built from it is valid R4. Nothing else is changed."""
     out = dict(resource)
     for name in R4_LISTS:
-        if isinstance(out.get(name), dict | str):
+        if isinstance(out.get(name), (dict, str)):  # a tuple: faster than a union here
             out[name] = [out[name]]
     return out
 
@@ -322,12 +349,19 @@ def fit_name(template: str, name: str, **fields: Any) -> str:
     """Fill a summary, shortening the names in it (never the key words) to keep it under 140 characters;
     every other field is clipped to its bound (knowledge/anatomy.py), as the load-time check assumed."""
     names = {"drug": " ".join(name.split())}
-    names.update({k: " ".join(str(fields[k]).split()) for k in NAME_FIELDS if k in fields})
+    for k in NAME_FIELDS:
+        if k in fields:
+            names[k] = " ".join(str(fields[k]).split())
     # Only the fields the summary names are clipped (a family fills more, for its other texts).
-    others = {
-        k: clip(fields[k], FIELDS[k]) if k in FIELDS else fields[k] for k in placeholders(template) if k not in names
-    }
-    limits = dict.fromkeys(names, 48)
+    others = {}
+    for k in placeholders(template):
+        if k not in names:
+            others[k] = clip(fields[k], FIELDS[k]) if k in FIELDS else fields[k]
+    if max(map(len, names.values())) <= NAME_START:  # no name to shorten yet: the first round's summary
+        summary = template.format(**others, **names)
+        if len(summary) <= SUMMARY_LIMIT:
+            return summary
+    limits = dict.fromkeys(names, NAME_START)
     while True:
         shortened = {k: short_name(v, limits[k]) for k, v in names.items()}
         summary = template.format(**others, **shortened)
@@ -340,8 +374,11 @@ def fit_name(template: str, name: str, **fields: Any) -> str:
         limits[longest] = max(NAME_FLOOR, len(shortened[longest]) - over)
 
 
+NAME_START = 48  # the longest a name in a summary starts at (FIELDS["drug"])
+
+
 @lru_cache(maxsize=8192)
-def short_name(name: str, limit: int = 48) -> str:
+def short_name(name: str, limit: int = NAME_START) -> str:
     """Drug names go into summaries that must stay under 140 characters (cached: names repeat)."""
     return shorten(name, limit)
 

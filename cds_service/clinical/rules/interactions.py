@@ -37,12 +37,13 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug) -> Fi
     target = mg.entry if mg.in_scope else partner.entry
     mg_name = short_name(mg.entry.name or ctx.known_name(mg.entry) or mg.match.salt_label, 40)
     has_spacing = drug.before_h is not None or drug.after_h is not None
+    spacing = partner_spacing(drug.name, drug.before_h, drug.after_h) if has_spacing else ""
     found = [
         f"Magnesium product: {mg_name} ({mg.entry.reference}, {mg.entry.origin}); recognised as "
         f"{mg.match.salt_label} by {mg.match.how}",
         f"Interacting drug: {short_name(partner.entry.name or drug.name, 40)} ({partner.entry.reference}, "
         f"{partner.entry.origin}); recognised as {drug.name} by {partner.hit.how}",
-        f"Spacing for {drug.name}: {partner_spacing(drug.name, drug.before_h, drug.after_h)}"
+        f"Spacing for {drug.name}: {spacing}"
         if has_spacing
         else f"{drug.name}: {drug.note or 'co-administration not recommended'}",
         f"Evidence for {drug.name}: {drug.evidence}; sources: {', '.join(drug.sources)}",
@@ -56,7 +57,7 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug) -> Fi
         instruction = (
             magnesium_spacing(drug.name, drug.before_h, drug.after_h, mg.match.excipient_of or "magnesium")
             if target is mg.entry
-            else partner_spacing(drug.name, drug.before_h, drug.after_h)
+            else spacing
         )
         extra.append(update_with_instruction(target, instruction, f"Add to the dosage: {instruction}"))
     if not has_spacing and "remove-magnesium-if-no-spacing" in spec.suggestions and mg.in_scope:
@@ -84,7 +85,7 @@ def _finding(ctx: RuleContext, mg: MagnesiumProduct, partner: PartnerDrug) -> Fi
         merge_key=drug.name if target is mg.entry else "magnesium",
         partner_name=drug.name,
         mg=mg_name,
-        spacing=partner_spacing(drug.name, drug.before_h, drug.after_h) if has_spacing else "",
+        spacing=spacing,
         pair=pair,
     )
 
