@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cds_service.cards import resources
 from cds_service.cards.resources import _valid_r4, valid_medication_request
 
 pytestmark = pytest.mark.unit
@@ -45,6 +46,19 @@ VARIANTS: list[dict[str, Any]] = [
     {"medicationReference": {"reference": "Medication/m1"}},  # two choices of medication[x]
     {"dosageInstruction": [None]},
     {"_authoredOn": {"extension": [{"url": "http://example.org/x", "valueString": "y"}]}},
+    {"identifier": [{"system": "urn:oid:1.2.3", "value": "rx-991"}]},
+    {"identifier": {"value": "rx-991"}},  # one object where R4 has a list
+    {"note": [{"text": "patient prefers liquid"}]},
+    {"note": [None]},
+    {"note": [{"authorString": "x"}]},  # an Annotation without its text
+    {"reasonCode": [{"text": "hypomagnesaemia"}]},
+    {"reasonReference": [{"reference": "Condition/c1"}], "basedOn": [{"reference": "CarePlan/cp1"}]},
+    {"reasonReference": [{"reference": "Condition/c1"}, "Condition/c2"]},
+    {"groupIdentifier": {"value": "g1"}, "priorPrescription": {"reference": "MedicationRequest/old"}},
+    {"performer": {"reference": "Practitioner/n1"}, "recorder": {"reference": "Practitioner/r1"}},
+    {"recorder": [{"reference": "Practitioner/r1"}]},
+    {"supportingInformation": [{"reference": "Observation/o1"}], "insurance": [{"reference": "Coverage/c"}]},
+    {"detectedIssue": [{"display": "dup"}], "eventHistory": [{"reference": "Provenance/p1", "unknown": 1}]},
 ]
 
 
@@ -76,6 +90,7 @@ _REFERENCE = st.dictionaries(
     st.one_of(_SCALAR, st.lists(_SCALAR, max_size=2), st.dictionaries(st.sampled_from(["value", "system"]), _SCALAR)),
     max_size=3,
 )
+_NOTE = st.dictionaries(st.sampled_from(["text", "authorString", "time", "unknown"]), _SCALAR, max_size=2)
 _WHEN = st.one_of(
     st.sampled_from(
         ["2026", "2026-11", "2026-11-15", "2026-02-30", "2026-11-15T10:00:00Z", "2026-11-15T10:00:00+01:00",
@@ -91,6 +106,11 @@ _ELEMENTS = st.fixed_dictionaries(
         "encounter": st.one_of(_REFERENCE, st.lists(_REFERENCE, max_size=2), _SCALAR),
         "requester": _REFERENCE,
         "authoredOn": _WHEN,
+        "identifier": st.one_of(st.lists(st.one_of(_REFERENCE, _SCALAR), max_size=2), _SCALAR),
+        "note": st.one_of(st.lists(st.one_of(_NOTE, _SCALAR), max_size=2), _NOTE),
+        "reasonReference": st.one_of(st.lists(st.one_of(_REFERENCE, _SCALAR), max_size=2), _REFERENCE),
+        "recorder": st.one_of(_REFERENCE, st.lists(_REFERENCE, max_size=1), _SCALAR),
+        "groupIdentifier": st.one_of(_REFERENCE, _SCALAR),
     },
 )
 
@@ -103,8 +123,30 @@ def test_generated_per_patient_elements_get_the_whole_orders_verdict(change: dic
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.from_regex(r"[!-~]{1,256}", fullmatch=True), st.sampled_from(["subject", "encounter", "requester"]))
+@given(
+    st.from_regex(r"[!-~]{1,256}", fullmatch=True),
+    st.sampled_from(["subject", "encounter", "requester", "priorPrescription", "performer", "recorder"]),
+)
 def test_a_plain_reference_taken_as_valid_is_valid_to_the_model(reference: str, name: str) -> None:
     """The shortcut for {"reference": "<printable ASCII, no space>"} agrees with the Reference model."""
     assert _valid_r4({**ORDER, name: {"reference": reference}}) is True
     assert valid_medication_request({**ORDER, name: {"reference": reference}}) is True
+
+
+def test_the_remembered_verdict_is_keyed_by_nothing_that_names_the_patient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the cross-call memory keeps: the order without its per-patient and patient-linked elements."""
+    keys: list[bytes] = []
+    remembered = resources._valid_by_content
+    monkeypatch.setattr(resources, "_valid_by_content", lambda content: keys.append(content) or remembered(content))
+    linked = {
+        "identifier": [{"value": "rx-secret-991"}],
+        "groupIdentifier": {"value": "secret-group"},
+        "note": [{"text": "secret: lives alone"}],
+        "reasonCode": [{"text": "secret diagnosis"}],
+        "reasonReference": [{"reference": "Condition/secret-c1"}],
+        "performer": {"reference": "Practitioner/secret-n1"},
+    }
+    assert valid_medication_request({**ORDER, **linked}) is True
+    assert len(keys) == 1 and b"Magnesium oxide" in keys[0]
+    for secret in (b"secret", b"p1", b"e1", b"d1", b"draft-1", b"2026-11-15"):
+        assert secret not in keys[0]

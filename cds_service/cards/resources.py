@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import orjson
 from fhir.resources.R4B.medicationrequest import MedicationRequest
@@ -67,8 +67,25 @@ def _element_check(name: str) -> TypeAdapter[Any]:
     return TypeAdapter(annotation, config=MedicationRequest.model_config)
 
 
-_ELEMENT_CHECKS = {name: _element_check(name) for name in PER_PATIENT}
-REFERENCES = frozenset({"subject", "encounter", "requester"})
+# Optional elements that can name the patient or say something about them (their reasons, notes,
+# identifiers, the orders and reports around this one), none in a choice group: left out of the
+# remembered verdict's key altogether, and checked each by its field's type like the ones above.
+LINKED = (
+    "identifier", "groupIdentifier", "note", "reasonCode", "reasonReference", "basedOn", "priorPrescription",
+    "supportingInformation", "insurance", "detectedIssue", "eventHistory", "performer", "recorder",
+)  # fmt: skip
+_ELEMENT_CHECKS = {name: _element_check(name) for name in (*PER_PATIENT, *LINKED)}
+
+
+def _is_list(name: str) -> bool:
+    annotation = MedicationRequest.model_fields[name].annotation
+    return get_origin(annotation) is list or any(get_origin(arg) is list for arg in get_args(annotation))
+
+
+# The elements that are lists of complex types: the model refuses a null inside one (fhir_core's
+# reject_null_complex_elements, a rule of the whole resource that the element's own type does not apply).
+_LISTS = frozenset(name for name in _ELEMENT_CHECKS if _is_list(name))
+REFERENCES = frozenset({"subject", "encounter", "requester", "priorPrescription", "performer", "recorder"})
 
 
 def valid_medication_request(resource: dict[str, Any], checked: dict[tuple[str, bytes], bool] | None = None) -> bool:
@@ -76,21 +93,30 @@ def valid_medication_request(resource: dict[str, Any], checked: dict[tuple[str, 
 
     Validation costs ~0.3 ms per order and the same drafts come back for every patient who gets
     them, so it is split in two: the order with its per-patient elements (PER_PATIENT) replaced by
-    valid stand-ins, its verdict remembered per content (those elements not in the key); and those
-    elements themselves, each checked by its field's type (~25 us for the five; checked inside a whole
-    MedicationRequest it was ~65, and remembering that verdict kept patient ids in memory). The two
-    verdicts together are the verdict on the whole order, because fhir.resources' MedicationRequest
-    has no rule that joins these elements to others: it has no field validators of its own, and its
-    only resource-level rules (fhir_core's FHIRAbstractModel) are the required primitives (status,
-    intent), the choice groups (medication[x], reported[x]) and no null inside a list of complex
-    elements, none of which reads a per-patient element. `tests/test_r4_cache.py` holds this against
-    the whole-order check, for listed and generated elements. `checked`: the verdicts on elements already
-    checked in this request (a patient's orders share their subject, encounter and prescriber)."""
+    valid stand-ins and its patient-linked ones (LINKED) left out, its verdict remembered per content
+    (none of those elements in the key); and those elements themselves, each checked by its field's
+    type (~25 us for the five per-patient ones; checked inside a whole MedicationRequest it was ~65,
+    and remembering that verdict kept patient ids in memory). The two verdicts together are the
+    verdict on the whole order, because fhir.resources' MedicationRequest has no rule that joins
+    these elements to others: it has no field validators of its own, and its only resource-level
+    rules (fhir_core's FHIRAbstractModel) are the required primitives (status, intent), the choice
+    groups (medication[x], reported[x]) and no null inside a list of complex elements (which the
+    element's own type does not refuse: `_check_element` applies it), none of which reads one of
+    these elements to judge another.
+    `tests/test_r4_cache.py` holds this against the whole-order check, for listed and generated
+    elements. What the key can still hold is the order's meaning (drug, dose, route, timing), free
+    text in it included, and any element not listed (an extension). `checked`: the verdicts on
+    elements already checked in this request (a patient's orders share their subject, encounter and
+    prescriber)."""
     own = {key: resource[key] for key in PER_PATIENT if key in resource}
-    if not own:
+    linked = {key: resource[key] for key in LINKED if key in resource}
+    if not own and not linked:
         return _valid_whole(resource)
-    stand_in = {**resource, **{key: PER_PATIENT[key] for key in own}}
-    return _valid_whole(stand_in) and all(_valid_element(key, value, checked) for key, value in own.items())
+    stand_in = {key: value for key, value in resource.items() if key not in linked}
+    stand_in.update({key: PER_PATIENT[key] for key in own})
+    return _valid_whole(stand_in) and all(
+        _valid_element(key, value, checked) for part in (own, linked) for key, value in part.items()
+    )
 
 
 def _valid_element(name: str, value: Any, checked: dict[tuple[str, bytes], bool] | None) -> bool:
@@ -121,6 +147,8 @@ def _check_element(name: str, value: Any) -> bool:
         and PLAIN_REFERENCE.fullmatch(value["reference"])
     ):
         return True
+    if name in _LISTS and isinstance(value, list) and any(item is None for item in value):
+        return False
     try:
         _ELEMENT_CHECKS[name].validate_python(value)
     except (ValidationError, ValueError, TypeError):
