@@ -189,3 +189,20 @@ def test_no_patient_data_or_secrets_in_debug_logs(make_app, caplog):
     needles -= set(load_knowledge().rules)  # fixture patients named after a rule id (e.g. "mg-high") would match it
     leaked = sorted(n for n in needles if n in text)
     assert not leaked, f"found in logs: {leaked}"
+
+
+def test_a_contained_resource_of_no_r4_type_drops_the_update_not_the_call(client_once):
+    """fhir_core raises KeyError for a contained resource type R4B does not have (an R5-only one): the
+    R4 check of an order to update took that for a crash, and the call answered 500."""
+
+    def updates(body):
+        response = client_once.post(ENDPOINTS[0], json=body)
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        cards = response.get_json()["cards"]
+        return [a for c in cards for s in c.get("suggestions", []) for a in s["actions"] if a["type"] == "update"]
+
+    assert updates(VALID)  # the request as it is gets a one-click spacing update
+    body = copy.deepcopy(VALID)
+    for entry in body["context"]["draftOrders"]["entry"]:
+        entry["resource"]["contained"] = [{"resourceType": "InventoryItem", "id": "r5-only"}]
+    assert updates(body) == []  # not valid R4: no update offered (the Do line still says the advice)

@@ -1,11 +1,14 @@
-"""The R4 check of an updated order, remembered per order content minus its per-patient elements,
-gives the verdict of checking the whole order, for valid and invalid per-patient elements alike."""
+"""The R4 check of an updated order, remembered per order content minus its per-patient and
+patient-linked elements (checked each on its own), gives the verdict of checking the whole order, for
+valid and invalid elements alike."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir_core.utils import is_list_type, is_primitive_type
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +62,12 @@ VARIANTS: list[dict[str, Any]] = [
     {"recorder": [{"reference": "Practitioner/r1"}]},
     {"supportingInformation": [{"reference": "Observation/o1"}], "insurance": [{"reference": "Coverage/c"}]},
     {"detectedIssue": [{"display": "dup"}], "eventHistory": [{"reference": "Provenance/p1", "unknown": 1}]},
+    {"performer": {"reference": ""}},
+    {"text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">Mg for J. Doe</div>'}},
+    {"text": {"status": "not-a-status", "div": "<div>x</div>"}},
+    {"meta": {"lastUpdated": "2026-11-15T10:00:00Z", "source": "#ehr"}},
+    {"meta": {"lastUpdated": "yesterday"}},
+    {"contained": [{"resourceType": "InventoryItem", "id": "r5-only"}]},  # fhir_core: KeyError, not a verdict
 ]
 
 
@@ -122,9 +131,31 @@ def test_generated_per_patient_elements_get_the_whole_orders_verdict(change: dic
     assert valid_medication_request(order) is _valid_r4(order)
 
 
+@pytest.mark.parametrize("name", sorted(resources._LISTS))
+def test_a_null_inside_a_list_element_is_refused_as_the_whole_order_refuses_it(name: str) -> None:
+    order = {**ORDER, name: [None]}
+    assert valid_medication_request(order) is _valid_r4(order) is False
+
+
+def test_the_elements_left_out_of_the_key_are_read_by_no_rule_of_the_whole_order() -> None:
+    """What the split verdict rests on, read from the model itself: no left-out element is required, in
+    a choice group or paired with an extension sibling, and the lists refused with a null inside are
+    fhir_core's own (lists of complex types)."""
+    fields = MedicationRequest.model_fields
+    required = {name for pair in MedicationRequest.get_required_fields(None) for name in pair if name}
+    choices = {name for names in MedicationRequest.get_one_of_many_fields(None).values() for name in names}
+    for name in (*resources.PER_PATIENT, *resources.LINKED):
+        assert fields[name].alias in (None, name) and name not in choices, name
+    for name in resources.LINKED:  # left out (a per-patient one gets a stand-in: its sibling stays beside it)
+        assert name not in required and f"{name}__ext" not in fields, name
+    checked = resources._ELEMENT_CHECKS
+    complex_lists = {n for n in checked if is_list_type(fields[n]) and not is_primitive_type(fields[n])}
+    assert complex_lists == resources._LISTS
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    st.from_regex(r"[!-~]{1,256}", fullmatch=True),
+    st.from_regex(resources.PLAIN_REFERENCE.pattern, fullmatch=True),
     st.sampled_from(["subject", "encounter", "requester", "priorPrescription", "performer", "recorder"]),
 )
 def test_a_plain_reference_taken_as_valid_is_valid_to_the_model(reference: str, name: str) -> None:
@@ -145,6 +176,8 @@ def test_the_remembered_verdict_is_keyed_by_nothing_that_names_the_patient(monke
         "reasonCode": [{"text": "secret diagnosis"}],
         "reasonReference": [{"reference": "Condition/secret-c1"}],
         "performer": {"reference": "Practitioner/secret-n1"},
+        "text": {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">secret name</div>'},
+        "meta": {"lastUpdated": "2026-11-15T10:00:00Z", "source": "#secret-source"},
     }
     assert valid_medication_request({**ORDER, **linked}) is True
     assert len(keys) == 1 and b"Magnesium oxide" in keys[0]

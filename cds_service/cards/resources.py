@@ -59,8 +59,8 @@ PER_PATIENT: dict[str, Any] = {
 }
 
 
-# Each per-patient element checked as MedicationRequest checks it: its field's type, under the model's
-# configuration (extra fields forbidden), with nothing around it to build.
+# Each per-patient or patient-linked element checked as MedicationRequest checks it: its field's type,
+# under the model's configuration (extra fields forbidden), with nothing around it to build.
 def _element_check(name: str) -> TypeAdapter[Any]:
     annotation = MedicationRequest.model_fields[name].annotation
     assert annotation is not None, name  # every FHIR element has a type
@@ -68,11 +68,13 @@ def _element_check(name: str) -> TypeAdapter[Any]:
 
 
 # Optional elements that can name the patient or say something about them (their reasons, notes,
-# identifiers, the orders and reports around this one), none in a choice group: left out of the
-# remembered verdict's key altogether, and checked each by its field's type like the ones above.
+# identifiers, the orders and reports around this one, the narrative, the record's metadata), none
+# required, in a choice group or with an extension sibling (tests/test_r4_cache.py checks that against
+# the model): left out of the remembered verdict's key altogether, each checked by its field's type.
 LINKED = (
     "identifier", "groupIdentifier", "note", "reasonCode", "reasonReference", "basedOn", "priorPrescription",
-    "supportingInformation", "insurance", "detectedIssue", "eventHistory", "performer", "recorder",
+    "supportingInformation", "insurance", "detectedIssue", "eventHistory", "performer", "recorder", "text",
+    "meta",
 )  # fmt: skip
 _ELEMENT_CHECKS = {name: _element_check(name) for name in (*PER_PATIENT, *LINKED)}
 
@@ -104,8 +106,9 @@ def valid_medication_request(resource: dict[str, Any], checked: dict[tuple[str, 
     element's own type does not refuse: `_check_element` applies it), none of which reads one of
     these elements to judge another.
     `tests/test_r4_cache.py` holds this against the whole-order check, for listed and generated
-    elements. What the key can still hold is the order's meaning (drug, dose, route, timing), free
-    text in it included, and any element not listed (an extension). `checked`: the verdicts on
+    elements. What the key can still hold is the order's meaning (drug, dose, route, timing, free text
+    in them included, a dispenseRequest's performer), its contained resources (its Medication among
+    them), reportedReference (a choice with reportedBoolean) and extensions. `checked`: the verdicts on
     elements already checked in this request (a patient's orders share their subject, encounter and
     prescriber)."""
     own = {key: resource[key] for key in PER_PATIENT if key in resource}
@@ -151,7 +154,7 @@ def _check_element(name: str, value: Any) -> bool:
         return False
     try:
         _ELEMENT_CHECKS[name].validate_python(value)
-    except (ValidationError, ValueError, TypeError):
+    except _REFUSALS:
         return False
     return True
 
@@ -172,6 +175,11 @@ def _valid_by_content(content: bytes) -> bool:
 def _valid_r4(resource: Any) -> bool:
     try:
         MedicationRequest.model_validate(resource)
-    except (ValidationError, ValueError, TypeError):
+    except _REFUSALS:
         return False
     return True
+
+
+# How the models refuse what an EHR sent; KeyError too: fhir_core looks a contained resource's type up
+# by name and raises it for a type R4B does not have ("resourceType": "Nope"), where a 500 came out.
+_REFUSALS = (ValidationError, ValueError, TypeError, KeyError)
