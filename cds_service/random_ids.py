@@ -34,7 +34,9 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def random_bytes(count: int) -> bytes:
-    """`count` (<= POOL_BYTES) bytes from os.urandom, none ever handed out twice."""
+    """`count` bytes from os.urandom, none ever handed out twice."""
+    if count > POOL_BYTES:
+        return os.urandom(count)
     pool = _pool
     at = pool.at
     if at + count > len(pool.data):

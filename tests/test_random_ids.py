@@ -43,6 +43,17 @@ def test_no_id_repeats_within_a_thread_or_across_threads() -> None:
     assert len(seen) == len(set(seen)) == 8000
 
 
+def test_each_thread_reads_its_own_pool() -> None:
+    """A pool shared by threads would need a lock: the read position and the bytes would race."""
+    random_bytes(16)
+    mine = random_ids._pool.data
+    theirs: list[bytes] = []
+    thread = threading.Thread(target=lambda: (random_bytes(16), theirs.append(random_ids._pool.data)))
+    thread.start()
+    thread.join()
+    assert theirs and theirs[0] != mine and random_ids._pool.data is mine
+
+
 def test_request_ids_are_32_hex_digits() -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", new_request_id())
 
@@ -57,6 +68,7 @@ def test_a_pool_is_read_to_its_end_then_refilled_never_reused() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
 def test_a_forked_child_does_not_hand_out_its_parents_next_bytes() -> None:
+    random_ids._forget_after_fork()
     random_bytes(16)  # the parent's pool is part-read: a copy in the child would give the same next bytes
     read, write = os.pipe()
     pid = os.fork()
@@ -68,3 +80,7 @@ def test_a_forked_child_does_not_hand_out_its_parents_next_bytes() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert UUID4.fullmatch(child) and child != new_uuid()
+
+
+def test_more_than_a_pool_is_read_whole() -> None:
+    assert len(random_bytes(POOL_BYTES + 1)) == POOL_BYTES + 1
