@@ -64,9 +64,11 @@ class RuleContext:
     gap_lines: tuple[str, ...]  # "Not available: ..." for each data gap, in every card's audit trail
     # The standard facts said so far in this call, by name and lookback: each is the same for every
     # finding that names it (this call's record), so it is written once.
-    said: dict[tuple[str, object], str] = field(default_factory=dict)
+    said: dict[tuple[str, object], str] = field(default_factory=dict, compare=False, repr=False)
     # How each order was read, as a card's audit line and record (label, order reference): written once.
-    read_lines: dict[tuple[str, str], tuple[str, ReadAs] | None] = field(default_factory=dict)
+    read_lines: dict[tuple[str, str], tuple[str, ReadAs] | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def runs(self, rule_id: str) -> bool:
         return rule_id in self.runnable
