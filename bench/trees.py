@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     args = parser.parse_args()
     trees = [tree.resolve() for tree in args.trees]
+    if trees[0] == trees[1]:
+        parser.error("two different trees (for an A/A run, a second worktree of the same commit)")
     installed = Path(cds_service.__file__).resolve().parent.parent  # its editable install maps the hooks
     for tree in trees:
         if tree != installed and not (tree / "cds_service" / "hooks").exists():
