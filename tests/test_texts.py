@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from cds_service.clinical.texts import TextPlans
 from cds_service.knowledge import load_knowledge
 from cds_service.knowledge.anatomy import clip, placeholders
-from cds_service.record.dates import day
+from cds_service.record import dates
+from cds_service.record.dates import day, parse_datetime, parse_datetime_text
 
 pytestmark = pytest.mark.unit
 KNOWLEDGE = load_knowledge()
@@ -71,3 +72,31 @@ def test_card_dates_are_day_english_month_year_in_any_locale() -> None:
     assert [day(date(2025, month, 28)).split()[1] for month in range(1, 13)] == [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ]  # fmt: skip
+
+
+_STAMPS = st.one_of(
+    st.datetimes(timezones=st.one_of(st.none(), st.timezones())).map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.isoformat().replace("+00:00", "Z") + "Z"),
+    st.sampled_from(["2026", "2026-11", "2026-11-15", "20261115", " 2026-11-15T10:00:00Z", "2026-11-15T10:00:00Z ",
+                     "2026-11-15T24:00:00Z", "2026-W46-1T10:00:00", "2026-11-15T10:00:00.1234567Z", "x" * 41]),
+    st.text(max_size=45),
+)  # fmt: skip
+
+
+def _read_the_long_way(value: str) -> datetime | None:
+    """parse_datetime's own reading, its memory bypassed: what every str took before the shortcut."""
+    return dates._parse.__wrapped__(value) if 4 <= len(value) <= 40 else None
+
+
+@given(_STAMPS)
+@example("2026-11-15T10:00:00Z")
+@example("2026-11-15T10:00:00")
+@example("2026-11-15 ")
+@example(" 2026-11-15")
+@example("2026-11 ")
+def test_a_timestamp_reads_as_it_did_before_the_shortcut_first_time_and_remembered(text: str) -> None:
+    """A typed Observation's shortcut for a full dateTime, and the memory, give what the long way gives."""
+    expected = _read_the_long_way(text)
+    for got in (parse_datetime_text(text), parse_datetime(text), parse_datetime(text)):  # memory: a miss, a hit
+        assert got == expected
+        assert (got.tzinfo if got else None) == (expected.tzinfo if expected else None)

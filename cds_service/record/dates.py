@@ -30,9 +30,19 @@ def _parse(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-# For a caller that already holds a str of 4 to 40 characters (a typed Observation's time): the
-# same cached parse without parse_datetime's checks.
-parse_datetime_text = _parse
+def parse_datetime_text(text: str) -> datetime | None:
+    """`parse_datetime` for a str (a typed Observation's time), a full dateTime read without the memory
+    above: `fromisoformat` alone is ~0.1 us where a miss of the memory is ~0.5 and a hit ~0.07, and a new
+    patient's results are all misses (callgrind, first sight: 11.88 -> 11.26 M instructions a call;
+    the same patient again: 10.44 -> 10.82). What it cannot read as it is (spaces around it, a partial
+    date) goes the memory's way, so the answer is always parse_datetime's."""
+    if 10 < len(text) <= 40:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return _parse(text)
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return _parse(text) if 4 <= len(text) <= 40 else None
 
 
 def parse_date(value: object) -> date | None:

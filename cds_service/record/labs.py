@@ -59,9 +59,8 @@ def lab_series(
             code, analyte_name = known
             if analyte_name is None:
                 continue
-            text = obs.effectiveDateTime  # a str or None already: straight to the cached parser
-            when = (parse_datetime_text(text) if 4 <= len(text) <= 40 else None) if text is not None else None
-            when = when or _typed_effective_time(obs)
+            text = obs.effectiveDateTime  # a str or None already
+            when = (parse_datetime_text(text) if text is not None else None) or _typed_effective_time(obs)
         else:
             status = obs.get("status")
             if type(status) is not str or status not in USABLE_STATUSES:
