@@ -3,8 +3,9 @@ source, read 4 KiB at a time per thread.
 
 Why not `os.urandom(16)` each time: it lets go of the interpreter lock for the system call, and a
 request thread that lets go may wait for another thread (the card writer, gunicorn's loop) to hand it
-back; on a served call that was about a tenth of its time, for some twenty ids (bench/README, ninth
-pass). The bytes are the same quality (os.urandom); each thread reads its own, and a forked worker
+back; a served call makes some twenty ids. A sampling profile of a served worker put a tenth of the
+request thread's samples there; measured served, the gain was within this machine's noise (bench/README,
+ninth pass). The bytes are the same quality (os.urandom); each thread reads its own, and a forked worker
 starts with none, so no two processes or threads ever hand out the same bytes."""
 
 from __future__ import annotations
