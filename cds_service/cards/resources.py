@@ -141,6 +141,11 @@ def _valid_element(name: str, value: Any, checked: dict[tuple[str, bytes], bool]
 PLAIN_REFERENCE = re.compile(r"[!-~]{1,256}")
 
 
+# How the models refuse what an EHR sent; KeyError too: fhir_core looks a contained resource's type up
+# by name and raises it for a type R4B does not have ("resourceType": "Nope"), where a 500 came out.
+_REFUSALS = (ValidationError, ValueError, TypeError, KeyError)
+
+
 def _check_element(name: str, value: Any) -> bool:
     if (
         name in REFERENCES
@@ -178,8 +183,3 @@ def _valid_r4(resource: Any) -> bool:
     except _REFUSALS:
         return False
     return True
-
-
-# How the models refuse what an EHR sent; KeyError too: fhir_core looks a contained resource's type up
-# by name and raises it for a type R4B does not have ("resourceType": "Nope"), where a 500 came out.
-_REFUSALS = (ValidationError, ValueError, TypeError, KeyError)
