@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -232,14 +232,18 @@ def frozen(admin_url: str) -> Iterator[None]:
         data = conn.execute("SHOW data_directory").fetchone()[0]
     postmaster = int(Path(data, "postmaster.pid").read_text().split()[0])
     children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
-    pids = [postmaster, *map(int, children)]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    os.kill(postmaster, signal.SIGSTOP)  # first: it starts no new backend while its children are stopped
+    stopped = [postmaster]
     try:
+        for pid in map(int, children):
+            with suppress(ProcessLookupError):  # a backend that exited since pgrep needs no stopping
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
         yield
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+    finally:  # every process stopped is let go, even when stopping a later one failed
+        for pid in stopped:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 @pytest.mark.postgresql
